@@ -5,7 +5,26 @@
  * uAPI headers such as Linux 6.1's, which lack it.
  *
  * The values below are the upstream ABI, bit for bit:
- *   struct uffdio_move {
+ *   struct uffdio_move { __u64 dst, src, len, mode; __s64 move; }  40 bytes
+ *   _UFFDIO_MOVE 0x05, UFFDIO_MOVE = _IOWR(0xAA, 0x05, struct uffdio_move)
+ *                                  = 0xc028aa05
+ *   UFFDIO_MOVE_MODE_DONTWAKE 1<<0, UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES 1<<1
+ *   UFFD_FEATURE_MOVE 1<<16 (reported by UFFDIO_API)
+ */
+#ifndef ORCH_SELFTESTS_UFFD_ABI_H
+#define ORCH_SELFTESTS_UFFD_ABI_H
+
+#include <linux/types.h>
+#include <linux/userfaultfd.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#ifndef UFFD_FEATURE_MOVE
+/* uAPI headers older than 6.8: define the upstream move ABI locally. */
+#define UFFD_FEATURE_MOVE		(1 << 16)
+
+struct uffdio_move {
 	__u64 dst;	/* destination address, page aligned */
 	__u64 src;	/* source address, page aligned */
 	__u64 len;	/* bytes, page aligned, non-zero */
