@@ -1,0 +1,138 @@
+"""Command line: parse, build a Run, execute, map the outcome to an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import __version__, arch as archmod
+from .errors import EXIT_INTERRUPTED, OrchError
+from .paths import SELFTESTS
+from .runner import install_signal_handlers
+
+DEFAULT_SERIES = "none"
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--arch", default="x86_64",
+                   help="comma-separated: x86_64, arm64 (default: x86_64)")
+    p.add_argument("--tree", help="kernel git checkout, kernel tarball, or an embedded tree "
+                   "name: linux-6.1 (default), linux-6.12")
+    p.add_argument("--base", help="commit to start from (default: the checkout's HEAD, or "
+                   "the imported tarball)")
+    p.add_argument("--series", default=None,
+                   help="series dir (quilt `series` file or *.patch), an mbox, or 'none' "
+                   f"(default: {DEFAULT_SERIES})")
+    p.add_argument("--config", action="append", default=[], metavar="FRAGMENT",
+                   help="extra Kconfig fragment (repeatable)")
+    p.add_argument("--debug", dest="profiles", action="append_const", const="debug",
+                   default=[], help="add configs/debug.config (lockdep, KASAN, DEBUG_VM...)")
+    p.add_argument("--output", "-o", type=Path, help="output dir (default: orch-out/<time>)")
+    p.add_argument("--selftests", type=Path, default=SELFTESTS,
+                   help="directory of *.c selftests (default: orch's selftests/)")
+    p.add_argument("--jobs", "-j", type=int, help="make -j (default: all CPUs)")
+    p.add_argument("--accel", default="auto", choices=["auto", "kvm", "tcg"],
+                   help="auto: KVM when a probe shows it really boots a kernel, else TCG")
+    p.add_argument("--memory", default="1G", help="guest memory (default: 1G)")
+    p.add_argument("--smp", type=int, default=2, help="guest CPUs (default: 2)")
+    p.add_argument("--append", default="", help="extra kernel command line")
+    p.add_argument("--boot-timeout", type=float, default=180.0,
+                   help="seconds until init must be up (default: 180)")
+    p.add_argument("--ssh-timeout", type=float, default=60.0,
+                   help="seconds for SSH to answer once init is up (default: 60)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print every command that would run, run nothing")
+    p.add_argument("--quiet", "-q", action="store_true", help="errors only")
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="orch", description=__doc__)
+    ap.add_argument("--version", action="version", version=f"orch {__version__}")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    run = sub.add_parser("run", help="apply, build, boot, test, report")
+    _common(run)
+    run.add_argument("--junit", type=Path, help="JUnit XML path (default: OUTPUT/junit.xml)")
+    run.add_argument("--test", action="append", dest="tests", metavar="NAME",
+                     help="run only this test binary (repeatable)")
+    run.add_argument("--test-timeout", type=float, default=300.0,
+                     help="seconds per test binary before it is killed (default: 300)")
+    run.add_argument("--bisect-exit", action="store_true",
+                     help="exit 0 good / 1 bad / 125 cannot test / 128 abort, for "
+                     "`git bisect run`")
+
+    boot = sub.add_parser("boot", help="build and boot, then a shell in the guest over SSH")
+    _common(boot)
+    boot.add_argument("--command", "-c", help="run this command in the guest instead of a "
+                      "shell; exit with its status")
+
+    doc = sub.add_parser("doctor", help="what is installed, does KVM really work")
+    doc.add_argument("--arch", default="x86_64,arm64")
+    return ap
+
+
+def options_from(args: argparse.Namespace, argv: list[str]):
+    from .pipeline import Options
+
+    return Options(
+        arches=archmod.parse_list(args.arch),
+        tree=args.tree,
+        base=args.base,
+        series=args.series if args.series is not None else DEFAULT_SERIES,
+        configs=args.config,
+        profiles=args.profiles,
+        output=args.output,
+        junit=getattr(args, "junit", None),
+        selftests=args.selftests,
+        tests=getattr(args, "tests", None),
+        jobs=args.jobs,
+        accel=args.accel,
+        boot_timeout=args.boot_timeout,
+        ssh_timeout=args.ssh_timeout,
+        test_timeout=getattr(args, "test_timeout", 300.0),
+        memory=args.memory,
+        smp=args.smp,
+        append=args.append,
+        dry_run=args.dry_run,
+        quiet=args.quiet,
+        argv=["orch", *argv],
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser().parse_args(argv)
+    install_signal_handlers()
+    try:
+        if args.cmd == "doctor":
+            from .doctor import doctor
+
+            return doctor(archmod.parse_list(args.arch))
+        from .pipeline import Run, bisect_code
+
+        opts = options_from(args, argv)
+        if args.cmd == "boot":
+            from .interactive import boot
+
+            return boot(opts, args.command)
+        run = Run(opts)
+        code = run.execute()
+        if args.bisect_exit:
+            errors = [st.error for st in run.states.values() if st.error]
+            return bisect_code(code, errors[0] if errors else None)
+        return code
+    except OrchError as exc:
+        print(f"orch: {exc.stage}: {exc}", file=sys.stderr)
+        if getattr(args, "bisect_exit", False):
+            from .pipeline import bisect_code
+
+            return bisect_code(exc.exit_code, exc)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("orch: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

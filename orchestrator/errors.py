@@ -1,0 +1,79 @@
+"""Error families and the exit codes they map to.
+
+Two families, as kernel CI needs them: the user's (bad arguments, bad series, a dropped
+config option) and the infrastructure's (patch does not apply, build, boot, SSH).
+"""
+
+from __future__ import annotations
+
+# Exit codes of `orch run` (documented in README.md).
+EXIT_PASS = 0  # every test ran and passed (skips allowed)
+EXIT_TEST_FAILED = 1  # at least one test failed, or a planned test did not report
+EXIT_USAGE = 2  # bad command line, bad input file, dropped config option
+EXIT_INFRA = 3  # apply, build, boot, SSH or QEMU failure: nothing could be concluded
+EXIT_INTERRUPTED = 130  # Ctrl-C / SIGTERM
+
+# `git bisect run` convention (orch run --bisect-exit, orch bisect steps).
+BISECT_GOOD = 0
+BISECT_BAD = 1
+BISECT_SKIP = 125
+BISECT_ABORT = 128
+
+
+class OrchError(Exception):
+    """Base class: `str(err)` is the one line shown to the user."""
+
+    exit_code = EXIT_INFRA
+    stage = "orch"
+
+    def __init__(self, message: str, *, hint: str | None = None, stage: str | None = None):
+        super().__init__(message)
+        self.hint = hint
+        if stage:
+            self.stage = stage
+
+
+class UsageError(OrchError):
+    """The user's input is wrong: arguments, series, fragments, trees."""
+
+    exit_code = EXIT_USAGE
+    stage = "usage"
+
+
+class ConfigError(UsageError):
+    """A requested config option did not survive olddefconfig."""
+
+    stage = "config"
+
+
+class MissingToolError(UsageError):
+    """A host program is missing; the message names the Debian package."""
+
+    stage = "doctor"
+
+
+class InfraError(OrchError):
+    """Something between the patch and the test result broke."""
+
+    exit_code = EXIT_INFRA
+
+
+class ApplyError(InfraError):
+    stage = "apply"
+
+
+class BuildError(InfraError):
+    stage = "build"
+
+
+class BootError(InfraError):
+    stage = "boot"
+
+
+class SSHError(InfraError):
+    stage = "ssh"
+
+
+class Interrupted(OrchError):
+    exit_code = EXIT_INTERRUPTED
+    stage = "interrupted"

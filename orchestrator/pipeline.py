@@ -1,0 +1,497 @@
+"""A run: apply -> config -> build -> selftests -> rootfs -> boot -> test -> report.
+
+`Run(options)` validates what it can before anything slow happens; `Run.execute()` does
+the stages, writes metadata.json and JUnit as it goes (so an interrupted run still leaves
+them), and returns the exit code. A stage whose dependency failed is recorded as skipped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import platform
+import shlex
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from . import __version__, arch as archmod, build, cache, keys as keysmod, kconfig, qemu, \
+    rootfs, selftests, series as seriesmod, testrun, tree as treemod
+from .arch import Arch
+from .errors import (EXIT_INFRA, EXIT_INTERRUPTED, EXIT_PASS, EXIT_TEST_FAILED, EXIT_USAGE,
+                     BISECT_ABORT, BISECT_BAD, BISECT_GOOD, BISECT_SKIP, BootError, ConfigError,
+                     Interrupted, OrchError, UsageError)
+from .paths import SELFTESTS
+from .progress import Progress
+from .report import infra_suite, write_json, write_junit
+from .runner import Runner
+from .ssh import GuestSSH
+
+STAGES = ["apply", "config", "build", "selftests", "rootfs", "boot", "test"]
+
+
+@dataclass
+class Options:
+    arches: list[Arch] = field(default_factory=lambda: [archmod.X86_64])
+    tree: str | None = None
+    base: str | None = None
+    series: str | None = "none"
+    configs: list[str] = field(default_factory=list)
+    profiles: list[str] = field(default_factory=list)
+    output: Path | None = None
+    junit: Path | None = None
+    selftests: Path = SELFTESTS
+    tests: list[str] | None = None
+    jobs: int | None = None
+    accel: str = "auto"  # auto | kvm | tcg
+    boot_timeout: float = 180.0
+    ssh_timeout: float = 60.0
+    test_timeout: float = 300.0
+    memory: str = "1G"
+    smp: int = 2
+    append: str = ""
+    dry_run: bool = False
+    quiet: bool = False
+    argv: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ArchState:
+    arch: Arch
+    stages: dict[str, dict] = field(default_factory=dict)
+    kernel: build.Kernel | None = None
+    compiled: bool | None = None
+    tests: list[Path] = field(default_factory=list)
+    initrd: Path | None = None
+    accel: str = ""
+    accel_reason: str = ""
+    boot_to_ready: float | None = None
+    boot_to_ssh: float | None = None
+    release: str = ""
+    error: OrchError | None = None
+
+
+def default_output() -> Path:
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("orch-out") / stamp
+
+
+class Run:
+    def __init__(self, opts: Options):
+        self.opts = opts
+        self.out = (opts.output or default_output()).resolve()
+        self.junit_path = (opts.junit or self.out / "junit.xml").resolve()
+        self.progress = Progress(quiet=opts.quiet)
+        self.runner = Runner(dry_run=opts.dry_run, echo=self.progress.line)
+        self.states = {a.name: ArchState(a) for a in opts.arches}
+        self.suites: list[testrun.Suite] = []
+        self.started = dt.datetime.now(dt.timezone.utc)
+        self.status = "running"
+        self.exit_code: int | None = None
+        self.tree: treemod.Tree | None = None
+        self.base_commit = ""
+        self.head_commit = ""
+        self.source_tree = ""
+        self.worktree: Path | None = None
+        self.patches: list[seriesmod.Patch] = []
+        self.apply_stage: dict = {}
+        self.versions: dict[str, dict[str, str]] = {"qemu": {}, "gcc": {}}
+        self.fragments: dict[str, list[Path]] = {}
+        # Validate cheap things now: bad input fails before anything slow starts.
+        self.patches = seriesmod.load(opts.series)
+        for a in opts.arches:
+            self.fragments[a.name] = kconfig.fragments_for(a, opts.configs, opts.profiles)
+            for f in self.fragments[a.name]:
+                kconfig.parse_fragment(f)
+        selftests.sources(opts.selftests, opts.tests)
+        if opts.accel not in ("auto", "kvm", "tcg"):
+            raise UsageError(f"--accel {opts.accel}: choose auto, kvm or tcg")
+
+    # --- bookkeeping ------------------------------------------------------------------
+
+    def log(self, arch: str | None, name: str) -> Path:
+        d = self.out / arch if arch else self.out
+        d.mkdir(parents=True, exist_ok=True)
+        return d / name
+
+    @contextmanager
+    def stage(self, st: ArchState | None, name: str) -> Iterator[None]:
+        rec: dict = {"status": "running"}
+        if st is None:
+            self.apply_stage = rec
+        else:
+            st.stages[name] = rec
+        start = time.monotonic()
+        try:
+            yield
+            rec["status"] = "ok"
+        except OrchError as exc:
+            rec["status"] = "failed"
+            rec["error"] = str(exc)
+            raise
+        except KeyboardInterrupt:
+            rec["status"] = "interrupted"
+            raise
+        finally:
+            rec["seconds"] = round(time.monotonic() - start, 2)
+            self.write_reports()
+
+    def properties(self) -> dict[str, dict[str, str]]:
+        props = {}
+        for name, st in self.states.items():
+            props[name] = {
+                "arch": name,
+                "kernel_release": st.release,
+                "accelerator": st.accel,
+                "tree": self.tree.spec if self.tree else (self.opts.tree or treemod.DEFAULT_TREE),
+                "base_commit": self.base_commit,
+                "head_commit": self.head_commit,
+                "series": self.opts.series or "none",
+                "series_patches": str(len(self.patches)),
+                "kernel_key": st.kernel.key if st.kernel else "",
+            }
+        return props
+
+    def reproduce(self) -> str:
+        argv = ["orch", "run", "--arch", ",".join(a.name for a in self.opts.arches)]
+        if self.tree:
+            argv += ["--tree", str(self.tree.origin) if self.tree.kind == "git"
+                     else self.tree.spec]
+        if self.base_commit:
+            argv += ["--base", self.base_commit]
+        argv += ["--series", str(Path(self.opts.series).resolve())
+                 if self.opts.series not in (None, "none") else "none"]
+        for c in self.opts.configs:
+            argv += ["--config", c]
+        for p in self.opts.profiles:
+            argv += [f"--{p}"]
+        for t in self.opts.tests or []:
+            argv += ["--test", t]
+        if self.opts.selftests != SELFTESTS:
+            argv += ["--selftests", str(self.opts.selftests)]
+        if self.opts.append:
+            argv += ["--append", self.opts.append]
+        return shlex.join(argv)
+
+    def metadata(self) -> dict:
+        frag = sorted({p for ps in self.fragments.values() for p in ps})
+        arches = {}
+        for name, st in self.states.items():
+            counts = {"pass": 0, "fail": 0, "skip": 0, "error": 0}
+            for s in self.suites:
+                if s.arch == name:
+                    for k, v in s.counts().items():
+                        counts[k] += v
+            arches[name] = {
+                "stages": st.stages,
+                "kernel": {
+                    "key": st.kernel.key if st.kernel else None,
+                    "store": str(st.kernel.store) if st.kernel else None,
+                    "release": st.release,
+                    "compiled": st.compiled,
+                },
+                "accelerator": st.accel,
+                "accelerator_reason": st.accel_reason,
+                "boot_to_ready_seconds": st.boot_to_ready,
+                "boot_to_ssh_seconds": st.boot_to_ssh,
+                "results": counts,
+                "error": str(st.error) if st.error else None,
+            }
+        return {
+            "orch_version": __version__,
+            "status": self.status,
+            "exit_code": self.exit_code,
+            "command": shlex.join(self.opts.argv) if self.opts.argv else "",
+            "reproduce": self.reproduce(),
+            "started": self.started.isoformat(),
+            "updated": dt.datetime.now(dt.timezone.utc).isoformat(),
+            "output_dir": str(self.out),
+            "junit": str(self.junit_path),
+            "inputs": {
+                "tree": {
+                    "spec": self.opts.tree or treemod.DEFAULT_TREE,
+                    "kind": self.tree.kind if self.tree else None,
+                    "origin": str(self.tree.origin) if self.tree else None,
+                    "base_commit": self.base_commit,
+                    "head_commit": self.head_commit,
+                    "source_tree_object": self.source_tree,
+                    "worktree": str(self.worktree) if self.worktree else None,
+                },
+                "series": {
+                    "spec": self.opts.series or "none",
+                    "patches": seriesmod.fingerprint(self.patches),
+                },
+                "configs": [{"path": str(p), "sha256": cache.file_digest(p)} for p in frag],
+                "selftests": {
+                    "dir": str(self.opts.selftests),
+                    "files": {p.name: cache.file_digest(p)
+                              for p in sorted(self.opts.selftests.glob("*.[ch]"))},
+                    "only": self.opts.tests,
+                },
+                "kernel_cmdline_extra": self.opts.append,
+            },
+            "host": {
+                "python": platform.python_version(),
+                "machine": platform.machine(),
+                "kernel": platform.release(),
+                **self.versions,
+            },
+            "apply": self.apply_stage,
+            "arches": arches,
+        }
+
+    def write_reports(self) -> None:
+        if self.opts.dry_run:
+            return
+        write_json(self.out / "metadata.json", self.metadata())
+        write_junit(self.junit_path, self.suites, self.properties())
+
+    # --- stages -----------------------------------------------------------------------
+
+    def execute(self) -> int:
+        self.out.mkdir(parents=True, exist_ok=True)
+        latest = self.out.parent / "latest"
+        if not self.opts.output:
+            try:
+                if latest.is_symlink() or not latest.exists():
+                    latest.unlink(missing_ok=True)
+                    latest.symlink_to(self.out.name)
+            except OSError:
+                pass
+        self.write_reports()
+        code = EXIT_PASS
+        try:
+            self.tree = treemod.resolve(self.opts.tree, self.runner, progress=self.progress.line)
+            # One run at a time per tree: the worktree and build dirs are shared.
+            with cache.locked(cache.subdir("locks") / f"work-{self.tree.key}.lock"):
+                self.prepare_source()
+                for st in self.states.values():
+                    code = max_code(code, self.run_arch(st))
+        except KeyboardInterrupt:
+            code = EXIT_INTERRUPTED
+            self.progress.error("orch: interrupted; partial results written to "
+                                f"{self.out}")
+            self.status = "interrupted"
+        except Interrupted as exc:
+            code = EXIT_INTERRUPTED
+            self.progress.error(f"orch: {exc}; partial results written to {self.out}")
+            self.status = "interrupted"
+        except OrchError as exc:
+            code = exc.exit_code
+            self.report_error(None, exc)
+            for st in self.states.values():
+                self.suites.append(infra_suite(st.arch.name, exc.stage, str(exc)))
+        if self.status == "running":
+            self.status = {EXIT_PASS: "passed", EXIT_TEST_FAILED: "failed"}.get(code, "error")
+        self.exit_code = code
+        self.write_reports()
+        self.summary()
+        return code
+
+    def report_error(self, st: ArchState | None, exc: OrchError) -> None:
+        prefix = f"[{st.arch.name}] " if st else ""
+        self.progress.error(f"orch: {prefix}{exc.stage}: {exc}")
+        if exc.hint and exc.stage in ("build",):
+            for ln in exc.hint.splitlines()[:20]:
+                self.progress.error(f"    {ln}")
+
+    def prepare_source(self) -> None:
+        r = self.runner
+        assert self.tree is not None
+        self.base_commit = treemod.resolve_base(self.tree, self.opts.base, r) \
+            if not self.opts.dry_run or (self.tree.repo / "HEAD").exists() else "BASE"
+        with self.stage(None, "apply"):
+            self.worktree = treemod.prepare_worktree(self.tree, self.base_commit, r)
+            seriesmod.apply(self.patches, self.worktree, r, self.log(None, "apply.log"),
+                            progress=self.progress.status)
+            if not self.opts.dry_run:
+                self.head_commit, self.source_tree = treemod.tree_id(self.worktree, r)
+        self.progress.line(f"source: {self.tree.spec} @ {self.base_commit[:12]} + "
+                           f"{len(self.patches)} patch(es) -> {self.worktree}")
+
+    def run_arch(self, st: ArchState) -> int:
+        a = st.arch
+        try:
+            self.build_arch(st)
+            return self.boot_and_test(st)
+        except OrchError as exc:
+            st.error = exc
+            self.report_error(st, exc)
+            self.suites.append(infra_suite(a.name, exc.stage, str(exc), exc.hint or ""))
+            for name in STAGES:
+                st.stages.setdefault(name, {"status": "skipped"})
+            self.write_reports()
+            return exc.exit_code
+
+    def build_arch(self, st: ArchState) -> None:
+        a, r = st.arch, self.runner
+        assert self.worktree is not None and self.tree is not None
+        builddir = cache.subdir("build", self.tree.key, a.name)
+        with self.stage(st, "config"):
+            self.versions["gcc"][a.name] = build.compiler_version(a, r)
+            kconfig.configure(a, self.worktree, builddir, self.fragments[a.name], r,
+                              self.log(a.name, "config.log"))
+            config_text = "" if r.dry_run else (builddir / ".config").read_text()
+            if not r.dry_run:
+                (self.log(a.name, "config")).write_text(config_text)
+        with self.stage(st, "build"):
+            key = build.build_key(a, self.source_tree, config_text, self.versions["gcc"][a.name])
+            st.kernel, st.compiled = build.build(a, self.worktree, builddir, key, r,
+                                                 self.log(a.name, "build.log"), self.opts.jobs,
+                                                 progress=self.progress.status)
+            st.release = st.kernel.info().get("release", "")
+            self.progress.line(f"[{a.name}] kernel {st.release or '?'}: "
+                               f"{'built' if st.compiled else 'up to date, no compile'} "
+                               f"(key {key[:12]})")
+        with self.stage(st, "selftests"):
+            st.tests = selftests.build(a, self.opts.selftests, st.kernel.headers, st.kernel.key,
+                                       r, self.log(a.name, "selftests.log"), self.opts.tests,
+                                       progress=self.progress.status)
+        with self.stage(st, "rootfs"):
+            keys = keysmod.ensure(r)
+            st.initrd = rootfs.build_initramfs(a, keys, st.tests, r, progress=self.progress.line) \
+                if not r.dry_run else Path("initramfs.cpio")
+
+    def choose_accel(self, st: ArchState) -> None:
+        a = st.arch
+        if self.opts.accel == "tcg" or not archmod.is_native(a):
+            st.accel = "tcg"
+            st.accel_reason = "requested" if self.opts.accel == "tcg" else \
+                f"{a.name} guest on {archmod.host_arch()} host"
+            return
+        assert st.kernel is not None
+        ok, why = qemu.kvm_probe(a, st.kernel.image)
+        if ok:
+            st.accel, st.accel_reason = "kvm", why
+            return
+        if self.opts.accel == "kvm":
+            raise BootError(f"--accel kvm requested but KVM does not work here: {why}")
+        st.accel, st.accel_reason = "tcg", why
+        self.progress.line(f"[{a.name}] KVM not usable ({why}); falling back to TCG (slower)")
+
+    @contextmanager
+    def guest(self, st: ArchState) -> Iterator[GuestSSH]:
+        """Boot the arch's kernel and yield a connected SSH session; QEMU dies on exit."""
+        a = st.arch
+        assert st.kernel is not None and st.initrd is not None
+        self.choose_accel(st)
+        self.versions["qemu"][a.name] = qemu.qemu_version(a)
+        keys = keysmod.ensure(self.runner)
+        port = qemu.free_port()
+        spec = qemu.BootSpec(st.kernel.image, st.initrd, port, st.accel, self.opts.memory,
+                             self.opts.smp, self.opts.append)
+        console = self.log(a.name, "console.log")
+        console.unlink(missing_ok=True)
+        with qemu.Guest(a, spec, console) as g:
+            self.progress.status(f"[{a.name}] booting ({st.accel})")
+            st.boot_to_ready = round(g.wait_ready(self.opts.boot_timeout), 2)
+            ssh = GuestSSH(port, keys)
+            try:
+                remaining = self.opts.ssh_timeout
+                ssh.connect(remaining, alive=lambda: not g.exited.is_set())
+            except OrchError as exc:
+                if g.panicked.is_set():
+                    raise BootError(f"kernel panic: {g.first_problem()}",
+                                    hint=g.excerpt()) from None
+                raise exc
+            st.boot_to_ssh = round(time.monotonic() - g.started_at, 2)
+            self.progress.line(f"[{a.name}] booted {g.marker.split()[-1]} under "
+                               f"{st.accel.upper()}: init {st.boot_to_ready}s, "
+                               f"SSH {st.boot_to_ssh}s")
+            try:
+                yield ssh
+            finally:
+                ssh.close()
+
+    def boot_and_test(self, st: ArchState) -> int:
+        a = st.arch
+        if self.opts.dry_run:
+            spec = qemu.BootSpec(Path("IMAGE"), Path("INITRD"), 10022, "tcg", self.opts.memory,
+                                 self.opts.smp, self.opts.append)
+            self.progress.line("+ " + shlex.join(qemu.qemu_argv(a, spec)))
+            return EXIT_PASS
+        with self.stage(st, "boot"):
+            cm = self.guest(st)
+            ssh = cm.__enter__()
+        try:
+            with self.stage(st, "test"):
+                code = self.run_tests(st, ssh)
+        except BaseException:
+            cm.__exit__(*sys.exc_info())
+            raise
+        cm.__exit__(None, None, None)
+        return code
+
+    def run_tests(self, st: ArchState, ssh: GuestSSH) -> int:
+        a = st.arch
+        code = EXIT_PASS
+        lost = False
+        for t in st.tests:
+            if lost:
+                s = testrun.Suite(a.name, t.name)
+                s.cases.append(testrun.ktap.TestResult(t.name, "error",
+                                                       message="not run: SSH connection lost"))
+                self.suites.append(s)
+                continue
+            self.progress.status(f"[{a.name}] test {t.name}")
+            s = testrun.run_binary(ssh, a.name, t.name, self.opts.test_timeout,
+                                   self.out / a.name / "tests")
+            self.suites.append(s)
+            c = s.counts()
+            self.progress.line(f"[{a.name}] {t.name}: {c['pass']} passed, {c['fail']} failed, "
+                               f"{c['skip']} skipped, {c['error']} errors "
+                               f"({s.duration:.1f}s)")
+            if any(x.name == "ssh" and x.status == "error" for x in s.cases):
+                lost = True
+            self.write_reports()
+        counts = {"pass": 0, "fail": 0, "skip": 0, "error": 0}
+        for s in self.suites:
+            if s.arch == a.name:
+                for k, v in s.counts().items():
+                    counts[k] += v
+        if counts["error"]:
+            code = EXIT_INFRA if lost else EXIT_TEST_FAILED
+        if counts["fail"]:
+            code = max_code(code, EXIT_TEST_FAILED)
+        if counts["pass"] + counts["fail"] == 0 and code == EXIT_PASS:
+            # Nothing actually ran (everything skipped): never report that as a pass.
+            code = EXIT_TEST_FAILED
+            self.progress.error(f"orch: [{a.name}] no test ran (all skipped)")
+        return code
+
+    def summary(self) -> None:
+        for name in self.states:
+            c = {"pass": 0, "fail": 0, "skip": 0, "error": 0}
+            for s in self.suites:
+                if s.arch == name:
+                    for k, v in s.counts().items():
+                        c[k] += v
+            self.progress.line(f"{name}: {c['pass']} passed, {c['fail']} failed, "
+                               f"{c['skip']} skipped, {c['error']} errors")
+        if not self.opts.dry_run:
+            self.progress.line(f"results: {self.junit_path}  metadata: "
+                               f"{self.out / 'metadata.json'}  (exit {self.exit_code})")
+
+
+SEVERITY = [EXIT_PASS, EXIT_TEST_FAILED, EXIT_INFRA, EXIT_USAGE, EXIT_INTERRUPTED]
+
+
+def max_code(a: int, b: int) -> int:
+    """The more serious of two exit codes (interrupt > usage > infra > test failure)."""
+    return a if SEVERITY.index(a) >= SEVERITY.index(b) else b
+
+
+def bisect_code(code: int, error: OrchError | None = None) -> int:
+    """Map an orch exit code to `git bisect run`'s convention."""
+    if code == EXIT_PASS:
+        return BISECT_GOOD
+    if code == EXIT_TEST_FAILED:
+        return BISECT_BAD
+    if code == EXIT_INFRA:
+        return BISECT_SKIP
+    if code == EXIT_USAGE and isinstance(error, ConfigError):
+        return BISECT_SKIP
+    return BISECT_ABORT
+

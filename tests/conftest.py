@@ -1,0 +1,49 @@
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def isolated_cache(tmp_path, monkeypatch):
+    """A private orch cache: unit tests never touch the user's."""
+    d = tmp_path / "cache"
+    monkeypatch.setenv("ORCH_CACHE", str(d))
+    return d
+
+
+def git(cwd: Path, *args: str) -> str:
+    env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
+               GIT_COMMITTER_EMAIL="t@t")
+    return subprocess.run(["git", "-C", str(cwd), *args], check=True, capture_output=True,
+                          text=True, env=env).stdout
+
+
+@pytest.fixture
+def fake_kernel_repo(tmp_path):
+    """A tiny git repo that looks like a kernel tree (Makefile, Kconfig, mm/, arch/)."""
+    repo = tmp_path / "linux"
+    (repo / "mm").mkdir(parents=True)
+    (repo / "arch").mkdir()
+    (repo / "Makefile").write_text("all:\n\t@echo fake kernel\n")
+    (repo / "Kconfig").write_text("mainmenu \"fake\"\nsource \"mm/Kconfig\"\n")
+    (repo / "arch/Kconfig").write_text("config ARCH_FAKE\n\tbool\n")
+    (repo / "mm/Kconfig").write_text("config USERFAULTFD\n\tbool \"uffd\"\n\tdepends on MMU\n")
+    (repo / "mm/mmap.c").write_text("".join(f"line {i}\n" for i in range(1, 41)))
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "base")
+    git(repo, "tag", "v6.1")
+    return repo
+
+
+def make_patch(repo: Path, edit, subject: str) -> str:
+    """Commit `edit(repo)` and return it as a format-patch mail; then drop the commit."""
+    edit(repo)
+    git(repo, "commit", "-qam", subject)
+    text = git(repo, "format-patch", "-1", "--stdout")
+    git(repo, "reset", "-q", "--hard", "HEAD~1")
+    return text

@@ -1,0 +1,68 @@
+from pathlib import Path
+
+import pytest
+
+from orchestrator import arch, kconfig, qemu, selftests
+from orchestrator.errors import UsageError
+
+
+def test_arch_lookup_and_aliases():
+    assert arch.get("aarch64") is arch.ARM64
+    assert [a.name for a in arch.parse_list("x86_64,arm64,x86_64")] == ["x86_64", "arm64"]
+    with pytest.raises(UsageError, match="unknown arch 'mips'"):
+        arch.parse_list("x86_64,mips")
+
+
+def test_qemu_argv_x86_tcg_binds_loopback_only():
+    spec = qemu.BootSpec(Path("/k/bzImage"), Path("/k/initrd"), 10022, "tcg")
+    argv = qemu.qemu_argv(arch.X86_64, spec)
+    assert argv[0] == "qemu-system-x86_64"
+    assert "hostfwd=tcp:127.0.0.1:10022-:22" in argv[argv.index("-netdev") + 1]
+    assert argv[argv.index("-accel") + 1].startswith("tcg")
+    assert argv[argv.index("-cpu") + 1] == "max"
+    assert "console=ttyS0" in argv[argv.index("-append") + 1]
+    assert "-no-reboot" in argv and "-nodefaults" in argv
+
+
+def test_qemu_argv_x86_kvm_uses_host_cpu():
+    spec = qemu.BootSpec(Path("k"), None, None, "kvm")
+    argv = qemu.qemu_argv(arch.X86_64, spec)
+    assert argv[argv.index("-accel") + 1] == "kvm"
+    assert argv[argv.index("-cpu") + 1] == "host"
+    assert "-initrd" not in argv and "none" in argv[argv.index("-nic") + 1]
+
+
+def test_qemu_argv_arm64():
+    spec = qemu.BootSpec(Path("Image"), Path("i"), 2222, "tcg", memory="2G", smp=4,
+                         append="orch.sshd=0")
+    argv = qemu.qemu_argv(arch.ARM64, spec)
+    assert argv[0] == "qemu-system-aarch64"
+    assert argv[argv.index("-M") + 1] == "virt"
+    assert argv[argv.index("-cpu") + 1].startswith("max")
+    assert argv[argv.index("-m") + 1] == "2G"
+    assert argv[argv.index("-smp") + 1] == "4"
+    app = argv[argv.index("-append") + 1]
+    assert "console=ttyAMA0" in app and app.endswith("orch.sshd=0")
+
+
+def test_make_argv_cross_and_ccache():
+    argv = kconfig.make_argv(arch.ARM64, Path("/src"), Path("/b"), ["Image"], jobs=2,
+                             cc="ccache aarch64-linux-gnu-gcc")
+    assert argv[:5] == ["make", "-C", "/src", "O=/b", "ARCH=arm64"]
+    assert "CROSS_COMPILE=aarch64-linux-gnu-" in argv
+    assert "CC=ccache aarch64-linux-gnu-gcc" in argv
+    assert argv[-2:] == ["-j2", "Image"]
+
+
+def test_make_argv_native_has_no_cross_prefix():
+    if arch.host_arch() != "x86_64":
+        pytest.skip("native x86_64 host only")
+    argv = kconfig.make_argv(arch.X86_64, Path("/src"), Path("/b"), ["bzImage"])
+    assert not any(a.startswith("CROSS_COMPILE") for a in argv)
+
+
+def test_selftest_compile_argv():
+    argv = selftests.compile_argv("aarch64-linux-gnu-gcc", Path("/s/t.c"), Path("/o/t"),
+                                  Path("/s"), Path("/h"))
+    assert argv[0] == "aarch64-linux-gnu-gcc" and "-static" in argv
+    assert argv[argv.index("-isystem") + 1] == "/h/include"
