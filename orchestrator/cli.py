@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import __version__, arch as archmod
+from . import __version__
+from . import arch as archmod
 from .errors import EXIT_INTERRUPTED, OrchError
 from .paths import SELFTESTS
 from .runner import install_signal_handlers

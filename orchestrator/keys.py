@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from . import cache
-from .errors import MissingToolError, InfraError
+from .errors import InfraError, MissingToolError
 from .runner import Runner
 
 

@@ -8,8 +8,10 @@ them), and returns the exit code. A stage whose dependency failed is recorded as
 from __future__ import annotations
 
 import datetime as dt
+import os
 import platform
 import shlex
+import shutil
 import sys
 import time
 from contextlib import contextmanager
@@ -17,12 +19,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from . import __version__, arch as archmod, build, cache, keys as keysmod, kconfig, qemu, \
-    rootfs, selftests, series as seriesmod, testrun, tree as treemod
+from . import __version__, build, cache, kconfig, qemu, rootfs, selftests, testrun
+from . import arch as archmod
+from . import keys as keysmod
+from . import series as seriesmod
+from . import tree as treemod
 from .arch import Arch
-from .errors import (EXIT_INFRA, EXIT_INTERRUPTED, EXIT_PASS, EXIT_TEST_FAILED, EXIT_USAGE,
-                     BISECT_ABORT, BISECT_BAD, BISECT_GOOD, BISECT_SKIP, BootError, ConfigError,
-                     Interrupted, OrchError, UsageError)
+from .errors import (
+    BISECT_ABORT,
+    BISECT_BAD,
+    BISECT_GOOD,
+    BISECT_SKIP,
+    EXIT_INFRA,
+    EXIT_INTERRUPTED,
+    EXIT_PASS,
+    EXIT_TEST_FAILED,
+    EXIT_USAGE,
+    BootError,
+    ConfigError,
+    Interrupted,
+    MissingToolError,
+    OrchError,
+    UsageError,
+)
 from .paths import SELFTESTS
 from .progress import Progress
 from .report import infra_suite, write_json, write_junit
@@ -106,6 +125,8 @@ class Run:
             for f in self.fragments[a.name]:
                 kconfig.parse_fragment(f)
         selftests.sources(opts.selftests, opts.tests)
+        if not opts.dry_run:
+            preflight(opts.arches)
         if opts.accel not in ("auto", "kvm", "tcg"):
             raise UsageError(f"--accel {opts.accel}: choose auto, kvm or tcg")
 
@@ -455,7 +476,9 @@ class Run:
             code = EXIT_INFRA if lost else EXIT_TEST_FAILED
         if counts["fail"]:
             code = max_code(code, EXIT_TEST_FAILED)
-        if counts["pass"] + counts["fail"] == 0 and code == EXIT_PASS:
+        real = [c for s in self.suites if s.arch == a.name for c in s.cases
+                if c.name != "dmesg_clean" and c.status in ("pass", "fail")]
+        if not real and code == EXIT_PASS:
             # Nothing actually ran (everything skipped): never report that as a pass.
             code = EXIT_TEST_FAILED
             self.progress.error(f"orch: [{a.name}] no test ran (all skipped)")
@@ -473,6 +496,24 @@ class Run:
         if not self.opts.dry_run:
             self.progress.line(f"results: {self.junit_path}  metadata: "
                                f"{self.out / 'metadata.json'}  (exit {self.exit_code})")
+
+
+def preflight(arches: list[Arch]) -> None:
+    """Missing host programs are found before a 3-minute build, not after it."""
+    needed = [("git", "git"), ("make", "make"), ("flex", "flex"), ("bison", "bison"),
+              ("bc", "bc"), ("cpio", "cpio"), ("readelf", "binutils"),
+              ("dropbearconvert", "dropbear-bin")]
+    for a in arches:
+        needed.append((a.cc(), a.cross_package if a.cross_compile() else "gcc"))
+        needed.append((a.qemu, a.qemu_package))
+        if archmod.is_native(a):
+            needed += [("busybox", "busybox-static"), ("dropbear", "dropbear-bin")]
+        else:
+            needed += [("apt-get", "apt"), ("dpkg-deb", "dpkg")]
+    path = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
+    for tool, pkg in needed:
+        if not shutil.which(tool, path=path):
+            raise MissingToolError(f"{tool} not found (apt-get install {pkg})")
 
 
 SEVERITY = [EXIT_PASS, EXIT_TEST_FAILED, EXIT_INFRA, EXIT_USAGE, EXIT_INTERRUPTED]

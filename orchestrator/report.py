@@ -8,8 +8,7 @@ import json
 import os
 from pathlib import Path
 
-from junitparser import Error, Failure, JUnitXml, Properties, Property, Skipped, TestCase, \
-    TestSuite
+from junitparser import Error, Failure, JUnitXml, Properties, Skipped, TestCase, TestSuite
 
 from .testrun import Suite
 

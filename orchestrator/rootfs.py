@@ -68,7 +68,8 @@ def _apt_opts(arch: Arch, root: Path) -> list[str]:
 def sysroot(arch: Arch, runner: Runner, progress=print) -> Path:
     """A directory holding the Debian userland packages orch needs, for this arch."""
     if is_native(arch):
-        for tool, pkg in (("/bin/busybox", "busybox-static"), ("/usr/sbin/dropbear", "dropbear-bin")):
+        for tool, pkg in (("/bin/busybox", "busybox-static"),
+                          ("/usr/sbin/dropbear", "dropbear-bin")):
             if not Path(tool).exists():
                 raise MissingToolError(f"{tool} not found (apt-get install {pkg})")
         if not _is_static("/bin/busybox"):

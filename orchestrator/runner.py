@@ -84,7 +84,7 @@ class Runner:
             full_env = dict(os.environ)
             full_env.update(env)
         start = time.monotonic()
-        logf = open(log, "a", encoding="utf-8", errors="replace") if log else None
+        logf = open(log, "a", encoding="utf-8", errors="replace", buffering=1) if log else None
         if logf:
             logf.write(f"+ {shown}\n")
             logf.flush()
