@@ -378,17 +378,20 @@ static void pin_cpu(void)
 /*
  * Fault in, then unmap, a scratch region: the faults overflow this CPU's
  * LRU add batch (so earlier pages reach the LRU, which page_idle and
- * migration need) and the unmap of > 33 pages makes x86 flush the whole
- * TLB of this mm (so a later access sets the accessed bit again).
+ * migration need) and the unmap of that many pages makes x86 (> 33 pages)
+ * and arm64 (>= 512 pages) flush the whole TLB of this mm, so a later
+ * access sets the accessed bit in the PTE again (clearing "young" for
+ * page_idle does not flush the TLB).
  */
 static void drain_lru_and_flush(void)
 {
-	size_t n = 512 * pg;
+	size_t n = 1024 * pg;
 	char *p = mmap(NULL, n, PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
 	if (p == MAP_FAILED)
 		return;
+	madvise(p, n, MADV_NOHUGEPAGE);	/* small folios: many LRU adds */
 	for (size_t o = 0; o < n; o += pg)
 		p[o] = 1;
 	munmap(p, n);
@@ -1367,10 +1370,15 @@ static int t_ksm_ebusy(void)
 	scans0 = read_long(KSM_DIR "full_scans");
 	t0 = now_s();
 	for (;;) {
+		/*
+		 * Scans first: a merge done by the scans counted here is
+		 * visible in the PFNs read next (two full scans merge two
+		 * identical pages: checksum, then unstable-tree match).
+		 */
+		scans = read_long(KSM_DIR "full_scans");
 		pfn0 = pfn_of(pr.src);
 		pfn1 = pfn_of(pr.src + pg);
 		shared = read_long(KSM_DIR "pages_shared");
-		scans = read_long(KSM_DIR "full_scans");
 		if (pfn0 && pfn1)
 			merged = pfn0 == pfn1;	/* both PTEs on one KSM page */
 		else
