@@ -1,0 +1,124 @@
+"""CLI tests against fakes: bad input gives one clear line and the documented exit code."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import git
+
+ORCH = [sys.executable, "-m", "orchestrator.cli"]
+
+
+def orch(*args, env=None, cwd=None):
+    e = dict(os.environ)
+    e.update(env or {})
+    return subprocess.run([*ORCH, *args], capture_output=True, text=True, env=e, cwd=cwd,
+                          timeout=120)
+
+
+@pytest.fixture
+def cache_env(isolated_cache):
+    return {"ORCH_CACHE": str(isolated_cache)}
+
+
+def test_unknown_arch(cache_env, tmp_path):
+    r = orch("run", "--arch", "mips", "-o", str(tmp_path / "o"), env=cache_env)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines()[-1] == \
+        "orch: usage: unknown arch 'mips': choose from x86_64, arm64"
+
+
+def test_tree_not_a_kernel_tree(cache_env, tmp_path):
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    git(plain, "init", "-q")
+    (plain / "README").write_text("x")
+    git(plain, "add", "-A")
+    git(plain, "commit", "-qm", "x")
+    r = orch("run", "--tree", str(plain), "-o", str(tmp_path / "o"), env=cache_env)
+    assert r.returncode == 2, r.stderr
+    assert "not a kernel tree (Makefile missing)" in r.stderr
+    # logs/metadata are still written
+    assert (tmp_path / "o" / "metadata.json").exists()
+    assert (tmp_path / "o" / "junit.xml").exists()
+
+
+def test_tree_that_does_not_exist(cache_env, tmp_path):
+    r = orch("run", "--tree", str(tmp_path / "nope"), env=cache_env)
+    assert r.returncode == 2 and "no such file or directory" in r.stderr
+
+
+def test_base_that_does_not_exist(cache_env, fake_kernel_repo, tmp_path):
+    r = orch("run", "--tree", str(fake_kernel_repo), "--base", "v9.9", "-o",
+             str(tmp_path / "o"), env=cache_env)
+    assert r.returncode == 2
+    assert "--base v9.9: no such commit" in r.stderr
+
+
+def test_series_naming_missing_file(cache_env, tmp_path):
+    d = tmp_path / "s"
+    d.mkdir()
+    (d / "series").write_text("0001-a.patch\n")
+    r = orch("run", "--series", str(d), env=cache_env)
+    assert r.returncode == 2
+    assert f"{d}/series:1: patch file 0001-a.patch does not exist" in r.stderr
+
+
+def test_empty_and_non_patch_file(cache_env, tmp_path):
+    empty = tmp_path / "empty.patch"
+    empty.write_text("")
+    r = orch("run", "--series", str(empty), env=cache_env)
+    assert r.returncode == 2 and "patch empty.patch is empty" in r.stderr
+    junk = tmp_path / "notes.txt"
+    junk.write_text("Just some notes, no diff.\n")
+    r = orch("run", "--series", str(junk), env=cache_env)
+    assert r.returncode == 2 and "notes.txt is not a patch" in r.stderr
+
+
+def test_missing_qemu_names_debian_package(cache_env, tmp_path):
+    # A PATH with everything orch needs except the arm64 QEMU.
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    for tool in ("git", "make", "flex", "bison", "bc", "cpio", "readelf", "dropbearconvert",
+                 "gcc", "aarch64-linux-gnu-gcc", "apt-get", "dpkg-deb", "qemu-system-x86_64"):
+        real = subprocess.run(["which", tool], capture_output=True, text=True).stdout.strip()
+        if real:
+            (bin_ / tool).symlink_to(real)
+    r = orch("run", "--arch", "arm64", env={**cache_env, "PATH": str(bin_)})
+    assert r.returncode == 2
+    assert "qemu-system-aarch64 not found (apt-get install qemu-system-arm)" in r.stderr
+
+
+def test_missing_fragment(cache_env):
+    r = orch("run", "--config", "/nonexistent.config", env=cache_env)
+    assert r.returncode == 2 and "--config /nonexistent.config: no such fragment" in r.stderr
+
+
+def test_dry_run_prints_commands(cache_env, fake_kernel_repo, tmp_path):
+    r = orch("run", "--tree", str(fake_kernel_repo), "--dry-run", "--arch", "x86_64,arm64",
+             "-o", str(tmp_path / "o"), env=cache_env)
+    assert r.returncode == 0, r.stderr
+    assert "tinyconfig" in r.stderr and "olddefconfig" in r.stderr
+    assert "CROSS_COMPILE=aarch64-linux-gnu-" in r.stderr
+    assert "qemu-system-x86_64" in r.stderr and "qemu-system-aarch64" in r.stderr
+    assert "hostfwd=tcp:127.0.0.1:" in r.stderr
+
+
+def test_help_lists_commands():
+    r = subprocess.run([*ORCH, "--help"], capture_output=True, text=True)
+    assert r.returncode == 0
+    for cmd in ("run", "boot", "doctor"):
+        assert cmd in r.stdout
+
+
+def test_user_checkout_untouched_by_dry_run(cache_env, fake_kernel_repo, tmp_path):
+    before = git(fake_kernel_repo, "status", "--porcelain", "--ignored")
+    head = git(fake_kernel_repo, "rev-parse", "HEAD")
+    orch("run", "--tree", str(fake_kernel_repo), "--dry-run", "-o", str(tmp_path / "o"),
+         env=cache_env)
+    assert git(fake_kernel_repo, "status", "--porcelain", "--ignored") == before
+    assert git(fake_kernel_repo, "rev-parse", "HEAD") == head
+    assert not (Path(fake_kernel_repo) / ".git" / "worktrees").exists()
