@@ -213,6 +213,7 @@ class Run:
                     "release": st.release,
                     "compiled": st.compiled,
                 },
+                "initramfs": str(st.initrd) if st.initrd else None,
                 "accelerator": st.accel,
                 "accelerator_reason": st.accel_reason,
                 "boot_to_ready_seconds": st.boot_to_ready,
