@@ -62,6 +62,21 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--bisect-exit", action="store_true",
                      help="exit 0 good / 1 bad / 125 cannot test / 128 abort, for "
                      "`git bisect run`")
+    run.add_argument("--retries", type=int, default=0,
+                     help="re-boot and re-test N times when a test fails; fail-then-pass "
+                     "is reported as flaky")
+    run.add_argument("--in-worktree", action="store_true", help=argparse.SUPPRESS)
+    run.add_argument("--steps-log", type=Path, help=argparse.SUPPRESS)
+
+    bis = sub.add_parser("bisect", help="first bad patch of a series, or first bad commit")
+    _common(bis)
+    bis.add_argument("--good", help="known good commit (commit bisection)")
+    bis.add_argument("--bad", help="known bad commit (commit bisection)")
+    bis.add_argument("--test", action="append", dest="tests", metavar="NAME",
+                     help="test binary that decides good/bad (repeatable)")
+    bis.add_argument("--test-timeout", type=float, default=300.0)
+    bis.add_argument("--retries", type=int, default=1,
+                     help="re-test a failing step N times before calling it bad (default 1)")
 
     boot = sub.add_parser("boot", help="build and boot, then a shell in the guest over SSH")
     _common(boot)
@@ -92,6 +107,8 @@ def options_from(args: argparse.Namespace, argv: list[str]):
         boot_timeout=args.boot_timeout,
         ssh_timeout=args.ssh_timeout,
         test_timeout=getattr(args, "test_timeout", 300.0),
+        retries=getattr(args, "retries", 0),
+        in_worktree=getattr(args, "in_worktree", False),
         memory=args.memory,
         smp=args.smp,
         append=args.append,
@@ -113,15 +130,22 @@ def main(argv: list[str] | None = None) -> int:
         from .pipeline import Run, bisect_code
 
         opts = options_from(args, argv)
+        if args.cmd == "bisect":
+            return bisect_cmd(args, opts, argv)
         if args.cmd == "boot":
             from .interactive import boot
 
             return boot(opts, args.command)
         run = Run(opts)
         code = run.execute()
+        if args.steps_log:
+            from .bisect import record_step
+
+            record_step(args.steps_log, run, code)
         if args.bisect_exit:
             errors = [st.error for st in run.states.values() if st.error]
-            return bisect_code(code, errors[0] if errors else None)
+            return bisect_code(code, errors[0] if errors else None,
+                               flaky=any(st.flaky for st in run.states.values()))
         return code
     except OrchError as exc:
         print(f"orch: {exc.stage}: {exc}", file=sys.stderr)
@@ -133,6 +157,25 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("orch: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def bisect_cmd(args: argparse.Namespace, opts, argv: list[str]) -> int:
+    from .bisect import bisect_commits, bisect_series
+    from .errors import UsageError
+    from .pipeline import default_output
+
+    if not opts.tests:
+        raise UsageError("orch bisect needs --test NAME (the test that decides good/bad)")
+    out = (args.output or default_output()).resolve()
+    if args.good or args.bad:
+        if not (args.good and args.bad):
+            raise UsageError("commit bisection needs both --good and --bad")
+        if args.series not in (None, "none"):
+            raise UsageError("give either --series (patch bisection) or --good/--bad")
+        return bisect_commits(opts, args.good, args.bad, out, ["orch", *argv])
+    if args.series in (None, "none"):
+        raise UsageError("orch bisect needs --series PATH, or --good REF --bad REF")
+    return bisect_series(opts, args.series, out)
 
 
 if __name__ == "__main__":

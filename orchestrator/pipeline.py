@@ -14,7 +14,7 @@ import shlex
 import shutil
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -74,6 +74,9 @@ class Options:
     dry_run: bool = False
     quiet: bool = False
     argv: list[str] = field(default_factory=list)
+    retries: int = 0  # re-boot and re-test this many times when a test fails
+    patches: list | None = None  # a series already loaded (orch bisect's prefixes)
+    in_worktree: bool = False  # use orch's worktree as checked out (git bisect run)
 
 
 @dataclass
@@ -90,6 +93,7 @@ class ArchState:
     boot_to_ssh: float | None = None
     release: str = ""
     error: OrchError | None = None
+    flaky: bool = False
 
 
 def default_output() -> Path:
@@ -119,7 +123,9 @@ class Run:
         self.versions: dict[str, dict[str, str]] = {"qemu": {}, "gcc": {}}
         self.fragments: dict[str, list[Path]] = {}
         # Validate cheap things now: bad input fails before anything slow starts.
-        self.patches = seriesmod.load(opts.series)
+        self.patches = opts.patches if opts.patches is not None else seriesmod.load(opts.series)
+        if opts.in_worktree and self.patches:
+            raise UsageError("--in-worktree takes no --series (it would move git bisect's HEAD)")
         for a in opts.arches:
             self.fragments[a.name] = kconfig.fragments_for(a, opts.configs, opts.profiles)
             for f in self.fragments[a.name]:
@@ -219,6 +225,7 @@ class Run:
                 "boot_to_ready_seconds": st.boot_to_ready,
                 "boot_to_ssh_seconds": st.boot_to_ssh,
                 "results": counts,
+                "flaky": st.flaky,
                 "error": str(st.error) if st.error else None,
             }
         return {
@@ -287,7 +294,7 @@ class Run:
         try:
             self.tree = treemod.resolve(self.opts.tree, self.runner, progress=self.progress.line)
             # One run at a time per tree: the worktree and build dirs are shared.
-            with cache.locked(cache.subdir("locks") / f"work-{self.tree.key}.lock"):
+            with self.tree_lock():
                 self.prepare_source()
                 for st in self.states.values():
                     code = max_code(code, self.run_arch(st))
@@ -319,9 +326,26 @@ class Run:
             for ln in exc.hint.splitlines()[:20]:
                 self.progress.error(f"    {ln}")
 
+    def tree_lock(self):
+        """The per-tree lock; `orch bisect` holds it for its `git bisect run` children."""
+        assert self.tree is not None
+        if os.environ.get("ORCH_TREE_LOCK_HELD") == self.tree.key:
+            return nullcontext()
+        return cache.locked(cache.subdir("locks") / f"work-{self.tree.key}.lock")
+
     def prepare_source(self) -> None:
         r = self.runner
         assert self.tree is not None
+        if self.opts.in_worktree:
+            self.worktree = treemod.worktree_path(self.tree)
+            if not (self.worktree / ".git").exists():
+                raise UsageError(f"--in-worktree: no orch worktree at {self.worktree}")
+            self.head_commit, self.source_tree = treemod.tree_id(self.worktree, r)
+            self.base_commit = self.head_commit
+            self.apply_stage = {"status": "ok", "seconds": 0, "in_worktree": True}
+            self.progress.line(f"source: {self.worktree} as checked out "
+                               f"({self.head_commit[:12]})")
+            return
         self.base_commit = treemod.resolve_base(self.tree, self.opts.base, r) \
             if not self.opts.dry_run or (self.tree.repo / "HEAD").exists() else "BASE"
         with self.stage(None, "apply"):
@@ -434,6 +458,25 @@ class Run:
                                  self.opts.smp, self.opts.append)
             self.progress.line("+ " + shlex.join(qemu.qemu_argv(a, spec)))
             return EXIT_PASS
+        code = self.boot_and_test_once(st)
+        attempt = 0
+        while code == EXIT_TEST_FAILED and attempt < self.opts.retries:
+            attempt += 1
+            self.progress.line(f"[{a.name}] tests failed; retry {attempt}/{self.opts.retries}")
+            first = [s for s in self.suites if s.arch == a.name]
+            self.suites = [s for s in self.suites if s.arch != a.name]
+            again = self.boot_and_test_once(st)
+            if again == EXIT_PASS:
+                # Failed, then passed on the same kernel: flaky, not a verdict.
+                st.flaky = True
+                self.progress.error(f"orch: [{a.name}] FLAKY: tests failed, then passed on "
+                                    f"retry {attempt}")
+                self.suites = [s for s in self.suites if s.arch != a.name] + first
+                return EXIT_TEST_FAILED
+            code = again
+        return code
+
+    def boot_and_test_once(self, st: ArchState) -> int:
         with self.stage(st, "boot"):
             cm = self.guest(st)
             ssh = cm.__enter__()
@@ -525,8 +568,10 @@ def max_code(a: int, b: int) -> int:
     return a if SEVERITY.index(a) >= SEVERITY.index(b) else b
 
 
-def bisect_code(code: int, error: OrchError | None = None) -> int:
+def bisect_code(code: int, error: OrchError | None = None, flaky: bool = False) -> int:
     """Map an orch exit code to `git bisect run`'s convention."""
+    if flaky:
+        return BISECT_SKIP
     if code == EXIT_PASS:
         return BISECT_GOOD
     if code == EXIT_TEST_FAILED:
