@@ -89,6 +89,7 @@ def build(arch: Arch, srctree: Path, builddir: Path, key: str, runner: Runner, l
         env.setdefault("CCACHE_MAXSIZE", os.environ.get("CCACHE_MAXSIZE", "5G"))
         # Paths under the worktree hash relative, so another worktree path still hits.
         env["CCACHE_BASEDIR"] = str(srctree)
+        env["CCACHE_NOHASHDIR"] = "1"
     counter = {"n": 0}
 
     def on_line(line: str) -> None:

@@ -374,7 +374,7 @@ class Run:
     def build_arch(self, st: ArchState) -> None:
         a, r = st.arch, self.runner
         assert self.worktree is not None and self.tree is not None
-        builddir = cache.subdir("build", self.tree.key, a.name)
+        builddir = treemod.build_dir(self.worktree, a.name)
         with self.stage(st, "config"):
             self.versions["gcc"][a.name] = build.compiler_version(a, r)
             kconfig.configure(a, self.worktree, builddir, self.fragments[a.name], r,

@@ -36,6 +36,7 @@ IMPORT_ENV = {
     "GIT_AUTHOR_DATE": "2000-01-01T00:00:00Z",
     "GIT_COMMITTER_DATE": "2000-01-01T00:00:00Z",
 }
+BUILD_PREFIX = ".orch-build-"
 KERNEL_MARKERS = ("Makefile", "Kconfig", "mm/Kconfig", "arch/Kconfig")
 
 
@@ -189,8 +190,19 @@ def prepare_worktree(tree: Tree, commit: str, runner: Runner) -> Path:
     res = runner.run([*g, "checkout", "-q", "-f", "--detach", commit], always=True)
     if not res.ok:
         raise UsageError(f"cannot check out {commit} in {wt}: {res.tail[-1] if res.tail else ''}")
-    runner.run([*g, "clean", "-q", "-f", "-f", "-d", "-x"], always=True)
+    runner.run([*g, "clean", "-q", "-f", "-f", "-d", "-x", "-e", f"/{BUILD_PREFIX}*"],
+               always=True)
     return wt
+
+
+def build_dir(wt: Path, arch: str) -> Path:
+    """The out-of-tree build dir: a direct subdirectory of the worktree, so kbuild uses
+    srctree=".." and every compiler command line is the same whatever the worktree's path;
+    ccache then hits across trees (another checkout, a bisect clone) with the same sources.
+    """
+    d = wt / f"{BUILD_PREFIX}{arch}"
+    d.mkdir(exist_ok=True)
+    return d
 
 
 def _gitdir(wt: Path) -> str:
