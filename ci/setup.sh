@@ -13,6 +13,18 @@ PACKAGES=(
   linux-source-6.1
 )
 export DEBIAN_FRONTEND=noninteractive
+# Upstream 6.12 (has UFFDIO_MOVE natively): the reference tree, from bookworm-backports.
+BACKPORTS=/etc/apt/sources.list.d/orch-backports.sources
+if [ ! -e "$BACKPORTS" ] && ! grep -rqs bookworm-backports /etc/apt/sources.list /etc/apt/sources.list.d/; then
+  cat > "$BACKPORTS" <<'SRC'
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: bookworm-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+fi
+PACKAGES+=(linux-source-6.12)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
