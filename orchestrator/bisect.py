@@ -77,6 +77,45 @@ def run_step(opts: Options, out: Path, label: str, ident: str, subject: str,
     return step
 
 
+@dataclass
+class Verdict:
+    first_bad: int = 0  # 1-based index of the first bad patch
+    candidates: list[int] = dataclasses.field(default_factory=list)  # when skips hide it
+    error: str = ""
+
+
+def search(n: int, test) -> Verdict:
+    """Binary search over prefixes 0..n of a series: the smallest k whose prefix is bad.
+
+    `test(k)` returns good/bad/skip. Prefix n must be bad and prefix 0 good. Skipped
+    (untestable) prefixes are stepped around, as `git bisect skip` does; if they hide the
+    answer, every candidate is returned.
+    """
+    results: dict[int, str] = {}
+
+    def t(k: int) -> str:
+        results[k] = test(k)
+        return results[k]
+
+    if t(n) != "bad":
+        return Verdict(error=f"the whole series does not fail the tests (it is {results[n]})")
+    if t(0) != "good":
+        return Verdict(error=f"the base tree without patches is not good (it is {results[0]})")
+    good, bad = 0, n
+    while True:
+        todo = [k for k in range(good + 1, bad) if k not in results]
+        if not todo:
+            break
+        mid = min(todo, key=lambda k: (abs(k - (good + bad) / 2), k))
+        r = t(mid)
+        if r == "good":
+            good = mid
+        elif r == "bad":
+            bad = mid
+    skipped = [k for k in range(good + 1, bad) if results.get(k) == "skip"]
+    return Verdict(first_bad=bad, candidates=skipped + [bad] if skipped else [])
+
+
 def bisect_series(opts: Options, series_spec: str, out: Path) -> int:
     """First patch of the series that makes the named tests fail, testing prefixes."""
     progress = Progress(quiet=opts.quiet)
@@ -85,7 +124,6 @@ def bisect_series(opts: Options, series_spec: str, out: Path) -> int:
         raise UsageError("orch bisect --series: the series is empty")
     n = len(patches)
     steps: list[Step] = []
-    results: dict[int, str] = {}
 
     def test(k: int) -> str:
         p = patches[k - 1] if k else None
@@ -93,7 +131,6 @@ def bisect_series(opts: Options, series_spec: str, out: Path) -> int:
                         out / f"step-{len(steps) + 1:02d}-prefix-{k}", f"prefix {k}/{n}",
                         p.name if p else "(base)", p.subject if p else "base tree", progress)
         steps.append(step)
-        results[k] = step.result
         write_log()
         return step.result
 
@@ -107,31 +144,16 @@ def bisect_series(opts: Options, series_spec: str, out: Path) -> int:
     first_bad: dict | None = None
     status = "running"
     out.mkdir(parents=True, exist_ok=True)
-    if test(n) != "bad":
-        status = f"whole series does not fail the tests (it is {results[n]})"
-        write_log()
-        progress.error(f"orch bisect: {status}; nothing to bisect")
-        return EXIT_NOT_FOUND
-    if test(0) != "good":
-        status = f"the base tree without patches is not good (it is {results[0]})"
+    verdict = search(n, test)
+    if verdict.error:
+        status = verdict.error
         write_log()
         progress.error(f"orch bisect: {status}")
         return EXIT_NOT_FOUND
-    good, bad = 0, n
-    while True:
-        candidates = [k for k in range(good + 1, bad) if results.get(k) != "skip"]
-        if not candidates:
-            break
-        mid = min(candidates, key=lambda k: (abs(k - (good + bad) / 2), k))
-        r = test(mid)
-        if r == "good":
-            good = mid
-        elif r == "bad":
-            bad = mid
-    skipped_between = [k for k in range(good + 1, bad) if results.get(k) == "skip"]
+    bad = verdict.first_bad
     p = patches[bad - 1]
-    if skipped_between:
-        names = [patches[k - 1].name for k in skipped_between] + [p.name]
+    if verdict.candidates:
+        names = [patches[k - 1].name for k in verdict.candidates]
         status = "ambiguous: the first bad patch is one of " + ", ".join(names)
         progress.error(f"orch bisect: {status} (untestable steps in between)")
         write_log()

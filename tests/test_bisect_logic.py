@@ -1,0 +1,45 @@
+import pytest
+
+from orchestrator.bisect import search
+
+
+def oracle(first_bad, skip=()):
+    calls = []
+
+    def test(k):
+        calls.append(k)
+        if k in skip:
+            return "skip"
+        return "bad" if k >= first_bad else "good"
+    return test, calls
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 8, 13])
+def test_finds_every_position(n):
+    for fb in range(1, n + 1):
+        test, calls = oracle(fb)
+        v = search(n, test)
+        assert v.first_bad == fb and not v.candidates and not v.error
+        assert len(calls) == len(set(calls))  # no prefix tested twice
+
+
+def test_unbuildable_step_is_stepped_around_not_blamed():
+    # patches: 1-4 move series, 5 breaks the build, 6 mends it, 7 pgoff=0, 8 harmless
+    test, calls = oracle(7, skip={5})
+    v = search(8, test)
+    assert v.first_bad == 7 and v.candidates == []
+
+
+def test_skip_right_before_the_answer_makes_it_ambiguous():
+    test, _ = oracle(6, skip={5})
+    v = search(8, test)
+    assert v.candidates == [5, 6]
+
+
+def test_endpoints_checked():
+    v = search(3, lambda k: "good")
+    assert "does not fail" in v.error
+    v = search(3, lambda k: "bad")
+    assert "base tree without patches is not good" in v.error
+    v = search(3, lambda k: "skip" if k == 3 else "good")
+    assert "it is skip" in v.error
