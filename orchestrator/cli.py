@@ -9,10 +9,11 @@ from pathlib import Path
 from . import __version__
 from . import arch as archmod
 from .errors import EXIT_INTERRUPTED, OrchError
-from .paths import SELFTESTS
+from .paths import PATCHES, SELFTESTS
 from .runner import install_signal_handlers
 
-DEFAULT_SERIES = "none"
+# The project's UFFDIO_MOVE series for 6.1 is what `orch run` tests by default.
+DEFAULT_SERIES = str(PATCHES / "uffd-move")
 
 
 def _common(p: argparse.ArgumentParser) -> None:

@@ -46,6 +46,7 @@ def full_run(tmp_path_factory):
 
 
 def test_full_run_both_arches(full_run):
+    """The default run: 6.1 + patches/uffd-move on both arches, every test passes."""
     out, r = full_run
     assert r.returncode == 0, r.stderr[-4000:]
     suites = junit_by_suite(out / "junit-both.xml")
@@ -57,15 +58,15 @@ def test_full_run_both_arches(full_run):
             assert props["arch"] == arch
             assert props["kernel_release"].startswith("6.1.")
             assert props["accelerator"] in ("tcg", "kvm")
-            assert props["series"] == "none" and len(props["base_commit"]) == 40
+            assert props["series"].endswith("patches/uffd-move")
+            assert int(props["series_patches"]) >= 3 and len(props["base_commit"]) == 40
         merge = suites[f"{arch}.vma_merge"]
         # every merge scenario really ran (not skipped) on 6.1
         assert merge.tests >= 6 and merge.skipped == 0
-        cases = [c for c in suites[f"{arch}.uffd_move_probe"]]
-        names = {c.name for c in cases}
-        assert "uffd_feature_move" in names
-        move = next(c for c in cases if c.name == "uffd_feature_move")
-        assert move.is_skipped, "bare 6.1 has no UFFDIO_MOVE: the probe must skip"
+        probe = {c.name: c for c in suites[f"{arch}.uffd_move_probe"]}
+        assert probe["uffd_feature_move"].is_passed
+        move = suites[f"{arch}.uffd_move"]
+        assert move.tests >= 20 and move.skipped <= 3, "the move suite must really run"
         console = (out / arch / "console.log").read_text()
         assert "Linux version 6.1." in console
     meta = json.loads((out / "metadata.json").read_text())
@@ -77,6 +78,39 @@ def test_full_run_both_arches(full_run):
         assert a["boot_to_ssh_seconds"] > 0
     assert meta["reproduce"].startswith("orch run --arch x86_64,arm64 --tree linux-6.1")
     assert meta["host"]["qemu"]["arm64"].startswith("QEMU emulator")
+    assert len(meta["inputs"]["series"]["patches"]) >= 3
+
+
+def test_bare_tree_move_tests_skip(full_run, tmp_path):
+    """6.1 without the series: no UFFDIO_MOVE, so the move tests skip; they never fail."""
+    out = tmp_path / "o"
+    r = orch("run", "--arch", "x86_64", "--series", "none", "-o", str(out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    suites = junit_by_suite(out / "junit.xml")
+    move = suites["x86_64.uffd_move"]
+    assert move.failures == 0 and move.errors == 0
+    assert move.skipped == move.tests - 1  # all but dmesg_clean
+    probe = {c.name: c for c in suites["x86_64.uffd_move_probe"]}
+    assert probe["uffd_feature_move"].is_skipped
+    assert suites["x86_64.vma_merge"].failures == 0
+
+
+def test_upstream_612_reference(full_run, tmp_path):
+    """The same suite on upstream 6.12 (native UFFDIO_MOVE), x86_64."""
+    if not Path("/usr/src/linux-source-6.12.tar.xz").exists():
+        pytest.fail("linux-source-6.12 is not installed (ci/setup.sh installs it)")
+    out = tmp_path / "o"
+    r = orch("run", "--arch", "x86_64", "--tree", "linux-6.12", "--series", "none",
+             "-o", str(out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    suites = junit_by_suite(out / "junit.xml")
+    for binary in EXPECTED_BINARIES:
+        s = suites[f"x86_64.{binary}"]
+        assert s.failures == 0 and s.errors == 0, binary
+        props = {p.name: p.value for p in s.properties()}
+        assert props["kernel_release"].startswith("6.12.")
+    move = suites["x86_64.uffd_move"]
+    assert move.tests >= 20 and move.skipped <= 3
 
 
 def test_unchanged_rerun_does_not_compile(full_run, tmp_path):
