@@ -40,6 +40,18 @@ def fake_kernel_repo(tmp_path):
     return repo
 
 
+@pytest.fixture
+def plain_repo(tmp_path):
+    """A git repo that is not a kernel tree."""
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    git(plain, "init", "-q")
+    (plain / "README").write_text("x")
+    git(plain, "add", "-A")
+    git(plain, "commit", "-qm", "x")
+    return plain
+
+
 def make_patch(repo: Path, edit, subject: str) -> str:
     """Commit `edit(repo)` and return it as a format-patch mail; then drop the commit."""
     edit(repo)

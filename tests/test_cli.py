@@ -31,13 +31,8 @@ def test_unknown_arch(cache_env, tmp_path):
         "orch: usage: unknown arch 'mips': choose from x86_64, arm64"
 
 
-def test_tree_not_a_kernel_tree(cache_env, tmp_path):
-    plain = tmp_path / "plain"
-    plain.mkdir()
-    git(plain, "init", "-q")
-    (plain / "README").write_text("x")
-    git(plain, "add", "-A")
-    git(plain, "commit", "-qm", "x")
+def test_tree_not_a_kernel_tree(cache_env, tmp_path, plain_repo):
+    plain = plain_repo
     r = orch("run", "--tree", str(plain), "-o", str(tmp_path / "o"), env=cache_env)
     assert r.returncode == 2, r.stderr
     assert "not a kernel tree (Makefile missing)" in r.stderr

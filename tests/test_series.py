@@ -103,17 +103,12 @@ def test_apply_in_worktree_and_conflict_names_file_and_hunk(tmp_path, fake_kerne
                           text=True).stdout == ""
 
 
-def test_bad_base_and_not_a_kernel(tmp_path, fake_kernel_repo, isolated_cache):
+def test_bad_base_and_not_a_kernel(tmp_path, fake_kernel_repo, isolated_cache, plain_repo):
     r = Runner()
     t = tree.resolve(str(fake_kernel_repo), r)
     with pytest.raises(UsageError, match="--base nope: no such commit"):
         tree.resolve_base(t, "nope", r)
-    plain = tmp_path / "plain"
-    plain.mkdir()
-    git(plain, "init", "-q")
-    (plain / "README").write_text("x")
-    git(plain, "add", "-A")
-    git(plain, "commit", "-qm", "x")
+    plain = plain_repo
     t2 = tree.resolve(str(plain), r)
     with pytest.raises(UsageError, match="not a kernel tree"):
         tree.resolve_base(t2, None, r)
