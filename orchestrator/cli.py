@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from pathlib import Path
 
 from . import __version__
 from . import arch as archmod
-from .errors import EXIT_INTERRUPTED, OrchError
+from .errors import EXIT_INFRA, EXIT_INTERRUPTED, OrchError
 from .paths import PATCHES, SELFTESTS
 from .runner import install_signal_handlers
 
@@ -158,6 +159,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("orch: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception as exc:  # a bug in orch: say so, keep the traceback for the report
+        traceback.print_exc()
+        print(f"orch: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_INFRA
 
 
 def bisect_cmd(args: argparse.Namespace, opts, argv: list[str]) -> int:

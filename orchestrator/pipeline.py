@@ -346,8 +346,13 @@ class Run:
             self.progress.line(f"source: {self.worktree} as checked out "
                                f"({self.head_commit[:12]})")
             return
-        self.base_commit = treemod.resolve_base(self.tree, self.opts.base, r) \
-            if not self.opts.dry_run or (self.tree.repo / "HEAD").exists() else "BASE"
+        if self.opts.dry_run and not (self.tree.repo / "HEAD").exists():
+            # Nothing imported yet: show what would happen, without a tree to look at.
+            self.worktree = treemod.worktree_path(self.tree)
+            for p in self.patches:
+                r.run(["git", "-C", str(self.worktree), "am", "-3", str(p.path)])
+            return
+        self.base_commit = treemod.resolve_base(self.tree, self.opts.base, r)
         with self.stage(None, "apply"):
             self.worktree = treemod.prepare_worktree(self.tree, self.base_commit, r)
             seriesmod.apply(self.patches, self.worktree, r, self.log(None, "apply.log"),
@@ -388,9 +393,10 @@ class Run:
                                                  self.log(a.name, "build.log"), self.opts.jobs,
                                                  progress=self.progress.status)
             st.release = st.kernel.info().get("release", "")
-            self.progress.line(f"[{a.name}] kernel {st.release or '?'}: "
-                               f"{'built' if st.compiled else 'up to date, no compile'} "
-                               f"(key {key[:12]})")
+            if not r.dry_run:
+                self.progress.line(f"[{a.name}] kernel {st.release or '?'}: "
+                                   f"{'built' if st.compiled else 'up to date, no compile'}"
+                                   f" (key {key[:12]})")
         with self.stage(st, "selftests"):
             st.tests = selftests.build(a, self.opts.selftests, st.kernel.headers, st.kernel.key,
                                        r, self.log(a.name, "selftests.log"), self.opts.tests,

@@ -51,6 +51,10 @@ def build(arch: Arch, directory: Path, headers: Path, kernel_key: str, runner: R
     outs = [outdir / s.stem for s in srcs]
     if all(o.exists() for o in outs):
         return outs
+    if runner.dry_run:
+        for s in srcs:
+            runner.run(compile_argv(cc, s, outdir / s.stem, directory, headers))
+        return outs
     tmp = outdir.with_name(outdir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)

@@ -95,6 +95,10 @@ def _import_tarball(spec: str, tarball: Path, runner: Runner, progress) -> Tree:
     repo = wt / ".git"
     done = repo / "orch-imported"
     with cache.locked(cache.subdir("locks") / f"import-{key}.lock"):
+        if not done.exists() and runner.dry_run:
+            runner.run(["tar", "-xf", str(tarball), "-C", str(wt)])
+            runner.run(["git", "-C", str(wt), "add", "-f", "-A"])
+            runner.run(["git", "-C", str(wt), "commit", "-m", f"Import {tarball.name}"])
         if not done.exists() and not runner.dry_run:
             progress(f"importing {tarball} into {wt} (once; about a minute)")
             if wt.exists():
@@ -180,18 +184,18 @@ def prepare_worktree(tree: Tree, commit: str, runner: Runner) -> Path:
         if wt.exists():
             shutil.rmtree(wt)
         tree.git(runner, "worktree", "prune")
-        res = tree.git(runner, "worktree", "add", "-f", "--detach", str(wt), commit)
+        res = runner.run(["git", "--git-dir", str(tree.repo), "worktree", "add", "-f",
+                          "--detach", str(wt), commit])
         if not res.ok:
             raise UsageError(f"cannot create worktree {wt}: {res.tail[-1] if res.tail else ''}")
         return wt
     g = ["git", "-C", str(wt)]
     if (Path(_gitdir(wt)) / "rebase-apply").exists():
-        runner.run([*g, "am", "--abort"], always=True)
-    res = runner.run([*g, "checkout", "-q", "-f", "--detach", commit], always=True)
+        runner.run([*g, "am", "--abort"])
+    res = runner.run([*g, "checkout", "-q", "-f", "--detach", commit])
     if not res.ok:
         raise UsageError(f"cannot check out {commit} in {wt}: {res.tail[-1] if res.tail else ''}")
-    runner.run([*g, "clean", "-q", "-f", "-f", "-d", "-x", "-e", f"/{BUILD_PREFIX}*"],
-               always=True)
+    runner.run([*g, "clean", "-q", "-f", "-f", "-d", "-x", "-e", f"/{BUILD_PREFIX}*"])
     return wt
 
 
@@ -200,9 +204,7 @@ def build_dir(wt: Path, arch: str) -> Path:
     srctree=".." and every compiler command line is the same whatever the worktree's path;
     ccache then hits across trees (another checkout, a bisect clone) with the same sources.
     """
-    d = wt / f"{BUILD_PREFIX}{arch}"
-    d.mkdir(exist_ok=True)
-    return d
+    return wt / f"{BUILD_PREFIX}{arch}"  # make O= creates it
 
 
 def _gitdir(wt: Path) -> str:
