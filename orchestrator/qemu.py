@@ -5,10 +5,12 @@ to a `with` block (killed on success, failure, timeout and Ctrl-C alike).
 from __future__ import annotations
 
 import atexit
+import ctypes
 import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -29,6 +31,16 @@ PANIC_RE = re.compile(
 FATAL_RE = re.compile(r"(Kernel panic - not syncing|---\[ end Kernel panic)")
 
 _LIVE: set[subprocess.Popen] = set()
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the QEMU child: get SIGKILL when orch dies, even by SIGKILL (no orphan guests)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except OSError:
+        pass
 
 
 def _kill_all() -> None:
@@ -123,7 +135,8 @@ class Guest:
         self.console_log.parent.mkdir(parents=True, exist_ok=True)
         self.started_at = time.monotonic()
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+                                     stderr=subprocess.STDOUT, start_new_session=True,
+                                     preexec_fn=_die_with_parent)
         _LIVE.add(self.proc)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
