@@ -250,3 +250,20 @@ def test_doctor_reports_kvm_verdict(full_run):
     r = orch("doctor")
     assert r.returncode == 0, r.stdout
     assert "x86_64:" in r.stdout and ("KVM works" in r.stdout or "TCG" in r.stdout)
+
+
+def test_sigkill_of_orch_takes_qemu_down(full_run, tmp_path):
+    out = tmp_path / "o"
+    marker = f"orch.test={uuid.uuid4().hex[:12]}"
+    p = subprocess.Popen([*ORCH, "run", "--arch", "x86_64", "-o", str(out), "--append", marker],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not qemu_alive(marker):
+        time.sleep(0.05)
+    assert qemu_alive(marker)
+    p.kill()
+    p.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and qemu_alive(marker):
+        time.sleep(0.1)
+    assert not qemu_alive(marker)
