@@ -65,7 +65,9 @@ def run_binary(ssh: GuestSSH, arch: str, name: str, timeout: float, outdir: Path
     suite.cases = list(parsed.results)
     if parsed.skip_all is not None and not suite.cases:
         suite.cases.append(ktap.TestResult(name, "skip", message=parsed.skip_all))
-    hung = res.timed_out or res.exit_code in (124, 137) and suite.duration >= timeout - 1
+    # Killed by the guest's timeout: exit 137, or -1 when the channel reports only a signal.
+    hung = res.timed_out or (res.exit_code in (124, 137, -1)
+                             and suite.duration >= timeout - 1)
     for n in parsed.missing():
         why = (f"did not report: test binary killed after {timeout:.0f}s timeout" if hung
                else f"did not report (binary exited with status {res.exit_code})")

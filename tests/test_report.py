@@ -28,6 +28,7 @@ def test_junit_counts_kinds_and_properties(tmp_path):
     suites = {s.name: s for s in xml}
     s = suites["arm64.vma_merge"]
     assert (s.tests, s.failures, s.skipped, s.errors) == (4, 1, 1, 1)
+    assert s.time == 2.5
     props = {p.name: p.value for p in s.properties()}
     assert props["kernel_release"] == "6.1.192" and props["binary"] == "vma_merge"
     b = suites["x86_64.orch-boot"]
