@@ -186,7 +186,7 @@ def bisect_commits(opts: Options, good: str, bad: str, out: Path, argv: list[str
         if not res.ok:
             raise UsageError(f"git bisect start failed: {res.tail[-1] if res.tail else ''}")
         step = [sys.executable, "-m", "orchestrator.cli", "run", "--in-worktree",
-                "--bisect-exit", "--tree", opts.tree or treemod.DEFAULT_TREE,
+                "--series", "none", "--bisect-exit", "--tree", opts.tree or treemod.DEFAULT_TREE,
                 "--arch", ",".join(a.name for a in opts.arches),
                 "--retries", str(opts.retries), "-q",
                 "-o", str(out / "steps" / "current"), "--steps-log", str(out / "steps.jsonl")]

@@ -12,9 +12,20 @@ from . import arch as archmod
 from .errors import EXIT_INFRA, EXIT_INTERRUPTED, OrchError
 from .paths import PATCHES, SELFTESTS
 from .runner import install_signal_handlers
+from .tree import DEFAULT_TREE
 
 # The project's UFFDIO_MOVE series for 6.1 is what `orch run` tests by default.
 DEFAULT_SERIES = str(PATCHES / "uffd-move")
+
+
+def default_series(args: argparse.Namespace) -> str:
+    """The project's series is written for the embedded 6.1 tree: it is the default there
+    and only there (another tree, or git bisect's checkout, starts with no series)."""
+    if getattr(args, "in_worktree", False):
+        return "none"
+    if args.tree in (None, DEFAULT_TREE) and args.base is None:
+        return DEFAULT_SERIES
+    return "none"
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -26,7 +37,7 @@ def _common(p: argparse.ArgumentParser) -> None:
                    "the imported tarball)")
     p.add_argument("--series", default=None,
                    help="series dir (quilt `series` file or *.patch), an mbox, or 'none' "
-                   f"(default: {DEFAULT_SERIES})")
+                   "(default: patches/uffd-move on the embedded linux-6.1 tree, else none)")
     p.add_argument("--config", action="append", default=[], metavar="FRAGMENT",
                    help="extra Kconfig fragment (repeatable)")
     p.add_argument("--debug", dest="profiles", action="append_const", const="debug",
@@ -97,7 +108,7 @@ def options_from(args: argparse.Namespace, argv: list[str]):
         arches=archmod.parse_list(args.arch),
         tree=args.tree,
         base=args.base,
-        series=args.series if args.series is not None else DEFAULT_SERIES,
+        series=args.series if args.series is not None else default_series(args),
         configs=args.config,
         profiles=args.profiles,
         output=args.output,

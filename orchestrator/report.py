@@ -58,7 +58,7 @@ def junit(suites: list[Suite], properties: dict[str, dict[str, str]]) -> JUnitXm
             ts.system_err = _clean(s.dmesg)
         xml.add_testsuite(ts)
     xml.update_statistics()
-    for ts, s in zip(xml, suites):
+    for ts, s in zip(xml, suites, strict=True):
         ts.time = round(s.duration, 3)  # update_statistics sums the (untimed) cases
     return xml
 
