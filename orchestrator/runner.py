@@ -35,6 +35,20 @@ class Result:
         return self.returncode == 0 and not self.timed_out
 
 
+# Set by git for the programs it runs (hooks, `git bisect run`): left in place they would
+# make orch's own git commands act on the caller's repository instead of orch's worktree.
+GIT_LOCATION_VARS = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_PREFIX",
+                     "GIT_COMMON_DIR", "GIT_OBJECT_DIRECTORY",
+                     "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_NAMESPACE")
+
+
+def clean_env() -> dict[str, str]:
+    env = dict(os.environ)
+    for var in GIT_LOCATION_VARS:
+        env.pop(var, None)
+    return env
+
+
 def quote(argv: Sequence[str | os.PathLike]) -> str:
     return shlex.join(str(a) for a in argv)
 
@@ -79,9 +93,8 @@ class Runner:
         if self.dry_run and not always:
             self.echo(f"+ {shown}")
             return Result(argv, 0, "", 0.0)
-        full_env = None
+        full_env = clean_env()
         if env:
-            full_env = dict(os.environ)
             full_env.update(env)
         start = time.monotonic()
         logf = open(log, "a", encoding="utf-8", errors="replace", buffering=1) if log else None

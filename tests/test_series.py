@@ -114,3 +114,18 @@ def test_bad_base_and_not_a_kernel(tmp_path, fake_kernel_repo, isolated_cache, p
         tree.resolve_base(t2, None, r)
     with pytest.raises(UsageError, match="not a git checkout or a kernel tarball"):
         tree.resolve(str(tmp_path / "plain" / "README"), r)
+
+
+def test_git_env_of_a_calling_git_is_ignored(fake_kernel_repo, plain_repo, isolated_cache,
+                                             monkeypatch):
+    """Under `git bisect run` (or a hook) git exports GIT_DIR: orch must not follow it."""
+    r = Runner()
+    key = tree.resolve(str(fake_kernel_repo), r).key
+    monkeypatch.setenv("GIT_DIR", str(plain_repo / ".git"))
+    monkeypatch.setenv("GIT_WORK_TREE", str(plain_repo))
+    t = tree.resolve(str(fake_kernel_repo), r)
+    assert t.key == key
+    base = tree.resolve_base(t, "v6.1", r)
+    wt = tree.prepare_worktree(t, base, r)
+    assert (wt / "mm/mmap.c").exists()
+    assert git(plain_repo, "status", "--porcelain") == ""
