@@ -267,3 +267,22 @@ def test_sigkill_of_orch_takes_qemu_down(full_run, tmp_path):
     while time.monotonic() < deadline and qemu_alive(marker):
         time.sleep(0.1)
     assert not qemu_alive(marker)
+
+
+@pytest.mark.skipif(os.environ.get("ORCH_DEBUG_TESTS") != "1",
+                    reason="debug-profile kernels (KASAN, lockdep) add ~13 min of cold "
+                    "builds: set ORCH_DEBUG_TESTS=1")
+def test_debug_profile_move_suite_is_clean(tmp_path):
+    """6.1 + series with DEBUG_VM, lockdep, KASAN: no report on either arch."""
+    out = tmp_path / "o"
+    r = orch("run", "--debug", "--arch", "x86_64,arm64", "-o", str(out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    suites = junit_by_suite(out / "junit.xml")
+    for arch in ("x86_64", "arm64"):
+        console = (out / arch / "console.log").read_text()
+        assert "KernelAddressSanitizer initialized" in console
+        assert "Lock dependency validator" in console
+        for binary in EXPECTED_BINARIES:
+            s = suites[f"{arch}.{binary}"]
+            assert s.failures == 0 and s.errors == 0, (arch, binary)
+            assert next(c for c in s if c.name == "dmesg_clean").is_passed
