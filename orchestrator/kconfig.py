@@ -158,12 +158,23 @@ def explain(srctree: Path, final: dict[str, str], r: Request, actual: str) -> st
 
 
 def configure(arch: Arch, srctree: Path, builddir: Path, fragments: list[Path],
-              runner: Runner, log: Path) -> dict[str, str]:
-    """Produce builddir/.config; returns the final config as a dict."""
+              runner: Runner, log: Path, stamp: str = "") -> dict[str, str]:
+    """Produce builddir/.config; returns the final config as a dict.
+
+    `stamp` identifies the inputs (source tree object, fragments, arch): when the .config
+    in builddir was made from the same ones, kconfig is not run again.
+    """
     requests = merge_requests(fragments)
+    stamp_file = builddir / ".orch-config-stamp"
+    cfg = builddir / ".config"
+    if stamp and not runner.dry_run and cfg.exists() and stamp_file.exists() \
+            and stamp_file.read_text() == stamp:
+        final = read_config(cfg)
+        if not dropped(final, requests):
+            return final
+    stamp_file.unlink(missing_ok=True)
     base = make_argv(arch, srctree, builddir, ["tinyconfig"])
     runner.check(base, ConfigError, f"make tinyconfig ({arch.name})", log=log)
-    cfg = builddir / ".config"
     if not runner.dry_run:
         apply_requests(cfg, requests)
     runner.check(make_argv(arch, srctree, builddir, ["olddefconfig"]), ConfigError,
@@ -180,6 +191,8 @@ def configure(arch: Arch, srctree: Path, builddir: Path, fragments: list[Path],
             for r, actual in bad:
                 f.write("orch: " + explain(srctree, final, r, actual) + "\n")
         raise ConfigError(first + more)
+    if stamp:
+        stamp_file.write_text(stamp)
     return final
 
 

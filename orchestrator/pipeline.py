@@ -382,8 +382,10 @@ class Run:
         builddir = treemod.build_dir(self.worktree, a.name)
         with self.stage(st, "config"):
             self.versions["gcc"][a.name] = build.compiler_version(a, r)
+            stamp = cache.digest("config-v1", a.name, self.source_tree, *[
+                f"{f}:{cache.file_digest(f)}" for f in self.fragments[a.name]])
             kconfig.configure(a, self.worktree, builddir, self.fragments[a.name], r,
-                              self.log(a.name, "config.log"))
+                              self.log(a.name, "config.log"), stamp=stamp)
             config_text = "" if r.dry_run else (builddir / ".config").read_text()
             if not r.dry_run:
                 (self.log(a.name, "config")).write_text(config_text)
