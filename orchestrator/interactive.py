@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from . import cache
+from . import tree as treemod
 from .errors import OrchError
 from .pipeline import Options, Run
 
@@ -16,9 +16,8 @@ def boot(opts: Options, command: str | None) -> int:
     run = Run(opts)
     st = next(iter(run.states.values()))
     try:
-        run.tree = __import__("orchestrator.tree", fromlist=["resolve"]).resolve(
-            opts.tree, run.runner, progress=run.progress.line)
-        with cache.locked(cache.subdir("locks") / f"work-{run.tree.key}.lock"):
+        run.tree = treemod.resolve(opts.tree, run.runner, progress=run.progress.line)
+        with run.tree_lock():
             run.prepare_source()
             run.build_arch(st)
         if opts.dry_run:
