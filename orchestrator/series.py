@@ -63,7 +63,8 @@ def load(spec: str | None) -> list[Patch]:
     """Read a series from a path; 'none' or None is the empty series."""
     if spec is None or spec == "none":
         return []
-    p = Path(spec).expanduser()
+    # Absolute: git runs with -C in orch's worktree, where a relative path means nothing.
+    p = Path(spec).expanduser().resolve()
     if not p.exists():
         raise UsageError(f"--series {spec}: no such file or directory")
     if p.is_dir():

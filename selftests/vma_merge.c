@@ -412,28 +412,37 @@ fail:
  * NULL) or faulted (next's anon_vma_chain is singular).  vma_expand()
  * then grows next downwards: one VMA.  Same on later kernels.
  */
-static int new_before(int faulted)
+/*
+ * An existing 2-page anon VMA at page `existing`, a new 2-page one mapped at
+ * page `added` right next to it (before or after): one VMA [2, 6) results.
+ */
+static int new_adjacent(long existing, long added,
+			const char *what, int faulted)
 {
-	static const struct layout before = { NULL, 1, { { 4, 6, RW } } };
+	const struct layout before = { NULL, 1, { { existing, existing + 2, RW } } };
 	static const struct layout merged = { RULE_LINEAR, 1, { { 2, 6, RW } } };
 	unsigned long base = reserve(8);
 	int ok = 1;
 
 	if (!base)
 		return KTAP_FAIL;
-	if (map_anon(base, 4, 2))
+	if (map_anon(base, existing, 2))
 		return KTAP_FAIL;
 	if (faulted)
-		fault_in(base, 4, 2, 0xa0);
-	if (!expect1("existing anon VMA", base, 4, 6, &before))
+		fault_in(base, existing, 2, 0xa0);
+	if (!expect1("existing anon VMA", base, existing, existing + 2, &before))
 		return KTAP_FAIL;
-	if (map_anon(base, 2, 2))
+	if (map_anon(base, added, 2))
 		return KTAP_FAIL;
-	ok &= expect1("new anon VMA mapped right before it", base, 2, 6,
-		      &merged);
-	ok &= check_data("existing pages", base, 4, 2, faulted ? 0xa0 : 0);
-	ok &= check_data("new pages", base, 2, 2, 0);
+	ok &= expect1(what, base, 2, 6, &merged);
+	ok &= check_data("existing pages", base, existing, 2, faulted ? 0xa0 : 0);
+	ok &= check_data("new pages", base, added, 2, 0);
 	return ok ? KTAP_PASS : KTAP_FAIL;
+}
+
+static int new_before(int faulted)
+{
+	return new_adjacent(4, 2, "new anon VMA mapped right before it", faulted);
 }
 
 static int t_new_before_existing_unfaulted(void) { return new_before(0); }
@@ -453,26 +462,7 @@ static int t_new_before_existing_faulted(void) { return new_before(1); }
  */
 static int new_after(int faulted)
 {
-	static const struct layout before = { NULL, 1, { { 2, 4, RW } } };
-	static const struct layout merged = { RULE_LINEAR, 1, { { 2, 6, RW } } };
-	unsigned long base = reserve(8);
-	int ok = 1;
-
-	if (!base)
-		return KTAP_FAIL;
-	if (map_anon(base, 2, 2))
-		return KTAP_FAIL;
-	if (faulted)
-		fault_in(base, 2, 2, 0xa0);
-	if (!expect1("existing anon VMA", base, 2, 4, &before))
-		return KTAP_FAIL;
-	if (map_anon(base, 4, 2))
-		return KTAP_FAIL;
-	ok &= expect1("new anon VMA mapped right after it", base, 2, 6,
-		      &merged);
-	ok &= check_data("existing pages", base, 2, 2, faulted ? 0xa0 : 0);
-	ok &= check_data("new pages", base, 4, 2, 0);
-	return ok ? KTAP_PASS : KTAP_FAIL;
+	return new_adjacent(2, 4, "new anon VMA mapped right after it", faulted);
 }
 
 static int t_new_after_existing_unfaulted(void) { return new_after(0); }

@@ -129,3 +129,14 @@ def test_git_env_of_a_calling_git_is_ignored(fake_kernel_repo, plain_repo, isola
     wt = tree.prepare_worktree(t, base, r)
     assert (wt / "mm/mmap.c").exists()
     assert git(plain_repo, "status", "--porcelain") == ""
+
+
+def test_relative_series_path_becomes_absolute(tmp_path, fake_kernel_repo, monkeypatch):
+    d = tmp_path / "s"
+    d.mkdir()
+    (d / "a.patch").write_text(make_patch(fake_kernel_repo, _edit_line(3, "A"), "mm: a"))
+    (d / "series").write_text("a.patch\n")
+    monkeypatch.chdir(tmp_path)
+    for spec in ("s", "s/a.patch"):
+        got = series.load(spec)
+        assert got[0].path.is_absolute() and got[0].path == d / "a.patch"
