@@ -379,7 +379,9 @@ class Run:
     def build_arch(self, st: ArchState) -> None:
         a, r = st.arch, self.runner
         assert self.worktree is not None and self.tree is not None
-        builddir = treemod.build_dir(self.worktree, a.name)
+        # One build dir per arch and profile: a --debug run must not turn the plain
+        # kernel's objects over (and back) in a shared dir.
+        builddir = treemod.build_dir(self.worktree, "-".join([a.name, *self.opts.profiles]))
         with self.stage(st, "config"):
             self.versions["gcc"][a.name] = build.compiler_version(a, r)
             stamp = cache.digest("config-v1", a.name, self.source_tree, *[
