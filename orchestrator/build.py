@@ -23,11 +23,23 @@ ERROR_RE = re.compile(r"(: error: |: fatal error: |^make(\[\d+\])?: \*\*\* |unde
 STEP_RE = re.compile(r"^\s+(CC|LD|AR|AS|OBJCOPY|GEN|HOSTCC|CPP|OBJTOOL|LDS|UPD|SYSMAP)\s+(\S+)")
 
 # Fixed so that an unchanged tree rebuilds the same bits (and init/version.o stays put).
+# KBUILD_BUILD_HOST is set per kernel to its stamp (see `stamp`).
 REPRO_ENV = {
     "KBUILD_BUILD_USER": "orch",
-    "KBUILD_BUILD_HOST": "orch",
     "KBUILD_BUILD_TIMESTAMP": "Sat Jan  1 00:00:00 UTC 2000",
 }
+# Bumped whenever what goes into the image changes for the same inputs (v2: the stamp).
+KEY_VERSION = "kernel-v2"
+
+
+def stamp(key: str) -> str:
+    """What identifies this build in the running kernel: the store key as the build host.
+
+    It shows in /proc/version and in the boot banner ("Linux version R (orch@orch-KEY)"),
+    so a remote target can prove it runs the kernel orch built, not only one with the same
+    release string. Only init/version.o and the x86 boot stub see it: a new key relinks.
+    """
+    return f"orch-{key}"
 
 
 @dataclass
@@ -43,6 +55,10 @@ class Kernel:
     @property
     def headers(self) -> Path:
         return self.store / "headers"
+
+    @property
+    def stamp(self) -> str:
+        return stamp(self.key)
 
     @property
     def config(self) -> Path:
@@ -67,7 +83,7 @@ def compiler_version(arch: Arch, runner: Runner) -> str:
 def build_key(arch: Arch, source_tree: str, config_text: str, compiler: str) -> str:
     # The source *tree object* (not the commit id): re-applying the same series gives a
     # new commit but the same tree, and must not rebuild.
-    return cache.digest("kernel-v1", arch.name, source_tree, config_text, compiler)[:20]
+    return cache.digest(KEY_VERSION, arch.name, source_tree, config_text, compiler)[:20]
 
 
 def store_for(arch: Arch, key: str) -> Kernel:
@@ -82,7 +98,7 @@ def build(arch: Arch, srctree: Path, builddir: Path, key: str, runner: Runner, l
         return k, False
     jobs = jobs or os.cpu_count() or 1
     cc = arch.cc()
-    env = dict(REPRO_ENV)
+    env = dict(REPRO_ENV, KBUILD_BUILD_HOST=stamp(key))
     if shutil.which("ccache"):
         cc = f"ccache {cc}"
         env["CCACHE_DIR"] = os.environ.get("CCACHE_DIR", str(cache.subdir("ccache")))
@@ -126,6 +142,7 @@ def build(arch: Arch, srctree: Path, builddir: Path, key: str, runner: Runner, l
         "arch": arch.name,
         "key": key,
         "release": release.read_text().strip() if release.exists() else "",
+        "stamp": stamp(key),
         "compile_seconds": round(time.monotonic() - start, 1),
     }, indent=2))
     (tmp / "complete").write_text("")

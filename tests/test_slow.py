@@ -76,6 +76,9 @@ def test_full_run_both_arches(full_run):
         assert all(a["stages"][s]["status"] == "ok" for s in
                    ("config", "build", "selftests", "rootfs", "boot", "test"))
         assert a["boot_to_ssh_seconds"] > 0
+        # the kernel carries its stamp (the store key as build host) in its banner
+        console = (out / arch / "console.log").read_text()
+        assert f"(orch@orch-{a['kernel']['key']})" in console
     assert meta["reproduce"].startswith("orch run --arch x86_64,arm64 --tree linux-6.1")
     assert meta["host"]["qemu"]["arm64"].startswith("QEMU emulator")
     assert len(meta["inputs"]["series"]["patches"]) >= 3
