@@ -185,17 +185,7 @@ def bisect_commits(opts: Options, good: str, bad: str, out: Path, argv: list[str
         res = r.run([*g, "bisect", "start", bad_c, good_c], always=True)
         if not res.ok:
             raise UsageError(f"git bisect start failed: {res.tail[-1] if res.tail else ''}")
-        step = [sys.executable, "-m", "orchestrator.cli", "run", "--in-worktree",
-                "--series", "none", "--bisect-exit", "--tree", opts.tree or treemod.DEFAULT_TREE,
-                "--arch", ",".join(a.name for a in opts.arches),
-                "--retries", str(opts.retries), "-q",
-                "-o", str(out / "steps" / "current"), "--steps-log", str(out / "steps.jsonl")]
-        for t in opts.tests or []:
-            step += ["--test", t]
-        for c in opts.configs:
-            step += ["--config", c]
-        for p in opts.profiles:
-            step += [f"--{p}"]
+        step = step_command(opts, out)
         env = dict(os.environ, ORCH_TREE_LOCK_HELD=tree.key)
         progress.line(f"bisect: git bisect run {shlex.join(step)}   (in {wt})")
         start = time.monotonic()
@@ -233,6 +223,22 @@ def bisect_commits(opts: Options, good: str, bad: str, out: Path, argv: list[str
     progress.line(f"first bad commit: {first} {subject}")
     progress.line(f"{len(steps)} steps; log: {out / 'git-bisect.log'}")
     return EXIT_FOUND
+
+
+def step_command(opts: Options, out: Path) -> list[str]:
+    """The command `git bisect run` runs at each commit: `orch run` with every option the
+    user gave `orch bisect` (from cli's option table), minus the bisection's own (--good,
+    --bad, -o, --series, --base), plus what makes it a step (the commit git bisect checked
+    out, the bisect exit convention, its own output dir and steps log)."""
+    from .cli import bisect_step_argv
+
+    return [sys.executable, "-m", "orchestrator.cli", "run", *bisect_step_argv(opts),
+            *STEP_OWN, "-o", str(out / "steps" / "current"),
+            "--steps-log", str(out / "steps.jsonl")]
+
+
+# What a commit-bisection step adds to the user's options (besides -o and --steps-log).
+STEP_OWN = ["--in-worktree", "--series", "none", "--bisect-exit", "-q"]
 
 
 def record_step(path: Path, run: Run, code: int) -> None:

@@ -131,6 +131,10 @@ class Run:
             for f in self.fragments[a.name]:
                 kconfig.parse_fragment(f)
         selftests.sources(opts.selftests, opts.tests)
+        for a in opts.arches:
+            if opts.smp > a.max_cpus:
+                raise UsageError(f"--smp {opts.smp}: QEMU's {a.machine} machine ({a.name}) "
+                                 f"takes at most {a.max_cpus} CPUs")
         if not opts.dry_run:
             preflight(opts.arches)
         if opts.accel not in ("auto", "kvm", "tcg"):
@@ -182,25 +186,17 @@ class Run:
         return props
 
     def reproduce(self) -> str:
-        argv = ["orch", "run", "--arch", ",".join(a.name for a in self.opts.arches)]
+        """The `orch run` command line that redoes this run (from cli's option table)."""
+        from .cli import command_line
+
+        over = {"tree": self.opts.tree or treemod.DEFAULT_TREE}
         if self.tree:
-            argv += ["--tree", str(self.tree.origin) if self.tree.kind == "git"
-                     else self.tree.spec]
+            over["tree"] = str(self.tree.origin) if self.tree.kind == "git" else self.tree.spec
         if self.base_commit:
-            argv += ["--base", self.base_commit]
-        argv += ["--series", str(Path(self.opts.series).resolve())
-                 if self.opts.series not in (None, "none") else "none"]
-        for c in self.opts.configs:
-            argv += ["--config", c]
-        for p in self.opts.profiles:
-            argv += [f"--{p}"]
-        for t in self.opts.tests or []:
-            argv += ["--test", t]
-        if self.opts.selftests != SELFTESTS:
-            argv += ["--selftests", str(self.opts.selftests)]
-        if self.opts.append:
-            argv += ["--append", self.opts.append]
-        return shlex.join(argv)
+            over["base"] = self.base_commit
+        over["series"] = self.opts.series or "none"
+        return shlex.join(command_line("run", self.opts, keep=lambda o: o.reproduce,
+                                       always=("arches", "tree", "series"), overrides=over))
 
     def metadata(self) -> dict:
         frag = sorted({p for ps in self.fragments.values() for p in ps})
