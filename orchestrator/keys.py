@@ -43,8 +43,10 @@ def _write_pair(priv_path: Path) -> str:
     return pub
 
 
-def ensure(runner: Runner) -> Keys:
-    d = cache.subdir("keys")
+def ensure(runner: Runner, directory: Path | None = None) -> Keys:
+    """The cache's key set, or another one kept in `directory` (a board's own keys)."""
+    d = directory or cache.subdir("keys")
+    d.mkdir(parents=True, exist_ok=True)
     os.chmod(d, 0o700)
     client = d / "client_ed25519"
     host = d / "host_ed25519"

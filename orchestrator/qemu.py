@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import fcntl
 import json
 import os
 import re
@@ -16,8 +17,10 @@ import subprocess
 import threading
 import time
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from . import cache
 from .arch import Arch, is_native
@@ -29,6 +32,7 @@ PANIC_RE = re.compile(
     r"general protection fault|KASAN: |Internal error: |WARNING: .* at )"
 )
 FATAL_RE = re.compile(r"(Kernel panic - not syncing|---\[ end Kernel panic)")
+PORT_CLASH_RE = re.compile(r"could not set up host forwarding rule", re.IGNORECASE)
 
 _LIVE: set[subprocess.Popen] = set()
 _PR_SET_PDEATHSIG = 1
@@ -95,6 +99,38 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class PortClash(BootError):
+    """QEMU could not bind the forward's host port: someone took it first. Retried."""
+
+
+@contextmanager
+def reserved_port() -> Iterator[int]:
+    """A host port for a guest's SSH forward, held until the block ends.
+
+    The kernel picks a free port (bind to port 0), and a lock file per port, held for the
+    guest's lifetime, keeps another orch run from picking the same one in the window before
+    QEMU binds it. A program outside orch can still take it in that window: QEMU then fails
+    to bind (`PortClash`) and the caller boots again on another port, so two guests never
+    share a forward.
+    """
+    locks = cache.subdir("locks", "ports")
+    for _ in range(50):
+        port = free_port()
+        f = open(locks / f"{port}.lock", "w")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.close()
+            continue
+        try:
+            yield port
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+            f.close()
+        return
+    raise BootError("no free host port for the SSH forward after 50 tries")
 
 
 def qemu_version(arch: Arch) -> str:
@@ -204,6 +240,8 @@ class Guest:
                                 hint=self.excerpt())
             if self.exited.is_set():
                 self.proc.wait()  # type: ignore[union-attr]
+                if any(PORT_CLASH_RE.search(ln) for ln in self.lines):
+                    raise PortClash(f"host port {self.spec.port} taken before QEMU bound it")
                 raise BootError(f"QEMU exited with status {self.proc.returncode} before the "
                                 f"guest was up: {self.lines[-1] if self.lines else ''}",
                                 hint=self.excerpt())

@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 from . import cache
@@ -65,9 +66,14 @@ def _apt_opts(arch: Arch, root: Path) -> list[str]:
     ]
 
 
-def sysroot(arch: Arch, runner: Runner, progress=print) -> Path:
-    """A directory holding the Debian userland packages orch needs, for this arch."""
-    if is_native(arch):
+def sysroot(arch: Arch, runner: Runner, progress=print, packages: list[str] | None = None,
+            name: str | None = None) -> Path:
+    """A directory holding the Debian userland packages orch needs, for this arch.
+
+    The guest's own packages on the native arch are the host's (`/`); other arches, and
+    other package sets (`packages`, kept under `name`), are downloaded into the cache.
+    """
+    if packages is None and is_native(arch):
         for tool, pkg in (("/bin/busybox", "busybox-static"),
                           ("/usr/sbin/dropbear", "dropbear-bin")):
             if not Path(tool).exists():
@@ -75,26 +81,35 @@ def sysroot(arch: Arch, runner: Runner, progress=print) -> Path:
         if not _is_static("/bin/busybox"):
             raise MissingToolError("/bin/busybox is not static (apt-get install busybox-static)")
         return Path("/")
-    root = cache.subdir("sysroot", arch.debian_arch)
+    packages = packages or PACKAGES
+    root = cache.subdir("sysroot", name or arch.debian_arch)
     done = root / "complete"
     if done.exists():
         return root / "root"
     if not shutil.which("apt-get") or not shutil.which("dpkg"):
-        raise MissingToolError("apt-get/dpkg needed to fetch arm64 userland (Debian host)")
-    progress(f"rootfs {arch.name}: downloading {', '.join(PACKAGES)} ({arch.debian_arch})")
-    for d in ("lists/partial", "cache/archives/partial", "debs"):
-        (root / d).mkdir(parents=True, exist_ok=True)
-    opts = _apt_opts(arch, root)
-    runner.check(["apt-get", *opts, "update"], InfraError, f"apt-get update ({arch.debian_arch})")
-    runner.check(["apt-get", *opts, "download", *[f"{p}:{arch.debian_arch}" for p in PACKAGES]],
-                 InfraError, f"apt-get download ({arch.debian_arch})", cwd=root / "debs")
-    out = root / "root"
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir()
-    for deb in sorted((root / "debs").glob("*.deb")):
-        runner.check(["dpkg-deb", "-x", str(deb), str(out)], InfraError, f"dpkg-deb -x {deb.name}")
-    done.write_text("")
-    return out
+        raise MissingToolError(f"apt-get/dpkg needed to fetch {arch.name} userland "
+                               f"(Debian host)")
+    # Two runs starting at once on an empty cache: one downloads, the other waits.
+    with cache.locked(root / ".lock"):
+        if done.exists():
+            return root / "root"
+        progress(f"rootfs {arch.name}: downloading {', '.join(packages)} ({arch.debian_arch})")
+        for d in ("lists/partial", "cache/archives/partial", "debs"):
+            (root / d).mkdir(parents=True, exist_ok=True)
+        opts = _apt_opts(arch, root)
+        runner.check(["apt-get", *opts, "update"], InfraError,
+                     f"apt-get update ({arch.debian_arch})")
+        runner.check(["apt-get", *opts, "download",
+                      *[f"{p}:{arch.debian_arch}" for p in packages]],
+                     InfraError, f"apt-get download ({arch.debian_arch})", cwd=root / "debs")
+        out = root / "root"
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir()
+        for deb in sorted((root / "debs").glob("*.deb")):
+            runner.check(["dpkg-deb", "-x", str(deb), str(out)], InfraError,
+                         f"dpkg-deb -x {deb.name}")
+        done.write_text("")
+    return root / "root"
 
 
 def _is_static(path: str) -> bool:
@@ -152,20 +167,27 @@ def closure(root: Path, arch: Arch, binary: str) -> dict[str, Path]:
 
 
 def build_initramfs(arch: Arch, keys: Keys, tests: list[Path], runner: Runner,
-                    progress=print) -> Path:
-    """Assemble the initramfs (uncompressed newc cpio: no decompression under TCG)."""
-    root = sysroot(arch, runner, progress)
+                    progress=print, *, init: str = INIT, extra: tuple[str, ...] = (),
+                    packages: list[str] | None = None, name: str | None = None) -> Path:
+    """Assemble the initramfs (uncompressed newc cpio: no decompression under TCG).
+
+    `extra`: more programs (guest paths in the userland, with their libraries); `packages`
+    and `name`: a userland other than the guest's own (see `sysroot`).
+    """
+    root = sysroot(arch, runner, progress, packages, name)
     files = {"/bin/busybox": root / "bin/busybox"}
-    files.update(closure(root, arch, "/usr/sbin/dropbear"))
+    for prog in ("/usr/sbin/dropbear", *extra):
+        files.update(closure(root, arch, prog))
     parts = [f"{g}={cache.file_digest(h)}" for g, h in sorted(files.items())]
     parts += [f"test:{t.name}={cache.file_digest(t)}" for t in tests]
-    parts += [INIT, keys.client_pub, cache.file_digest(keys.host_dropbear)]
+    parts += [init, keys.client_pub, cache.file_digest(keys.host_dropbear)]
     key = cache.digest("initramfs-v1", arch.name, *parts)[:20]
     out = cache.subdir("initramfs") / f"{arch.name}-{key}.cpio"
     if out.exists():
         return out
-    stage = cache.subdir("initramfs") / f".stage-{arch.name}-{key}"
-    shutil.rmtree(stage, ignore_errors=True)
+    # A private staging dir and temp file: two runs may assemble the same image at once.
+    stage = Path(tempfile.mkdtemp(prefix=f".stage-{arch.name}-{key}-",
+                                  dir=cache.subdir("initramfs")))
     try:
         for d in ("bin", "sbin", "usr/bin", "usr/sbin", "etc/dropbear", "root/.ssh", "proc",
                   "sys", "dev", "tmp", "run", "var/log", TESTS_DIR.lstrip("/")):
@@ -178,7 +200,7 @@ def build_initramfs(arch: Arch, keys: Keys, tests: list[Path], runner: Runner,
         for t in tests:
             shutil.copy(t, stage / TESTS_DIR.lstrip("/") / t.name)
             os.chmod(stage / TESTS_DIR.lstrip("/") / t.name, 0o755)
-        (stage / "init").write_text(INIT)
+        (stage / "init").write_text(init)
         os.chmod(stage / "init", 0o755)
         (stage / "etc/passwd").write_text(PASSWD)
         (stage / "etc/group").write_text(GROUP)
@@ -192,15 +214,15 @@ def build_initramfs(arch: Arch, keys: Keys, tests: list[Path], runner: Runner,
         names = sorted(str(p.relative_to(stage)) for p in stage.rglob("*"))
         if not shutil.which("cpio"):
             raise MissingToolError("cpio not found (apt-get install cpio)")
-        tmp = out.with_suffix(".tmp")
+        tmp = stage.with_suffix(".cpio.tmp")
         with open(tmp, "wb") as f:
             proc = subprocess.run(["cpio", "-o", "-H", "newc", "-R", "0:0", "--reproducible",
                                    "--quiet"], input="\n".join(names).encode(), cwd=stage,
                                   stdout=f, stderr=subprocess.PIPE)
         if proc.returncode != 0:
+            tmp.unlink(missing_ok=True)
             raise InfraError(f"cpio failed: {proc.stderr.decode().strip()}")
         os.replace(tmp, out)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     return out
-

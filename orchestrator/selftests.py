@@ -5,6 +5,7 @@ uAPI headers of the kernel under test (its `make headers_install`).
 from __future__ import annotations
 
 import shutil
+import tempfile
 from pathlib import Path
 
 from . import cache
@@ -55,15 +56,21 @@ def build(arch: Arch, directory: Path, headers: Path, kernel_key: str, runner: R
         for s in srcs:
             runner.run(compile_argv(cc, s, outdir / s.stem, directory, headers))
         return outs
-    tmp = outdir.with_name(outdir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    # A private temp dir: two runs may compile the same set at once (same kernel, both
+    # arches' runs of one series...); the first to finish publishes, the other's is dropped.
+    tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}-", dir=outdir.parent))
     for s in srcs:
         progress(f"selftests {arch.name}: cc {s.name}")
         res = runner.run(compile_argv(cc, s, tmp / s.stem, directory, headers), log=log)
         if not res.ok:
             err = next((ln for ln in res.tail if "error" in ln), res.tail[-1] if res.tail else "")
             raise BuildError(f"selftest {s.name} does not build for {arch.name}: {err.strip()}")
-    shutil.rmtree(outdir, ignore_errors=True)
-    tmp.rename(outdir)
+    try:
+        tmp.rename(outdir)
+    except OSError:
+        if all(o.exists() for o in outs):  # published meanwhile by another run: same bits
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:  # a stale partial dir
+            shutil.rmtree(outdir, ignore_errors=True)
+            tmp.rename(outdir)
     return outs

@@ -1,17 +1,20 @@
-"""Running the selftests in the guest: one binary at a time, each with its own timeout,
-dmesg read before and after, KTAP parsed into results.
+"""Running the selftests on the target: one binary at a time, each with its own timeout,
+the kernel log read from a marker written before it (never cleared: the machine may be
+shared), KTAP parsed into results.
 """
 
 from __future__ import annotations
 
 import re
+import shlex
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import ktap
 from .rootfs import TESTS_DIR
-from .ssh import GuestSSH
+from .ssh import Session
 
 DMESG_PROBLEM_RE = re.compile(
     r"(WARNING:|BUG:|Oops|KASAN|UBSAN|general protection fault|Unable to handle kernel|"
@@ -48,16 +51,42 @@ def dmesg_problems(text: str) -> list[str]:
     return [ln for ln in text.splitlines() if DMESG_PROBLEM_RE.search(ln)]
 
 
-def run_binary(ssh: GuestSSH, arch: str, name: str, timeout: float, outdir: Path) -> Suite:
+def mark_kmsg(ssh: Session, name: str) -> tuple[str, bool]:
+    """Write a marker line into the kernel log; the log after it belongs to this binary.
+
+    A position, not `dmesg -c`: clearing would wipe the log of a machine others use. (LTP
+    marks its tests in /dev/kmsg the same way.) Returns (marker, ssh still up).
+    """
+    marker = f"orch: begin {name} {uuid.uuid4().hex[:12]}"
+    res = ssh.run(f"echo {shlex.quote(marker)} > /dev/kmsg", timeout=30)
+    return marker, not (res.lost or res.timed_out)
+
+
+def kmsg_since(ssh: Session, marker: str) -> str:
+    """The kernel log after `marker` (the whole log, with a note, if it has wrapped away)."""
+    awk = "awk -v m=" + shlex.quote(marker) + \
+        " 'f{print} index($0,m){f=1} END{if(!f)exit 3}'"
+    res = ssh.run(f"dmesg | {awk}", timeout=30)
+    if res.exit_code == 3:
+        whole = ssh.run("dmesg", timeout=30)
+        return "orch: the marker left the kernel log buffer (it wrapped): whole log\n" + \
+            whole.stdout
+    return res.stdout
+
+
+def run_binary(ssh: Session, arch: str, name: str, timeout: float, outdir: Path,
+               path: str | None = None, cwd: str = "/tmp") -> Suite:
+    """Run one test binary (`path` on the target, default orch's initramfs location)."""
     suite = Suite(arch, name)
-    before = ssh.run("dmesg -c", timeout=30)
-    if before.lost or before.timed_out:
+    path = path or f"{TESTS_DIR}/{name}"
+    marker, up = mark_kmsg(ssh, name)
+    if not up:
         suite.cases.append(ktap.TestResult(name, "error", message="SSH lost before the test"))
         return suite
     start = time.monotonic()
     # The guest's own timeout kills a hung test; the host-side one is the backstop.
-    res = ssh.run(f"cd /tmp && timeout -s KILL {int(timeout)} {TESTS_DIR}/{name}",
-                  timeout=timeout + 20)
+    res = ssh.run(f"cd {shlex.quote(cwd)} && timeout -s KILL {int(timeout)} "
+                  f"{shlex.quote(path)}", timeout=timeout + 20)
     suite.duration = time.monotonic() - start
     suite.output = res.stdout + (("\n--- stderr ---\n" + res.stderr) if res.stderr else "")
     suite.exit_code = res.exit_code
@@ -87,14 +116,13 @@ def run_binary(ssh: GuestSSH, arch: str, name: str, timeout: float, outdir: Path
                                            message=f"{name} exited with {res.exit_code} "
                                            f"without reporting a failing test"))
     if not res.lost:
-        after = ssh.run("dmesg -c", timeout=30)
-        suite.dmesg = after.stdout
-        problems = dmesg_problems(after.stdout)
+        suite.dmesg = kmsg_since(ssh, marker)
+        problems = dmesg_problems(suite.dmesg)
         if problems:
             suite.cases.append(ktap.TestResult(
                 "dmesg_clean", "fail",
                 message=f"kernel reported during {name}: {problems[0].strip()}",
-                diagnostics=after.stdout.splitlines()))
+                diagnostics=suite.dmesg.splitlines()))
         else:
             suite.cases.append(ktap.TestResult("dmesg_clean", "pass"))
     outdir.mkdir(parents=True, exist_ok=True)
