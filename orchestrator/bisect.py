@@ -18,7 +18,14 @@ from pathlib import Path
 
 from . import series as seriesmod
 from . import tree as treemod
-from .errors import BISECT_BAD, BISECT_GOOD, OrchError, UsageError
+from .errors import (
+    BISECT_BAD,
+    BISECT_GOOD,
+    EXIT_INTERRUPTED,
+    Interrupted,
+    OrchError,
+    UsageError,
+)
 from .pipeline import Options, Run, bisect_code
 from .progress import Progress
 from .report import write_json
@@ -61,6 +68,8 @@ def run_step(opts: Options, out: Path, label: str, ident: str, subject: str,
     try:
         run = Run(opts)
         code = run.execute()
+        if code == EXIT_INTERRUPTED:
+            raise Interrupted(run.status)  # SIGTERM/Ctrl-C stops the bisection too
         result, why = outcome_of(run, code)
     except OrchError as exc:
         result, why = ("skip", str(exc))
@@ -186,22 +195,26 @@ def bisect_commits(opts: Options, good: str, bad: str, out: Path, argv: list[str
         if not res.ok:
             raise UsageError(f"git bisect start failed: {res.tail[-1] if res.tail else ''}")
         step = step_command(opts, out)
-        env = dict(os.environ, ORCH_TREE_LOCK_HELD=tree.key)
-        progress.line(f"bisect: git bisect run {shlex.join(step)}   (in {wt})")
-        start = time.monotonic()
-        res = r.run([*g, "bisect", "run", *step], env=env, log=out / "git-bisect-run.log",
-                    on_line=lambda ln: progress.status(ln))
-        log = r.run([*g, "bisect", "log"], always=True).output
-        (out / "git-bisect.log").write_text(log)
-        text = (out / "git-bisect-run.log").read_text()
-        first = None
-        for line in text.splitlines():
-            if line.endswith("is the first bad commit"):
-                first = line.split()[0]
-        subject = ""
-        if first:
-            subject = r.run([*g, "log", "-1", "--format=%s", first], always=True).output.strip()
-        r.run([*g, "bisect", "reset"], always=True)
+        try:
+            env = dict(os.environ, ORCH_TREE_LOCK_HELD=tree.key)
+            progress.line(f"bisect: git bisect run {shlex.join(step)}   (in {wt})")
+            start = time.monotonic()
+            res = r.run([*g, "bisect", "run", *step], env=env, log=out / "git-bisect-run.log",
+                        on_line=lambda ln: progress.status(ln))
+            log = r.run([*g, "bisect", "log"], always=True).output
+            (out / "git-bisect.log").write_text(log)
+            text = (out / "git-bisect-run.log").read_text()
+            first = None
+            for line in text.splitlines():
+                if line.endswith("is the first bad commit"):
+                    first = line.split()[0]
+            subject = ""
+            if first:
+                subject = r.run([*g, "log", "-1", "--format=%s", first],
+                                always=True).output.strip()
+        finally:
+            # Also on SIGTERM/Ctrl-C: orch's worktree is left out of bisect mode.
+            r.run([*g, "bisect", "reset"], always=True)
     steps = []
     sl = out / "steps.jsonl"
     if sl.exists():

@@ -90,11 +90,70 @@ def store_for(arch: Arch, key: str) -> Kernel:
     return Kernel(arch, key, cache.subdir("kernels") / f"{arch.name}-{key}")
 
 
+def format_problem(arch: Arch, image: Path) -> str | None:
+    """A cheap check of the image's own header (for entries stored before digests were
+    recorded): the boot protocol magic, and for bzImage the size its header announces."""
+    try:
+        with open(image, "rb") as f:
+            head = f.read(0x240)
+        size = image.stat().st_size
+    except OSError as exc:
+        return f"{image.name} cannot be read ({exc.strerror})"
+    if arch.image == "bzImage":
+        if head[0x202:0x206] != b"HdrS":
+            return f"{image.name} has no x86 boot header"
+        setup = head[0x1f1] or 4
+        need = (setup + 1) * 512 + int.from_bytes(head[0x1f4:0x1f8], "little") * 16
+        if size < need:
+            return f"{image.name} is truncated ({size} bytes, its header says {need})"
+    elif arch.image == "Image" and head[0x38:0x3c] != b"ARM\x64":
+        return f"{image.name} has no arm64 Image header"
+    return None
+
+
+def store_problem(k: Kernel) -> str | None:
+    """Why a stored kernel cannot be used (None: it can). The image's sha256 is recorded
+    in kernel.json when it is stored and checked here, on every use."""
+    if not k.image.is_file():
+        return f"{k.image.name} is missing"
+    if not (k.headers / "include").is_dir() or not k.config.is_file():
+        return "its headers or config are missing"
+    info = k.info()
+    want = info.get("image_sha256")
+    if not want:
+        why = format_problem(k.arch, k.image)
+        if why:
+            return why
+        info["image_sha256"] = cache.file_digest(k.image)  # stored before digests: record
+        cache.write_atomic(k.store / "kernel.json", json.dumps(info, indent=2))
+        return None
+    got = cache.file_digest(k.image)
+    if got != want:
+        return (f"{k.image.name} ({k.image.stat().st_size} bytes) has sha256 {got[:12]}..., "
+                f"not the {want[:12]}... recorded when it was stored")
+    return None
+
+
+def no_space(lines) -> str | None:
+    return next((ln.strip() for ln in lines if "No space left on device" in ln), None)
+
+
 def build(arch: Arch, srctree: Path, builddir: Path, key: str, runner: Runner, log: Path,
-          jobs: int | None = None, progress=None) -> tuple[Kernel, bool]:
-    """Returns (kernel, compiled?)."""
+          jobs: int | None = None, progress=None, warn=None) -> tuple[Kernel, bool]:
+    """Returns (kernel, compiled?). A damaged store entry is reported (`warn`, one line),
+    removed, and built again."""
     k = store_for(arch, key)
-    if (k.store / "complete").exists():
+    cache.hold(k.store)  # `orch gc` leaves it alone while this orch runs
+    if (k.store / "complete").exists() and not runner.dry_run:
+        why = store_problem(k)
+        if why is None:
+            cache.touch_used(k.store)
+            return k, False
+        if warn:
+            warn(f"stored kernel {k.store.name} is damaged: {why}; removing it and building "
+                 f"again")
+        shutil.rmtree(k.store, ignore_errors=True)
+    elif (k.store / "complete").exists():
         return k, False
     jobs = jobs or os.cpu_count() or 1
     cc = arch.cc()
@@ -120,6 +179,10 @@ def build(arch: Arch, srctree: Path, builddir: Path, key: str, runner: Runner, l
     if runner.dry_run:
         return k, True
     if not res.ok:
+        full = no_space(res.tail)
+        if full:
+            raise BuildError(f"{arch.name} kernel build failed: no space left on device in "
+                             f"{builddir} or the ccache ({full})")
         errors = [ln for ln in res.tail if ERROR_RE.search(ln)]
         raise BuildError(
             f"{arch.name} kernel build failed: {errors[0].strip() if errors else res.tail[-1]}",
@@ -128,11 +191,28 @@ def build(arch: Arch, srctree: Path, builddir: Path, key: str, runner: Runner, l
     hdr = runner.run(make_argv(arch, srctree, builddir, ["headers_install"]) +
                      [f"INSTALL_HDR_PATH={builddir / 'orch-headers'}"], env=env, log=log)
     if not hdr.ok:
-        raise BuildError(f"{arch.name} headers_install failed: {hdr.tail[-1] if hdr.tail else ''}")
-    tmp = k.store.with_name(k.store.name + ".tmp")
+        full = no_space(hdr.tail)
+        raise BuildError(f"{arch.name} headers_install failed: "
+                         f"{full or (hdr.tail[-1] if hdr.tail else '')}")
+    tmp = k.store.with_name(f"{k.store.name}.tmp-{os.getpid()}")
+    try:
+        store(arch, key, builddir, tmp, start)
+        shutil.rmtree(k.store, ignore_errors=True)
+        os.replace(tmp, k.store)
+    except OSError as exc:
+        # ENOSPC and the like: no half-written entry is left (only complete ones are used).
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise BuildError(f"cannot store the {arch.name} kernel in {k.store.parent}: "
+                         f"{exc.strerror or exc}") from None
+    cache.touch_used(k.store)
+    return k, True
+
+
+def store(arch: Arch, key: str, builddir: Path, tmp: Path, start: float) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    shutil.copy2(builddir / arch.image_path, tmp / Path(arch.image_path).name)
+    image = tmp / Path(arch.image_path).name
+    shutil.copy2(builddir / arch.image_path, image)
     shutil.copy2(builddir / ".config", tmp / "config")
     if (builddir / "System.map").exists():
         shutil.copy2(builddir / "System.map", tmp / "System.map")
@@ -144,8 +224,6 @@ def build(arch: Arch, srctree: Path, builddir: Path, key: str, runner: Runner, l
         "release": release.read_text().strip() if release.exists() else "",
         "stamp": stamp(key),
         "compile_seconds": round(time.monotonic() - start, 1),
+        "image_sha256": cache.file_digest(image),
     }, indent=2))
     (tmp / "complete").write_text("")
-    shutil.rmtree(k.store, ignore_errors=True)
-    os.replace(tmp, k.store)
-    return k, True

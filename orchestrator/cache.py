@@ -51,3 +51,73 @@ def locked(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+# --- what a running orch uses: `orch gc` never removes it ---------------------------------
+
+USED = "last-used"  # marker file in a store entry: its mtime is the entry's last use
+_HELD: dict[str, int] = {}
+
+
+def use_lock(entry: Path) -> Path:
+    """The lock file that says "in use" for a cache entry (kernels/x86_64-KEY, ...)."""
+    return cache_root() / "locks" / f"use-{entry.parent.name}-{entry.name}.lock"
+
+
+def hold(entry: Path) -> None:
+    """Hold a shared lock on `entry` until this process exits: `orch gc` takes the lock
+    exclusively (without waiting) before it removes an entry, so it skips whatever a
+    running orch holds, and an orch starting meanwhile waits for gc before it looks."""
+    key = str(entry)
+    if key in _HELD:
+        return
+    lock = use_lock(entry)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_SH)
+    _HELD[key] = fd
+
+
+def touch_used(entry: Path) -> None:
+    """Record a use: gc's "unused for N days" reads this, not the entry's creation."""
+    try:
+        if entry.is_dir():
+            (entry / USED).touch()
+        else:
+            os.utime(entry)
+    except OSError:
+        pass
+
+
+def last_used(entry: Path) -> float:
+    for p in (entry / USED, entry):
+        try:
+            return p.stat().st_mtime
+        except OSError:
+            continue
+    return 0.0
+
+
+@contextmanager
+def try_exclusive(lock: Path) -> Iterator[bool]:
+    """Yields True with the lock held exclusively, False when someone holds it."""
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)

@@ -26,6 +26,7 @@ from .errors import (
     EXIT_INFRA,
     EXIT_INTERRUPTED,
     EXIT_USAGE,
+    Interrupted,
     OrchError,
     UsageError,
 )
@@ -116,6 +117,11 @@ def memory_mib(value: str) -> float:
     if not m:
         raise argparse.ArgumentTypeError(f"'{value}' is not a size (examples: 1G, 512M)")
     return float(m.group(1)) * _UNIT_MIB[m.group(2).upper()]
+
+
+def _size(value: str) -> str:
+    memory_mib(value)
+    return value.strip()
 
 
 def host_memory_mib() -> float | None:
@@ -375,6 +381,14 @@ def parser() -> argparse.ArgumentParser:
         _add(sub.add_parser(cmd, help=helps[cmd]), cmd)
     doc = sub.add_parser("doctor", help="what is installed, does KVM really work, cache size")
     doc.add_argument("--arch", default="x86_64,arm64", type=_arches, dest="arches")
+    gcp = sub.add_parser("gc", help="prune the cache: worktrees whose origin is gone, "
+                         "kernels and selftest builds unused for N days, ccache to a cap")
+    gcp.add_argument("--days", type=_count, default=14,
+                     help="remove kernels, selftest builds and initramfs images unused for "
+                     "this many days (default: 14; 0: all that no running orch holds)")
+    gcp.add_argument("--ccache-max", type=_size, default="5G",
+                     help="trim ccache to this size (default: 5G)")
+    gcp.add_argument("--dry-run", action="store_true", help="say what would go, remove nothing")
     return ap
 
 
@@ -399,7 +413,13 @@ def internal_error(exc: BaseException, bisect_exit: bool) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = parser().parse_args(argv)
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as exc:
+        # A usage error under --bisect-exit aborts the bisection: git bisect reads 2 as bad.
+        if exc.code == EXIT_USAGE and "--bisect-exit" in argv:
+            return BISECT_ABORT
+        raise
     install_signal_handlers()
     bisect_exit = getattr(args, "bisect_exit", False)
     try:
@@ -407,6 +427,10 @@ def main(argv: list[str] | None = None) -> int:
             from .doctor import doctor
 
             return doctor(args.arches)
+        if args.cmd == "gc":
+            from .gc import gc
+
+            return gc(args.days, args.ccache_max, args.dry_run)
         from .pipeline import Run, bisect_code
 
         opts = options_from(args, argv)
@@ -434,8 +458,8 @@ def main(argv: list[str] | None = None) -> int:
 
             return bisect_code(exc.exit_code, exc)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("orch: interrupted", file=sys.stderr)
+    except (KeyboardInterrupt, Interrupted) as exc:
+        print(f"orch: {exc or 'interrupted'}", file=sys.stderr)
         return BISECT_ABORT if bisect_exit else EXIT_INTERRUPTED
     except Exception as exc:  # a bug in orch: say so, keep the traceback for the report
         traceback.print_exc()

@@ -70,7 +70,9 @@ def doctor(arches: list[Arch]) -> int:
         ok, reason = qemu.kvm_probe(a, image)
         print(f"  {a.name}: {'KVM works' if ok else 'KVM does NOT work, TCG will be used'}"
               f" ({reason})")
-    print(f"cache: {cache.cache_root()}")
+    from .gc import print_usage
+
+    print_usage()
     if missing:
         print(f"missing: apt-get install {' '.join(sorted(set(missing)))}")
         return 2

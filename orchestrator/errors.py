@@ -49,7 +49,7 @@ class ConfigError(UsageError):
 class MissingToolError(UsageError):
     """A host program is missing; the message names the Debian package."""
 
-    stage = "doctor"
+    stage = "host"
 
 
 class InfraError(OrchError):
@@ -74,6 +74,15 @@ class SSHError(InfraError):
     stage = "ssh"
 
 
-class Interrupted(OrchError):
+class Interrupted(BaseException):
+    """SIGTERM or Ctrl-C: the whole run stops (every arch), QEMU is killed, partial results
+    are written, exit 130. Not an OrchError (nor an Exception), so that no stage or arch
+    handler takes it for one failure among others and carries on; and raised for SIGINT
+    too, because fabric/invoke swallow a KeyboardInterrupt while a remote command runs."""
+
     exit_code = EXIT_INTERRUPTED
     stage = "interrupted"
+
+
+class InternalError(Exception):
+    """Raised on purpose by the ORCH_TEST_INTERNAL_ERROR test hook (see hooks.py)."""

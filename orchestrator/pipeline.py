@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from . import __version__, build, cache, kconfig, qemu, rootfs, selftests, testrun
+from . import __version__, build, cache, hooks, kconfig, qemu, rootfs, selftests, testrun
 from . import arch as archmod
 from . import keys as keysmod
 from . import series as seriesmod
@@ -49,6 +49,7 @@ from .runner import Runner
 from .ssh import GuestSSH
 
 STAGES = ["apply", "config", "build", "selftests", "rootfs", "boot", "test"]
+ARCH_STAGES = STAGES[1:]  # apply is done once for the run
 
 
 @dataclass
@@ -156,14 +157,21 @@ class Run:
             st.stages[name] = rec
         start = time.monotonic()
         try:
+            self.write_reports()  # observers (and the SIGTERM tests) see which stage runs
+            hooks.at_stage(name)
             yield
             rec["status"] = "ok"
         except OrchError as exc:
             rec["status"] = "failed"
             rec["error"] = str(exc)
             raise
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, Interrupted) as exc:
             rec["status"] = "interrupted"
+            rec["error"] = str(exc) or "interrupted"
+            raise
+        except Exception as exc:
+            rec["status"] = "failed"
+            rec["error"] = f"internal error: {type(exc).__name__}: {exc}"
             raise
         finally:
             rec["seconds"] = round(time.monotonic() - start, 2)
@@ -294,20 +302,27 @@ class Run:
                 self.prepare_source()
                 for st in self.states.values():
                     code = max_code(code, self.run_arch(st))
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, Interrupted) as exc:
+            # One signal stops the whole run: no other arch is started.
             code = EXIT_INTERRUPTED
-            self.progress.error("orch: interrupted; partial results written to "
-                                f"{self.out}")
+            why = str(exc) or "interrupted"
+            self.progress.error(f"orch: {why}; partial results written to {self.out}")
             self.status = "interrupted"
-        except Interrupted as exc:
-            code = EXIT_INTERRUPTED
-            self.progress.error(f"orch: {exc}; partial results written to {self.out}")
-            self.status = "interrupted"
+            self.mark_unfinished("interrupted", why)
         except OrchError as exc:
             code = exc.exit_code
             self.report_error(None, exc)
             for st in self.states.values():
                 self.suites.append(infra_suite(st.arch.name, exc.stage, str(exc)))
+                self.skip_rest(st)
+        except Exception as exc:
+            # A bug in orch: record it in the partial results; cli prints it and maps the
+            # exit code (3, or 128 under --bisect-exit: a bisection must stop).
+            self.status = "internal-error"
+            self.exit_code = EXIT_INFRA
+            self.mark_unfinished("internal", f"internal error: {type(exc).__name__}: {exc}")
+            self.write_reports()
+            raise
         if self.status == "running":
             self.status = {EXIT_PASS: "passed", EXIT_TEST_FAILED: "failed"}.get(code, "error")
         self.exit_code = code
@@ -367,10 +382,33 @@ class Run:
             st.error = exc
             self.report_error(st, exc)
             self.suites.append(infra_suite(a.name, exc.stage, str(exc), exc.hint or ""))
-            for name in STAGES:
-                st.stages.setdefault(name, {"status": "skipped"})
+            self.skip_rest(st)
             self.write_reports()
             return exc.exit_code
+
+    def skip_rest(self, st: ArchState) -> None:
+        """The arch's stages that did not run because an earlier one failed. (apply is
+        the run's, in metadata's `apply`: never recorded per arch.)"""
+        for name in ARCH_STAGES:
+            st.stages.setdefault(name, {"status": "skipped"})
+
+    def mark_unfinished(self, what: str, why: str) -> None:
+        """After an interrupt or an internal error: every arch that had not finished gets
+        an `ARCH.orch-WHAT` error in the JUnit, and its stages not reached are not run."""
+        for name, st in self.states.items():
+            if st.error is not None:  # failed before: it has its own error already
+                continue
+            running = [n for n, r in st.stages.items() if r.get("status") in
+                       ("interrupted", "running") or
+                       str(r.get("error", "")).startswith("internal error")]
+            if st.stages.get("test", {}).get("status") == "ok" and not running:
+                continue
+            where = f" during {running[0]}" if running else (
+                " during apply" if self.apply_stage.get("status") != "ok" else
+                " (not started)")
+            self.suites.append(infra_suite(name, what, f"{why}{where}"))
+            for n in ARCH_STAGES:
+                st.stages.setdefault(n, {"status": "not run"})
 
     def build_arch(self, st: ArchState) -> None:
         a, r = st.arch, self.runner
@@ -391,7 +429,9 @@ class Run:
             key = build.build_key(a, self.source_tree, config_text, self.versions["gcc"][a.name])
             st.kernel, st.compiled = build.build(a, self.worktree, builddir, key, r,
                                                  self.log(a.name, "build.log"), self.opts.jobs,
-                                                 progress=self.progress.status)
+                                                 progress=self.progress.status,
+                                                 warn=lambda m: self.progress.error(
+                                                     f"orch: [{a.name}] build: {m}"))
             st.release = st.kernel.info().get("release", "")
             if not r.dry_run:
                 self.progress.line(f"[{a.name}] kernel {st.release or '?'}: "

@@ -146,6 +146,27 @@ def require(arch: Arch) -> str:
     return exe
 
 
+QEMU_ERROR_RE = re.compile(r"^(qemu-system-[\w.-]+|qemu): ")
+
+
+def qemu_error_line(lines: list[str]) -> str:
+    """QEMU's own error line ("qemu-system-x86_64: -m lots: Parameter 'size' expects...")
+    rather than whatever it printed last (often a fragment of its help text)."""
+    for ln in lines:
+        if QEMU_ERROR_RE.match(ln):
+            return ln.strip()
+    return next((ln.strip() for ln in reversed(lines) if ln.strip()), "no output")
+
+
+def exit_status(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with status {code}"
+
+
 class Guest:
     """A running QEMU. Use as a context manager; the process dies when the block ends."""
 
@@ -224,6 +245,20 @@ class Guest:
             return "\n".join(lines[start:start + n])
         return "\n".join(lines[-n:])
 
+    def mark(self) -> int:
+        """How many console lines so far: pass it to problem_since() later."""
+        return self._nlines
+
+    def problem_since(self, mark: int, n: int = 60) -> tuple[str, str] | None:
+        """The first oops/panic/BUG line after console line `mark`, with the n lines from
+        it on; None when there is none."""
+        lines = list(self.lines)
+        first = self._nlines - len(lines)  # console line number of lines[0]
+        for i in range(max(0, mark - first), len(lines)):
+            if PANIC_RE.search(lines[i]):
+                return lines[i].strip(), "\n".join(lines[i:i + n])
+        return None
+
     def first_problem(self) -> str:
         ex = self.excerpt(1).strip()
         return ex
@@ -242,8 +277,8 @@ class Guest:
                 self.proc.wait()  # type: ignore[union-attr]
                 if any(PORT_CLASH_RE.search(ln) for ln in self.lines):
                     raise PortClash(f"host port {self.spec.port} taken before QEMU bound it")
-                raise BootError(f"QEMU exited with status {self.proc.returncode} before the "
-                                f"guest was up: {self.lines[-1] if self.lines else ''}",
+                raise BootError(f"QEMU {exit_status(self.proc.returncode)} before the guest "
+                                f"was up: {qemu_error_line(list(self.lines))}",
                                 hint=self.excerpt())
         raise BootError(f"boot timeout: guest not up after {timeout:.0f}s "
                         f"(last console line: {self.lines[-1] if self.lines else 'none'})",

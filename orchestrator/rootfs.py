@@ -183,7 +183,9 @@ def build_initramfs(arch: Arch, keys: Keys, tests: list[Path], runner: Runner,
     parts += [init, keys.client_pub, cache.file_digest(keys.host_dropbear)]
     key = cache.digest("initramfs-v1", arch.name, *parts)[:20]
     out = cache.subdir("initramfs") / f"{arch.name}-{key}.cpio"
+    cache.hold(out)
     if out.exists():
+        cache.touch_used(out)
         return out
     # A private staging dir and temp file: two runs may assemble the same image at once.
     stage = Path(tempfile.mkdtemp(prefix=f".stage-{arch.name}-{key}-",

@@ -61,6 +61,16 @@ def kill_group(proc: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
         pass
 
 
+def stop_group(proc: subprocess.Popen, grace: float = 5.0) -> None:
+    kill_group(proc, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        pass
+    kill_group(proc)  # whatever is left of the group (and the child itself, if still up)
+    proc.wait()
+
+
 class Runner:
     """Runs commands; with dry_run it prints them and pretends they succeeded."""
 
@@ -149,9 +159,10 @@ class Runner:
                 kill_group(proc)
                 proc.wait()
         except BaseException:
-            # Ctrl-C or anything else: never leave the child (make, qemu, git) behind.
-            kill_group(proc)
-            proc.wait()
+            # Ctrl-C, SIGTERM or anything else: never leave the child (make, git) behind.
+            # SIGTERM first, so that make deletes the targets it was writing (a half-written
+            # .o newer than its source would pass for up to date next time); then SIGKILL.
+            stop_group(proc)
             raise
         finally:
             t.join(timeout=5)
@@ -180,10 +191,20 @@ class Runner:
         return res
 
 
+_SIGNALLED: list[int] = []
+
+
 def install_signal_handlers() -> None:
-    """Turn SIGTERM into the same clean unwinding as Ctrl-C."""
+    """SIGTERM and SIGINT stop the whole run, once: the first raises Interrupted wherever
+    orch is (a stage, a test over SSH, a child's wait); later ones are ignored, so that
+    the unwinding (killing QEMU, writing the partial results) is not cut short."""
 
-    def _term(signum, frame):  # noqa: ARG001
-        raise Interrupted("terminated by signal")
+    def _stop(signum, frame):  # noqa: ARG001
+        if _SIGNALLED:
+            return
+        _SIGNALLED.append(signum)
+        name = "SIGINT (Ctrl-C)" if signum == signal.SIGINT else signal.Signals(signum).name
+        raise Interrupted(f"interrupted by {name}")
 
-    signal.signal(signal.SIGTERM, _term)
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)

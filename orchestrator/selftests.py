@@ -50,7 +50,9 @@ def build(arch: Arch, directory: Path, headers: Path, kernel_key: str, runner: R
                        *[f"{p.name}:{cache.file_digest(p)}" for p in srcs + helpers])[:20]
     outdir = cache.subdir("selftests") / f"{arch.name}-{key}"
     outs = [outdir / s.stem for s in srcs]
+    cache.hold(outdir)
     if all(o.exists() for o in outs):
+        cache.touch_used(outdir)
         return outs
     if runner.dry_run:
         for s in srcs:
@@ -73,4 +75,5 @@ def build(arch: Arch, directory: Path, headers: Path, kernel_key: str, runner: R
         else:  # a stale partial dir
             shutil.rmtree(outdir, ignore_errors=True)
             tmp.rename(outdir)
+    cache.touch_used(outdir)
     return outs

@@ -66,3 +66,14 @@ def test_selftest_compile_argv():
                                   Path("/s"), Path("/h"))
     assert argv[0] == "aarch64-linux-gnu-gcc" and "-static" in argv
     assert argv[argv.index("-isystem") + 1] == "/h/include"
+
+
+def test_qemu_error_line_is_qemus_own_not_its_help_text():
+    lines = ["qemu-system-x86_64: -m lots: Parameter 'size' expects a non-negative number "
+             "below 2^64", "Optional suffix k, M, G, T, P or E means kilo-, mega-, giga-, "
+             "tera-, peta-", "and exabytes, respectively."]
+    assert qemu.qemu_error_line(lines) == lines[0]
+    assert qemu.qemu_error_line(["# qemu-system-x86_64 -m 1G", "", "last words"]) == \
+        "last words"
+    assert qemu.exit_status(-9) == "was killed by SIGKILL"
+    assert qemu.exit_status(1) == "exited with status 1"

@@ -118,3 +118,94 @@ def test_user_checkout_untouched_by_dry_run(cache_env, fake_kernel_repo, tmp_pat
     assert git(fake_kernel_repo, "status", "--porcelain", "--ignored") == before
     assert git(fake_kernel_repo, "rev-parse", "HEAD") == head
     assert not (Path(fake_kernel_repo) / ".git" / "worktrees").exists()
+
+
+def _wait_for_stage(meta: Path, arch: str | None, stage: str, timeout: float = 60) -> None:
+    import json
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            m = json.loads(meta.read_text())
+            rec = m["apply"] if arch is None else m["arches"][arch]["stages"].get(stage, {})
+            if rec.get("status") == "running":
+                return
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"stage {stage} never ran")
+
+
+def test_sigterm_stops_every_arch(cache_env, fake_kernel_repo, tmp_path):
+    """One SIGTERM while x86_64 is in a stage: the run stops; arm64 is never started."""
+    import json
+    import signal
+
+    from junitparser import JUnitXml
+
+    out = tmp_path / "o"
+    p = subprocess.Popen([*ORCH, "run", "--tree", str(fake_kernel_repo), "--arch",
+                          "x86_64,arm64", "-o", str(out)], stderr=subprocess.PIPE, text=True,
+                         env={**os.environ, **cache_env, "ORCH_TEST_HOLD": "config"})
+    _wait_for_stage(out / "metadata.json", "x86_64", "config")
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=30)
+    assert p.returncode == 130, err
+    assert "orch: interrupted by SIGTERM; partial results written to" in err
+    assert "arm64" not in err.split("interrupted by SIGTERM")[0]
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["status"] == "interrupted" and meta["exit_code"] == 130
+    assert meta["apply"]["status"] == "ok"
+    assert meta["arches"]["x86_64"]["stages"]["config"]["status"] == "interrupted"
+    assert "apply" not in meta["arches"]["x86_64"]["stages"]
+    assert {r["status"] for r in meta["arches"]["arm64"]["stages"].values()} == {"not run"}
+    suites = {s.name: s for s in JUnitXml.fromfile(str(out / "junit.xml"))}
+    assert suites["x86_64.orch-interrupted"].errors == 1
+    assert suites["arm64.orch-interrupted"].errors == 1
+
+
+def test_internal_error_aborts_a_bisection(cache_env, fake_kernel_repo, tmp_path):
+    """An orch bug: exit 3, but 128 under --bisect-exit (git bisect would read 3 as bad)."""
+    import json
+
+    env = {**cache_env, "ORCH_TEST_INTERNAL_ERROR": "apply"}
+    for flags, code in (([], 3), (["--bisect-exit"], 128)):
+        out = tmp_path / f"o{code}"
+        r = orch("run", "--tree", str(fake_kernel_repo), "-o", str(out), *flags, env=env)
+        assert r.returncode == code, r.stderr
+        assert r.stderr.strip().splitlines()[-1] == (
+            "orch: internal error: InternalError: ORCH_TEST_INTERNAL_ERROR=apply (test hook)")
+        meta = json.loads((out / "metadata.json").read_text())
+        assert meta["status"] == "internal-error"
+        assert meta["apply"]["status"] == "failed"
+        assert "orch-internal" in (out / "junit.xml").read_text()
+
+
+def test_missing_tool_is_not_labelled_doctor(cache_env, tmp_path):
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    for tool in ("git", "make", "flex", "bison", "bc", "cpio", "readelf", "dropbearconvert",
+                 "gcc", "busybox", "dropbear"):
+        real = subprocess.run(["which", tool], capture_output=True, text=True).stdout.strip()
+        if real:
+            (bin_ / tool).symlink_to(real)
+    r = orch("run", "--arch", "x86_64", env={**cache_env, "PATH": str(bin_)})
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines()[-1] == \
+        "orch: host: qemu-system-x86_64 not found (apt-get install qemu-system-x86)"
+
+
+def test_arch_failure_keeps_the_apply_stage_ok(cache_env, fake_kernel_repo, tmp_path):
+    """The fake tree cannot configure: x86_64 fails in config; apply passed and says so."""
+    import json
+
+    out = tmp_path / "o"
+    r = orch("run", "--tree", str(fake_kernel_repo), "-o", str(out), env=cache_env)
+    assert r.returncode in (2, 3), r.stderr
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["apply"]["status"] == "ok"
+    stages = meta["arches"]["x86_64"]["stages"]
+    assert "apply" not in stages
+    assert stages["config"]["status"] == "failed"
+    assert all(stages[s]["status"] == "skipped" for s in ("build", "boot", "test"))

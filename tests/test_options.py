@@ -148,3 +148,9 @@ def test_smp_beyond_the_machine_of_the_arch(tmp_path):
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [
         "orch: usage: --smp 9: QEMU's virt machine (arm64) takes at most 8 CPUs"]
+
+
+def test_usage_error_under_bisect_exit_aborts(tmp_path):
+    r = subprocess.run([*ORCH, "run", "--bisect-exit", "--memory", "lots"], capture_output=True,
+                       text=True, env=dict(os.environ, ORCH_CACHE=str(tmp_path / "c")))
+    assert r.returncode == 128 and "orch: usage: --memory: " in r.stderr
