@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import math
 import re
+import shlex
 import sys
 import traceback
 from dataclasses import dataclass, fields
@@ -379,6 +380,18 @@ def parser() -> argparse.ArgumentParser:
              BOOT: "build and boot, then a shell in the guest over SSH"}
     for cmd in (RUN, BISECT, BOOT):
         _add(sub.add_parser(cmd, help=helps[cmd]), cmd)
+    mrg = sub.add_parser("merge", help="combine runs (CI artifacts) into one results.json, "
+                         "junit.xml and summary.md")
+    mrg.add_argument("dirs", nargs="+", type=Path, metavar="DIR",
+                     help="orch output directories, or directories holding them")
+    mrg.add_argument("--output", "-o", type=Path, required=True, help="output directory")
+    mrg.add_argument("--kcidb", type=Path, metavar="FILE",
+                     help="also write the runs as a KCIDB document (JSON)")
+    cmp = sub.add_parser("compare", help="what changed between two runs or merges")
+    cmp.add_argument("base", type=Path, metavar="BASE")
+    cmp.add_argument("new", type=Path, metavar="NEW")
+    cmp.add_argument("--output", "-o", type=Path,
+                     help="where compare.md and compare.json go (default: NEW)")
     doc = sub.add_parser("doctor", help="what is installed, does KVM really work, cache size")
     doc.add_argument("--arch", default="x86_64,arm64", type=_arches, dest="arches")
     gcp = sub.add_parser("gc", help="prune the cache: worktrees whose origin is gone, "
@@ -431,6 +444,14 @@ def main(argv: list[str] | None = None) -> int:
             from .gc import gc
 
             return gc(args.days, args.ccache_max, args.dry_run)
+        if args.cmd == "merge":
+            from . import merge
+
+            return merge.run(args.dirs, args.output, shlex.join(["orch", *argv]), args.kcidb)
+        if args.cmd == "compare":
+            from . import compare
+
+            return compare.run(args.base, args.new, args.output)
         from .pipeline import Run, bisect_code
 
         opts = options_from(args, argv)

@@ -13,6 +13,11 @@ RESULT_RE = re.compile(
 PLAN_RE = re.compile(r"^(?P<indent>\s*)1\.\.(?P<n>\d+)(?:\s*#\s*(?:SKIP\b)?\s*(?P<reason>.*))?$",
                      re.I)
 VERSION_RE = re.compile(r"^\s*(K?TAP) version (\d+)")
+# A test's own duration, printed by selftests/ktap.h before its result line: "# time=12ms".
+TIME_RE = re.compile(r"^time=(?P<v>\d+(?:\.\d+)?)(?P<unit>ms|s)$")
+# Diagnostic lines that say what went wrong (the failure message prefers the first of them).
+FAILING_RE = re.compile(r"(fail|error|expected|unexpected|mismatch|killed|timed out|"
+                        r"did not|cannot|can't|wrong|bad |got |found|!=|planned)", re.I)
 
 
 @dataclass
@@ -22,6 +27,10 @@ class TestResult:
     number: int = 0
     message: str = ""
     diagnostics: list[str] = field(default_factory=list)
+    # "ktap" for a test the binary reported; orch's own checks: dmesg_clean, timeout, ssh,
+    # exit_status, missing (planned, never reported), no_ktap; "stage" for a failed stage.
+    kind: str = "ktap"
+    duration: float | None = None  # seconds, when measured (ktap.h's "# time=" line)
 
 
 @dataclass
@@ -71,11 +80,12 @@ def parse(text: str) -> Parsed:
                 status = "pass" if ok else "fail"
             name = m.group("name").strip() or f"test_{m.group('num')}"
             reason = (m.group("reason") or "").strip()
-            diag = [d for d in pending]
+            diag, duration = _split_time(pending)
             msg = reason if status == "skip" else ""
             if status == "fail":
-                msg = next((d for d in reversed(diag) if d), "") or "test reported not ok"
-            results.append(TestResult(_safe(name), status, int(m.group("num")), msg, diag))
+                msg = failure_line(diag) or "test reported not ok"
+            results.append(TestResult(_safe(name), status, int(m.group("num")), msg, diag,
+                                      duration=duration))
             pending = []
             continue
         s = line.strip()
@@ -84,6 +94,26 @@ def parse(text: str) -> Parsed:
         elif s:
             pending.append(s)
     return Parsed(results, plan, version, skip_all)
+
+
+def failure_line(diag: list[str]) -> str:
+    """The first diagnostic that says what failed, else the last one (the usual place)."""
+    lines = [d for d in diag if d.strip()]
+    return next((d.strip() for d in lines if FAILING_RE.search(d)),
+                lines[-1].strip() if lines else "")
+
+
+def _split_time(pending: list[str]) -> tuple[list[str], float | None]:
+    diag: list[str] = []
+    duration = None
+    for d in pending:
+        m = TIME_RE.match(d)
+        if m:
+            v = float(m.group("v"))
+            duration = v / 1000 if m.group("unit") == "ms" else v
+        else:
+            diag.append(d)
+    return diag, duration
 
 
 def _safe(name: str) -> str:

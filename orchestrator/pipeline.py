@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from . import __version__, build, cache, hooks, kconfig, qemu, rootfs, selftests, testrun
+from . import __version__, build, cache, hooks, kconfig, qemu, results, rootfs, selftests, testrun
 from . import arch as archmod
 from . import keys as keysmod
 from . import series as seriesmod
@@ -95,6 +95,7 @@ class ArchState:
     release: str = ""
     error: OrchError | None = None
     flaky: bool = False
+    exit_code: int | None = None  # this arch's (cell's) own verdict
 
 
 def default_output() -> Path:
@@ -176,22 +177,6 @@ class Run:
         finally:
             rec["seconds"] = round(time.monotonic() - start, 2)
             self.write_reports()
-
-    def properties(self) -> dict[str, dict[str, str]]:
-        props = {}
-        for name, st in self.states.items():
-            props[name] = {
-                "arch": name,
-                "kernel_release": st.release,
-                "accelerator": st.accel,
-                "tree": self.tree.spec if self.tree else (self.opts.tree or treemod.DEFAULT_TREE),
-                "base_commit": self.base_commit,
-                "head_commit": self.head_commit,
-                "series": self.opts.series or "none",
-                "series_patches": str(len(self.patches)),
-                "kernel_key": st.kernel.key if st.kernel else "",
-            }
-        return props
 
     def reproduce(self) -> str:
         """The `orch run` command line that redoes this run (from cli's option table)."""
@@ -275,11 +260,76 @@ class Run:
             "arches": arches,
         }
 
+    def cell(self, st: ArchState) -> results.Cell:
+        """The cell this arch's part of the run is (see results.py)."""
+        tree_spec = self.tree.spec if self.tree else (self.opts.tree or treemod.DEFAULT_TREE)
+        fp = seriesmod.fingerprint(self.patches)
+        return results.Cell(
+            arch=st.arch.name,
+            tree=results.tree_name(tree_spec, str(self.tree.origin) if self.tree else None),
+            base_commit=self.base_commit,
+            base_ref=self.opts.base or "",
+            series=results.series_name(self.opts.series, len(self.patches)),
+            series_hash=results.patchset_hash([p["sha256"] for p in fp]),
+            profile=results.profile_name(self.opts.profiles, self.opts.configs),
+            fragments=[str(c) for c in self.opts.configs],
+            debug="debug" in self.opts.profiles,
+            tree_spec=tree_spec,
+            head_commit=self.head_commit,
+            series_spec=self.opts.series or "none",
+            series_patches=len(self.patches),
+            kernel_release=st.release,
+            kernel_key=st.kernel.key if st.kernel else "",
+            accelerator=st.accel,
+            compiler=self.versions["gcc"].get(st.arch.name, ""),
+            exit_code=st.exit_code,
+            status=results.status_of(st.exit_code),
+            stages=({"apply": self.apply_stage} if self.apply_stage else {}) | st.stages,
+            flaky=st.flaky,
+            error=str(st.error) if st.error else "",
+        )
+
+    def record(self) -> results.Record:
+        """The run as data: results.json, and the JUnit rendered from it."""
+        rec = results.Record(kind="run", orch_version=__version__,
+                             command=shlex.join(self.opts.argv) if self.opts.argv else "",
+                             created=self.started.isoformat())
+        for name, st in self.states.items():
+            cell = self.cell(st)
+            rec.cells.append(cell)
+            for s in self.suites:
+                if s.arch == name:
+                    rec.tests += results.cases_from_suite(cell.id, s, self.source_file(s),
+                                                          self.logs_of(name, s))
+        return rec
+
+    def source_file(self, s: testrun.Suite) -> str:
+        if s.binary.startswith("orch-"):
+            return ""
+        if self.opts.selftests == SELFTESTS:
+            return f"selftests/{s.binary}.c"
+        return str(self.opts.selftests / f"{s.binary}.c")
+
+    def logs_of(self, arch: str, s: testrun.Suite) -> dict[str, str]:
+        """A suite's logs, relative to the output directory, those that exist."""
+        if s.binary.startswith("orch-"):
+            stage = s.binary.removeprefix("orch-")
+            names = {"apply": "apply.log", "boot": f"{arch}/console.log",
+                     "test": f"{arch}/console.log"}
+            cands = {"log": names.get(stage, f"{arch}/{stage}.log")}
+        else:
+            cands = {"output": f"{arch}/tests/{s.binary}.ktap",
+                     "dmesg": f"{arch}/tests/{s.binary}.dmesg",
+                     "console": f"{arch}/console.log"}
+        return {k: v for k, v in cands.items() if (self.out / v).exists()}
+
     def write_reports(self) -> None:
         if self.opts.dry_run:
             return
         write_json(self.out / "metadata.json", self.metadata())
-        write_junit(self.junit_path, self.suites, self.properties())
+        rec = self.record()
+        results.write(self.out / results.FILENAME, rec)
+        write_junit(self.junit_path, rec)
 
     # --- stages -----------------------------------------------------------------------
 
@@ -301,7 +351,8 @@ class Run:
             with self.tree_lock():
                 self.prepare_source()
                 for st in self.states.values():
-                    code = max_code(code, self.run_arch(st))
+                    st.exit_code = self.run_arch(st)
+                    code = max_code(code, st.exit_code)
         except (KeyboardInterrupt, Interrupted) as exc:
             # One signal stops the whole run: no other arch is started.
             code = EXIT_INTERRUPTED
@@ -321,10 +372,15 @@ class Run:
             self.status = "internal-error"
             self.exit_code = EXIT_INFRA
             self.mark_unfinished("internal", f"internal error: {type(exc).__name__}: {exc}")
+            for st in self.states.values():
+                st.exit_code = EXIT_INFRA if st.exit_code is None else st.exit_code
             self.write_reports()
             raise
         if self.status == "running":
             self.status = {EXIT_PASS: "passed", EXIT_TEST_FAILED: "failed"}.get(code, "error")
+        for st in self.states.values():
+            if st.exit_code is None:  # the run stopped before this arch had its own verdict
+                st.exit_code = code
         self.exit_code = code
         self.write_reports()
         self.summary()
@@ -543,7 +599,8 @@ class Run:
             if lost:
                 s = testrun.Suite(a.name, t.name)
                 s.cases.append(testrun.ktap.TestResult(t.name, "error",
-                                                       message="not run: SSH connection lost"))
+                                                       message="not run: SSH connection lost",
+                                                       kind="ssh"))
                 self.suites.append(s)
                 continue
             self.progress.status(f"[{a.name}] test {t.name}")
@@ -584,8 +641,8 @@ class Run:
             self.progress.line(f"{name}: {c['pass']} passed, {c['fail']} failed, "
                                f"{c['skip']} skipped, {c['error']} errors")
         if not self.opts.dry_run:
-            self.progress.line(f"results: {self.junit_path}  metadata: "
-                               f"{self.out / 'metadata.json'}  (exit {self.exit_code})")
+            self.progress.line(f"results: {self.junit_path}  {self.out / results.FILENAME}  "
+                               f"metadata: {self.out / 'metadata.json'}  (exit {self.exit_code})")
 
 
 def preflight(arches: list[Arch]) -> None:

@@ -1,5 +1,5 @@
-"""Results out: JUnit XML (junitparser) and metadata.json, both replaced atomically so a
-reader never sees half a file, and both written again as the run goes on.
+"""Results out: JUnit XML (junitparser, rendered from the results record) and JSON files,
+replaced atomically so a reader never sees half a file, and written again as the run goes on.
 """
 
 from __future__ import annotations
@@ -8,8 +8,10 @@ import json
 import os
 from pathlib import Path
 
-from junitparser import Error, Failure, JUnitXml, Properties, Skipped, TestCase, TestSuite
+from junitparser import Attr, Error, Failure, JUnitXml, Properties, Skipped, TestCase, TestSuite
 
+from .results import Cell, Record
+from .results import TestCase as ResultCase
 from .testrun import Suite
 
 
@@ -25,42 +27,65 @@ def _clean(text: str) -> str:
     return "".join(ch for ch in text if ch in "\t\n\r" or ord(ch) >= 0x20)
 
 
-def junit(suites: list[Suite], properties: dict[str, dict[str, str]]) -> JUnitXml:
-    """properties: per arch, name -> value (kernel release, accelerator, tree, ...)."""
+class _Case(TestCase):
+    file = Attr()  # GitLab shows it; junitparser has no attribute for it
+
+
+def cell_properties(cell: Cell) -> dict[str, str]:
+    return {
+        "cell": cell.id,
+        "arch": cell.arch,
+        "kernel_release": cell.kernel_release,
+        "accelerator": cell.accelerator,
+        "tree": cell.tree_spec or cell.tree,
+        "base_commit": cell.base_commit,
+        "head_commit": cell.head_commit,
+        "series": cell.series_spec or cell.series,
+        "series_hash": cell.series_hash,
+        "series_patches": str(cell.series_patches),
+        "profile": cell.profile,
+        "target": f"{cell.target_kind}:{cell.target}",
+        "kernel_key": cell.kernel_key,
+    }
+
+
+def junit(record: Record) -> JUnitXml:
+    """One testsuite per cell and binary, named like its testcases' classname
+    (CELL_ID.BINARY, unique across cells); rendered from the record alone."""
     xml = JUnitXml(name="orch")
-    for s in suites:
-        ts = TestSuite(s.name)
-        props = dict(properties.get(s.arch, {}))
-        props["binary"] = s.binary
-        if s.exit_code is not None:
-            props["exit_code"] = str(s.exit_code)
-        ts.properties = Properties()
-        for k, v in props.items():
-            ts.add_property(k, _clean(str(v)))
-        for t in s.cases:
-            tc = TestCase(t.name, classname=s.name)
-            body = _clean("\n".join(t.diagnostics))
-            if t.status == "fail":
-                tc.result = [Failure(_clean(t.message) or "failed")]
-                tc.result[0].text = body or None
-            elif t.status == "skip":
-                tc.result = [Skipped(_clean(t.message) or "skipped")]
-            elif t.status == "error":
-                tc.result = [Error(_clean(t.message) or "error")]
-                tc.result[0].text = body or None
-            if body and t.status == "pass":
-                tc.system_out = body
-            ts.add_testcase(tc)
-        ts.time = round(s.duration, 3)
-        if s.output:
-            ts.system_out = _clean(s.output)
-        if s.dmesg:
-            ts.system_err = _clean(s.dmesg)
-        xml.add_testsuite(ts)
+    for cell in record.cells:
+        for binary in record.binaries(cell.id):
+            cases = [t for t in record.tests if t.cell == cell.id and t.binary == binary]
+            ts = TestSuite(f"{cell.id}.{binary}")
+            ts.properties = Properties()
+            for k, v in {**cell_properties(cell), "binary": binary}.items():
+                ts.add_property(k, _clean(str(v)))
+            for t in cases:
+                ts.add_testcase(_testcase(t))
+            xml.add_testsuite(ts)
     xml.update_statistics()
-    for ts, s in zip(xml, suites, strict=True):
-        ts.time = round(s.duration, 3)  # update_statistics sums the (untimed) cases
     return xml
+
+
+def _testcase(t: ResultCase) -> _Case:
+    tc = _Case(t.name, classname=t.classname, time=t.duration or 0.0)
+    if t.file:
+        tc.file = t.file
+    if t.status == "fail":
+        tc.result = [Failure(_clean(t.message) or "failed")]
+    elif t.status == "skip":
+        tc.result = [Skipped(_clean(t.message) or "skipped")]
+    elif t.status == "error":
+        tc.result = [Error(_clean(t.message) or "error")]
+    # The record keeps the tail of the case's own output (results.OUTPUT_CAP); the full
+    # logs stay files in the output directory, named here.
+    out = _clean(t.output)
+    if t.logs:
+        logs = "logs: " + "  ".join(f"{k}={v}" for k, v in t.logs.items())
+        out = f"{out}\n{logs}" if out else logs
+    if out:
+        tc.system_out = out
+    return tc
 
 
 def infra_suite(arch: str, stage: str, message: str, detail: str = "") -> Suite:
@@ -69,12 +94,12 @@ def infra_suite(arch: str, stage: str, message: str, detail: str = "") -> Suite:
 
     s = Suite(arch, f"orch-{stage}")
     s.cases.append(TestResult(stage, "error", message=message,
-                              diagnostics=detail.splitlines()))
+                              diagnostics=detail.splitlines(), kind="stage"))
     return s
 
 
-def write_junit(path: Path, suites: list[Suite], properties: dict[str, dict[str, str]]) -> None:
-    xml = junit(suites, properties)
+def write_junit(path: Path, record: Record) -> None:
+    xml = junit(record)
     tmp = path.with_name(path.name + ".tmp")
     path.parent.mkdir(parents=True, exist_ok=True)
     xml.write(str(tmp), pretty=True)

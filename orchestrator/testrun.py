@@ -81,7 +81,8 @@ def run_binary(ssh: Session, arch: str, name: str, timeout: float, outdir: Path,
     path = path or f"{TESTS_DIR}/{name}"
     marker, up = mark_kmsg(ssh, name)
     if not up:
-        suite.cases.append(ktap.TestResult(name, "error", message="SSH lost before the test"))
+        suite.cases.append(ktap.TestResult(name, "error", message="SSH lost before the test",
+                                           kind="ssh"))
         return suite
     start = time.monotonic()
     # The guest's own timeout kills a hung test; the host-side one is the backstop.
@@ -100,21 +101,24 @@ def run_binary(ssh: Session, arch: str, name: str, timeout: float, outdir: Path,
     for n in parsed.missing():
         why = (f"did not report: test binary killed after {timeout:.0f}s timeout" if hung
                else f"did not report (binary exited with status {res.exit_code})")
-        suite.cases.append(ktap.TestResult(f"test_{n}", "error", n, why))
+        suite.cases.append(ktap.TestResult(f"test_{n}", "error", n, why, kind="missing"))
     if hung:
         suite.cases.append(ktap.TestResult("timeout", "error",
-                                           message=f"{name} hung: killed after {timeout:.0f}s"))
+                                           message=f"{name} hung: killed after {timeout:.0f}s",
+                                           kind="timeout"))
     elif res.lost:
         suite.cases.append(ktap.TestResult("ssh", "error",
                                            message=f"SSH connection lost during {name}: "
-                                           f"{res.stderr.strip()}"))
+                                           f"{res.stderr.strip()}", kind="ssh"))
     elif parsed.plan is None and not suite.cases:
         suite.cases.append(ktap.TestResult(name, "error",
-                                           message=f"no KTAP output (exit {res.exit_code})"))
+                                           message=f"no KTAP output (exit {res.exit_code})",
+                                           kind="no_ktap"))
     elif res.exit_code not in (0, None) and not any(c.status == "fail" for c in suite.cases):
         suite.cases.append(ktap.TestResult("exit_status", "error",
                                            message=f"{name} exited with {res.exit_code} "
-                                           f"without reporting a failing test"))
+                                           f"without reporting a failing test",
+                                           kind="exit_status"))
     if not res.lost:
         suite.dmesg = kmsg_since(ssh, marker)
         problems = dmesg_problems(suite.dmesg)
@@ -122,9 +126,9 @@ def run_binary(ssh: Session, arch: str, name: str, timeout: float, outdir: Path,
             suite.cases.append(ktap.TestResult(
                 "dmesg_clean", "fail",
                 message=f"kernel reported during {name}: {problems[0].strip()}",
-                diagnostics=suite.dmesg.splitlines()))
+                diagnostics=suite.dmesg.splitlines(), kind="dmesg_clean"))
         else:
-            suite.cases.append(ktap.TestResult("dmesg_clean", "pass"))
+            suite.cases.append(ktap.TestResult("dmesg_clean", "pass", kind="dmesg_clean"))
     outdir.mkdir(parents=True, exist_ok=True)
     (outdir / f"{name}.ktap").write_text(suite.output)
     (outdir / f"{name}.dmesg").write_text(suite.dmesg)

@@ -12,6 +12,9 @@
  *   not ok 2 second_test
  *   ok 3 third_test # SKIP reason
  *
+ * ktap_run_cases() also prints "# time=<ms>ms" just before each result
+ * line: the test's wall time, which orch reports per testcase.
+ *
  * Two ways to use it:
  *
  *  1. By hand: ktap_header(); ktap_plan(n); then for each test print
@@ -40,6 +43,7 @@
 #include <sys/mman.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define KTAP_PASS 0
@@ -63,6 +67,15 @@ static inline void ktap_flush(void)
 {
 	fflush(stdout);
 	fflush(stderr);
+}
+
+/* Monotonic time in microseconds, for the per-test "# time=" line. */
+static inline long long ktap_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000LL + ts.tv_nsec / 1000;
 }
 
 static inline void ktap_header(void)
@@ -240,6 +253,7 @@ static inline int ktap_run_cases(const struct ktap_case *cases, int n,
 
 	for (i = 0; i < n; i++) {
 		int want = argc <= 1, status = 0, res;
+		long long start, us;
 		pid_t pid, w;
 
 		for (j = 1; j < argc; j++)
@@ -251,6 +265,7 @@ static inline int ktap_run_cases(const struct ktap_case *cases, int n,
 		if (ktap_skip_reason_buf)
 			ktap_skip_reason_buf[0] = '\0';
 		ktap_flush();
+		start = ktap_now_us();
 		pid = fork();
 		if (pid < 0) {
 			ktap_diag("fork failed: %s", strerror(errno));
@@ -269,6 +284,8 @@ static inline int ktap_run_cases(const struct ktap_case *cases, int n,
 		do {
 			w = waitpid(pid, &status, 0);
 		} while (w < 0 && errno == EINTR);
+		us = ktap_now_us() - start;
+		ktap_diag("time=%lld.%03lldms", us / 1000, us % 1000);
 
 		if (w < 0) {
 			ktap_diag("waitpid failed: %s", strerror(errno));

@@ -1,5 +1,6 @@
 """CLI tests against fakes: bad input gives one clear line and the documented exit code."""
 
+import json
 import os
 import subprocess
 import sys
@@ -40,6 +41,11 @@ def test_tree_not_a_kernel_tree(cache_env, tmp_path, plain_repo):
     # logs/metadata are still written
     assert (tmp_path / "o" / "metadata.json").exists()
     assert (tmp_path / "o" / "junit.xml").exists()
+    res = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert res["exit_code"] == 2 and res["cells"][0]["exit_code"] == 2
+    err = res["tests"][0]
+    assert err["status"] == "error" and err["kind"] == "stage"
+    assert "not a kernel tree" in err["message"]
 
 
 def test_tree_that_does_not_exist(cache_env, tmp_path):

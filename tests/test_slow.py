@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,12 @@ def junit_by_suite(path: Path):
     return {s.name: s for s in JUnitXml.fromfile(str(path))}
 
 
+def sid(arch: str, binary: str, tree: str = "linux-6.1", series: str = "uffd-move",
+        profile: str = "default") -> str:
+    """A JUnit suite (= testcase classname): the cell id, then the binary."""
+    return f"{arch}.{tree}.{series}.{profile}.qemu.{binary}"
+
+
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("full")
@@ -52,7 +59,7 @@ def test_full_run_both_arches(full_run):
     suites = junit_by_suite(out / "junit-both.xml")
     for arch in ("x86_64", "arm64"):
         for binary in EXPECTED_BINARIES:
-            s = suites[f"{arch}.{binary}"]
+            s = suites[sid(arch, binary)]
             assert s.failures == 0 and s.errors == 0, (arch, binary)
             props = {p.name: p.value for p in s.properties()}
             assert props["arch"] == arch
@@ -60,12 +67,12 @@ def test_full_run_both_arches(full_run):
             assert props["accelerator"] in ("tcg", "kvm")
             assert props["series"].endswith("patches/uffd-move")
             assert int(props["series_patches"]) >= 3 and len(props["base_commit"]) == 40
-        merge = suites[f"{arch}.vma_merge"]
+        merge = suites[sid(arch, "vma_merge")]
         # every merge scenario really ran (not skipped) on 6.1
         assert merge.tests >= 6 and merge.skipped == 0
-        probe = {c.name: c for c in suites[f"{arch}.uffd_move_probe"]}
+        probe = {c.name: c for c in suites[sid(arch, "uffd_move_probe")]}
         assert probe["uffd_feature_move"].is_passed
-        move = suites[f"{arch}.uffd_move"]
+        move = suites[sid(arch, "uffd_move")]
         assert move.tests >= 20 and move.skipped <= 3, "the move suite must really run"
         console = (out / arch / "console.log").read_text()
         assert "Linux version 6.1." in console
@@ -80,6 +87,21 @@ def test_full_run_both_arches(full_run):
         console = (out / arch / "console.log").read_text()
         assert f"(orch@orch-{a['kernel']['key']})" in console
     assert meta["reproduce"].startswith("orch run --arch x86_64,arm64 --tree linux-6.1")
+    # results.json: both cells, every testcase with its time (the test's own) and source
+    res = json.loads((out / "results.json").read_text())
+    assert res["schema"] == "orch-results" and res["exit_code"] == 0
+    assert [c["id"] for c in res["cells"]] == [
+        "x86_64.linux-6.1.uffd-move.default.qemu", "arm64.linux-6.1.uffd-move.default.qemu"]
+    assert all(c["exit_code"] == 0 and c["kernel_release"].startswith("6.1.")
+               for c in res["cells"])
+    ktap_cases = [t for t in res["tests"] if t["kind"] == "ktap"]
+    assert ktap_cases and all(t["duration_source"] == "ktap" for t in ktap_cases)
+    assert all((out / t["logs"]["output"]).is_file() for t in ktap_cases)
+    root = ET.parse(out / "junit-both.xml").getroot()
+    cases = root.findall(".//testcase")
+    assert len(cases) == len(res["tests"])
+    assert len({(c.get("classname"), c.get("name")) for c in cases}) == len(cases)
+    assert all(c.get("file", "").startswith("selftests/") and c.get("time") for c in cases)
     assert meta["host"]["qemu"]["arm64"].startswith("QEMU emulator")
     assert len(meta["inputs"]["series"]["patches"]) >= 3
 
@@ -90,30 +112,121 @@ def test_bare_tree_move_tests_skip(full_run, tmp_path):
     r = orch("run", "--arch", "x86_64", "--series", "none", "-o", str(out))
     assert r.returncode == 0, r.stderr[-3000:]
     suites = junit_by_suite(out / "junit.xml")
-    move = suites["x86_64.uffd_move"]
+    move = suites[sid("x86_64", "uffd_move", series="none")]
     assert move.failures == 0 and move.errors == 0
     assert move.skipped == move.tests - 1  # all but dmesg_clean
-    probe = {c.name: c for c in suites["x86_64.uffd_move_probe"]}
+    probe = {c.name: c for c in suites[sid("x86_64", "uffd_move_probe", series="none")]}
     assert probe["uffd_feature_move"].is_skipped
-    assert suites["x86_64.vma_merge"].failures == 0
+    assert suites[sid("x86_64", "vma_merge", series="none")].failures == 0
 
 
-def test_upstream_612_reference(full_run, tmp_path):
-    """The same suite on upstream 6.12 (native UFFDIO_MOVE), x86_64."""
+@pytest.fixture(scope="module")
+def ref_612(full_run, tmp_path_factory):
+    """Upstream 6.12 (native UFFDIO_MOVE, no series), both arches: the reference."""
     if not Path("/usr/src/linux-source-6.12.tar.xz").exists():
         pytest.fail("linux-source-6.12 is not installed (ci/setup.sh installs it)")
-    out = tmp_path / "o"
-    r = orch("run", "--arch", "x86_64", "--tree", "linux-6.12", "--series", "none",
+    out = tmp_path_factory.mktemp("ref612")
+    r = orch("run", "--arch", "x86_64,arm64", "--tree", "linux-6.12", "--series", "none",
              "-o", str(out))
+    return out, r
+
+
+def test_upstream_612_reference(ref_612):
+    """The same suite on upstream 6.12, both arches: every test passes unchanged."""
+    out, r = ref_612
     assert r.returncode == 0, r.stderr[-3000:]
     suites = junit_by_suite(out / "junit.xml")
-    for binary in EXPECTED_BINARIES:
-        s = suites[f"x86_64.{binary}"]
-        assert s.failures == 0 and s.errors == 0, binary
-        props = {p.name: p.value for p in s.properties()}
-        assert props["kernel_release"].startswith("6.12.")
-    move = suites["x86_64.uffd_move"]
-    assert move.tests >= 20 and move.skipped <= 3
+    for arch in ("x86_64", "arm64"):
+        for binary in EXPECTED_BINARIES:
+            s = suites[sid(arch, binary, "linux-6.12", "none")]
+            assert s.failures == 0 and s.errors == 0, (arch, binary)
+            props = {p.name: p.value for p in s.properties()}
+            assert props["kernel_release"].startswith("6.12.")
+        move = suites[sid(arch, "uffd_move", "linux-6.12", "none")]
+        assert move.tests >= 20 and move.skipped <= 3
+
+
+def test_compare_61_prototype_with_612_reference(full_run, ref_612, tmp_path):
+    """orch compare: the 6.1 prototype against upstream, cells paired by arch; no test
+    that passes on 6.1 + uffd-move may fail on the reference."""
+    (base, rb), (new, rn) = full_run, ref_612
+    assert rb.returncode == 0 and rn.returncode == 0
+    out = tmp_path / "cmp"
+    r = orch("compare", str(base), str(new), "-o", str(out))
+    print(r.stdout)
+    assert r.returncode == 0, r.stdout + r.stderr
+    data = json.loads((out / "compare.json").read_text())
+    pairs = {(p["base"], p["new"], p["by"]) for p in data["pairs"]}
+    assert pairs == {(f"{a}.linux-6.1.uffd-move.default.qemu", f"{a}.linux-6.12.none.default.qemu",
+                      "arch+profile") for a in ("x86_64", "arm64")}
+    assert data["counts"]["regression"] == 0 and data["counts"]["unchanged"] > 50
+    md = (out / "compare.md").read_text()
+    for a in ("x86_64", "arm64"):
+        assert f"| `{a}.linux-6.1.uffd-move.default.qemu` | `{a}.linux-6.12.none.default.qemu`" \
+            " | arch+profile | 0 |" in md
+
+
+@pytest.fixture(scope="module")
+def pgoff_run(full_run, tmp_path_factory):
+    """6.1 + uffd-move + anon-pgoff-zero (the kernel test_bisect_slow also builds),
+    x86_64, vma_merge only."""
+    d = tmp_path_factory.mktemp("series") / "uffd-move+anon-pgoff-zero"
+    d.mkdir()
+    move = ROOT / "patches" / "uffd-move"
+    names = [ln.split()[0] for ln in (move / "series").read_text().splitlines()
+             if ln.strip() and not ln.startswith("#")]
+    patches = [move / n for n in names] + sorted((ROOT / "patches" / "anon-pgoff-zero")
+                                                 .glob("0*.patch"))
+    (d / "series").write_text("".join(f"{p}\n" for p in patches))
+    out = tmp_path_factory.mktemp("pgoff")
+    r = orch("run", "--series", str(d), "--test", "vma_merge", "-o", str(out))
+    return out, r
+
+
+def test_compare_lists_pgoff_vma_merge_regressions(full_run, pgoff_run, tmp_path):
+    (base, _), (new, r) = full_run, pgoff_run
+    assert r.returncode == 1, r.stderr[-3000:]
+    rc = orch("compare", str(base), str(new))
+    print(rc.stdout)
+    assert rc.returncode == 1, rc.stdout + rc.stderr
+    data = json.loads((new / "compare.json").read_text())
+    x86 = "x86_64.linux-6.1.uffd-move.default.qemu"
+    assert {"base": x86, "new": "x86_64.linux-6.1.uffd-move+anon-pgoff-zero.default.qemu",
+            "by": "arch+tree"} in [{k: p[k] for k in ("base", "new", "by")}
+                                   for p in data["pairs"]]
+    regressions = sorted(c["name"] for c in data["changes"] if c["cls"] == "regression")
+    ktap = (new / "x86_64" / "tests" / "vma_merge.ktap").read_text()
+    failed = sorted(ln.split()[3] for ln in ktap.splitlines() if ln.startswith("not ok"))
+    assert regressions == failed and failed
+    assert all(c["binary"] == "vma_merge" for c in data["changes"] if c["cls"] == "regression")
+    md = (new / "compare.md").read_text()
+    for name in failed:
+        assert f"| regression | vma_merge | {name} | pass | fail |" in md
+    # the arm64 cell and x86_64's other binaries were not run: gone, not regressions
+    assert any(c["cls"] == "gone" and c["base_cell"].startswith("arm64")
+               for c in data["changes"])
+
+
+def test_merge_real_runs(full_run, ref_612, pgoff_run, tmp_path):
+    (a, _), (b, _), (c, _) = full_run, ref_612, pgoff_run
+    out = tmp_path / "merged"
+    r = orch("merge", str(a), str(b), str(c), "-o", str(out), "--kcidb",
+             str(out / "kcidb.json"))
+    print(r.stdout)
+    assert r.returncode == 1, r.stderr  # the pgoff cell fails vma_merge
+    res = json.loads((out / "results.json").read_text())
+    assert len(res["cells"]) == 5 and res["exit_code"] == 1
+    md = (out / "summary.md").read_text()
+    assert "| cell | result | " in md
+    for cid in (x["id"] for x in res["cells"]):
+        assert f"| `{cid}` |" in md
+    for t in res["tests"]:
+        assert all((out / p).is_file() for p in t["logs"].values())
+    root = ET.parse(out / "junit.xml").getroot()
+    names = [(tc.get("classname"), tc.get("name")) for tc in root.iter("testcase")]
+    assert len(names) == len(set(names)) == len(res["tests"])
+    kcidb_io = pytest.importorskip("kcidb_io")
+    kcidb_io.schema.LATEST.validate(json.loads((out / "kcidb.json").read_text()))
 
 
 def test_unchanged_rerun_does_not_compile(full_run, tmp_path):
@@ -148,7 +261,7 @@ def _run_expecting(tmp_path, code, *args):
 def test_kernel_panic_is_reported(full_run, tmp_path):
     out, r = _run_expecting(tmp_path, 3, "--append", "rdinit=/nonexistent")
     assert "Kernel panic" in r.stderr
-    s = junit_by_suite(out / "junit.xml")["x86_64.orch-boot"]
+    s = junit_by_suite(out / "junit.xml")[sid("x86_64", "orch-boot")]
     assert s.errors == 1
     assert "Kernel panic" in (out / "x86_64" / "console.log").read_text()
 
@@ -174,12 +287,12 @@ def test_hanging_test_is_killed_and_run_goes_on(full_run, tmp_path):
         'return 0;}\n')
     out, r = _run_expecting(tmp_path, 1, "--selftests", str(st), "--test-timeout", "5")
     suites = junit_by_suite(out / "junit.xml")
-    hang = suites["x86_64.a_hang"]
+    hang = suites[sid("x86_64", "a_hang")]
     assert hang.errors >= 1
     cases = {c.name: c for c in hang}
     assert cases["before_hang"].is_passed
     assert "killed after 5s" in cases["timeout"].result[0].message
-    ok = suites["x86_64.b_ok"]
+    ok = suites[sid("x86_64", "b_ok")]
     assert ok.failures == 0 and ok.errors == 0 and ok.tests == 2  # fine + dmesg_clean
 
 
@@ -286,6 +399,6 @@ def test_debug_profile_move_suite_is_clean(tmp_path):
         assert "KernelAddressSanitizer initialized" in console
         assert "Lock dependency validator" in console
         for binary in EXPECTED_BINARIES:
-            s = suites[f"{arch}.{binary}"]
+            s = suites[sid(arch, binary, profile="debug")]
             assert s.failures == 0 and s.errors == 0, (arch, binary)
             assert next(c for c in s if c.name == "dmesg_clean").is_passed
