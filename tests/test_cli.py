@@ -43,6 +43,7 @@ def test_tree_not_a_kernel_tree(cache_env, tmp_path, plain_repo):
     assert (tmp_path / "o" / "junit.xml").exists()
     res = json.loads((tmp_path / "o" / "results.json").read_text())
     assert res["exit_code"] == 2 and res["cells"][0]["exit_code"] == 2
+    assert res["cells"][0]["id"] == "x86_64.plain.none.default.qemu"
     err = res["tests"][0]
     assert err["status"] == "error" and err["kind"] == "stage"
     assert "not a kernel tree" in err["message"]
