@@ -168,8 +168,8 @@ def test_sigterm_stops_every_arch(cache_env, fake_kernel_repo, tmp_path):
     assert "apply" not in meta["arches"]["x86_64"]["stages"]
     assert {r["status"] for r in meta["arches"]["arm64"]["stages"].values()} == {"not run"}
     suites = {s.name: s for s in JUnitXml.fromfile(str(out / "junit.xml"))}
-    assert suites["x86_64.orch-interrupted"].errors == 1
-    assert suites["arm64.orch-interrupted"].errors == 1
+    assert suites["x86_64.linux.none.default.qemu.orch-interrupted"].errors == 1
+    assert suites["arm64.linux.none.default.qemu.orch-interrupted"].errors == 1
 
 
 def test_internal_error_aborts_a_bisection(cache_env, fake_kernel_repo, tmp_path):
