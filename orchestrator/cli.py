@@ -301,6 +301,11 @@ OPTIONS: list[Opt] = [
         commands=(RUN,), step=False, reproduce=False, hidden=True, example=True),
     Opt(("--steps-log",), "steps_log", "", type=Path, commands=(RUN,), step=False,
         reproduce=False, hidden=True, example=Path("/tmp/steps.jsonl")),
+    Opt(("--plan",), "plan", "a plan file (configs/plans/*.yaml, or a shipped plan's name); "
+        "with --cell, run that cell", commands=(RUN,), step=False, reproduce=False,
+        example="default"),
+    Opt(("--cell",), "cell", "the plan's cell to run (`orch plan FILE` lists them)",
+        commands=(RUN,), step=False, reproduce=False, example="x86_64-6.1-uffd-move"),
 ]
 
 def options_for(cmd: str) -> list[Opt]:
@@ -392,6 +397,16 @@ def parser() -> argparse.ArgumentParser:
     cmp.add_argument("new", type=Path, metavar="NEW")
     cmp.add_argument("--output", "-o", type=Path,
                      help="where compare.md and compare.json go (default: NEW)")
+    pl = sub.add_parser("plan", help="print a plan's cells for a CI matrix")
+    pl.add_argument("file", help="plan file, or the name of one in configs/plans/")
+    pl.add_argument("--format", default="json",
+                    choices=("json", "github", "gitlab", "names"),
+                    help="json: the cells; github: a matrix for fromJSON(); gitlab: a "
+                    "child pipeline; names: cell names, one a line (default: json)")
+    pl.add_argument("--side", choices=("base", "new"),
+                    help="names: only the cells of this side of the plan's compare:")
+    pl.add_argument("--template", default="ci/gitlab-jobs.yml",
+                    help="gitlab: the job templates the child pipeline includes")
     doc = sub.add_parser("doctor", help="what is installed, does KVM really work, cache size")
     doc.add_argument("--arch", default="x86_64,arm64", type=_arches, dest="arches")
     gcp = sub.add_parser("gc", help="prune the cache: worktrees whose origin is gone, "
@@ -452,6 +467,14 @@ def main(argv: list[str] | None = None) -> int:
             from . import compare
 
             return compare.run(args.base, args.new, args.output)
+        if args.cmd == "plan":
+            from .plan import plan_cmd
+
+            return plan_cmd(args)
+        if getattr(args, "plan", None) or getattr(args, "cell", None):
+            from .plan import cell_command
+
+            args = parser().parse_args(cell_command(args))
         from .pipeline import Run, bisect_code
 
         opts = options_from(args, argv)
