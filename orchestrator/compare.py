@@ -143,17 +143,32 @@ def render_md(base_name: str, new_name: str, base: Record, new: Record, pairs: l
         lines.append(f"| `{p.base or '–'}` | `{p.new or '–'}` | {p.by} | "
                      + " | ".join(str(c[k]) for k in CLASSES) + " |")
     for p in pairs:
-        rows = [ch for ch in changes if (ch.base_cell, ch.new_cell) == (p.base, p.new)
-                and ch.cls != "unchanged"]
+        mine = [ch for ch in changes if (ch.base_cell, ch.new_cell) == (p.base, p.new)]
+        rows = []
+        for binary in dict.fromkeys(ch.binary for ch in mine):
+            of = [ch for ch in mine if ch.binary == binary]
+            classes = {ch.cls for ch in of}
+            if len(of) > 1 and classes in ({"gone"}, {"new"}):
+                # A binary that ran on one side only: one row, not one per test.
+                side = [ch.base if ch.cls == "gone" else ch.new for ch in of]
+                tally = ", ".join(f"{side.count(x)} {x}" for x in dict.fromkeys(side))
+                cls = classes.pop()
+                rows.append((CLASSES.index(cls), binary, "",
+                             f"| {cls} | {binary} | (all {len(of)} tests) | "
+                             f"{tally if cls == 'gone' else '–'} | "
+                             f"{tally if cls == 'new' else '–'} | |"))
+                continue
+            for ch in of:
+                if ch.cls != "unchanged":
+                    rows.append((CLASSES.index(ch.cls), binary, ch.name,
+                                 f"| {ch.cls} | {binary} | {ch.name} | {ch.base or '–'} | "
+                                 f"{ch.new or '–'} | {_md(ch.message)[:200]} |"))
         if not rows:
             continue
-        rows.sort(key=lambda ch: (CLASSES.index(ch.cls), ch.binary, ch.name))
         lines += ["", f"#### `{p.base or '–'}` → `{p.new or '–'}`", "",
                   "| class | binary | test | base | new | message |",
                   "|---|---|---|---|---|---|"]
-        for ch in rows:
-            lines.append(f"| {ch.cls} | {ch.binary} | {ch.name} | {ch.base or '–'} | "
-                         f"{ch.new or '–'} | {_md(ch.message)[:200]} |")
+        lines += [r[3] for r in sorted(rows)]
     return "\n".join(lines) + "\n"
 
 

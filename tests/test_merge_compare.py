@@ -277,3 +277,17 @@ def test_kcidb_document_validates_with_kcidb_io(tmp_path):
     x86co = next(c for c in doc["checkouts"] if c.get("git_commit_hash") == "a" * 40
                  and c["patchset_hash"])
     assert x86co["valid"] is True
+
+
+def test_compare_md_collapses_binaries_that_ran_on_one_side(tmp_path):
+    base = write_run(tmp_path / "base", [(cell("x86_64"), MOVE), (cell("arm64"), MOVE)])
+    new = write_run(tmp_path / "new", [(cell("x86_64", series="s2"),
+                                        {"vma_merge": MOVE["vma_merge"]})])
+    r = orch("compare", str(base), str(new))
+    assert r.returncode == 0, r.stdout + r.stderr
+    md = (new / "compare.md").read_text()
+    assert "| gone | uffd_move | (all 4 tests) | 3 pass, 1 skip | – | |" in md
+    assert "| `arm64.linux-6.1.uffd-move.default.qemu` | `–` | unpaired | 0 | 0 | 0 | 7 |" in md
+    assert "basic_move" not in md  # listed in compare.json, not one row each
+    data = json.loads((new / "compare.json").read_text())
+    assert sum(c["cls"] == "gone" for c in data["changes"]) == 11
