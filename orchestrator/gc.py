@@ -19,6 +19,7 @@ import os
 import shutil
 import subprocess
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -131,27 +132,29 @@ class Removal:
     size: int = 0
 
 
-def candidates(days: float, now: float | None = None) -> list[tuple[Removal, Path | None]]:
-    """(what to remove and why, the lock that must be free to remove it)."""
+def candidates(days: float, now: float | None = None) -> list[tuple[Removal, list[Path]]]:
+    """(what to remove and why, the locks that must all be free to remove it)."""
     root = cache.cache_root()
     now = now or time.time()
     locks = root / "locks"
-    out: list[tuple[Removal, Path | None]] = []
+    out: list[tuple[Removal, list[Path]]] = []
     work, trees = root / "work", root / "trees"
     clones = {p.name[:-4]: p for p in trees.glob("*.git")} if trees.is_dir() else {}
     for key, repo in sorted(clones.items()):
         why = clone_origin_gone(repo)
         if why:
-            lock = locks / f"work-{key}.lock"
+            lock = [locks / f"work-{key}.lock"]
             out.append((Removal(repo, f"shared clone: {why}"), lock))
             if (work / key).exists():
                 out.append((Removal(work / key, f"worktree of {repo.name}: {why}"), lock))
     if work.is_dir():
         for wt in sorted(work.iterdir()):
-            lock = locks / f"work-{wt.name}.lock"
+            # A run holds the tree's lock; an import in progress (no marker yet) its own.
+            lock = [locks / f"work-{wt.name}.lock",
+                    locks / f"import-{wt.name.rsplit('-', 1)[-1]}.lock"]
             if wt.name.startswith(".staging-"):
                 if now - wt.stat().st_mtime > DAY:
-                    out.append((Removal(wt, "an interrupted tarball import"), None))
+                    out.append((Removal(wt, "an interrupted tarball import"), []))
                 continue
             if (wt / ".git" / "orch-imported").is_file():
                 why = import_origin_gone(wt)
@@ -166,11 +169,11 @@ def candidates(days: float, now: float | None = None) -> list[tuple[Removal, Pat
         for e in sorted(d.iterdir()):
             if ".tmp" in e.name or e.name.startswith("."):
                 if now - e.stat().st_mtime > DAY:
-                    out.append((Removal(e, "left by an interrupted run"), None))
+                    out.append((Removal(e, "left by an interrupted run"), []))
                 continue
             age = (now - cache.last_used(e)) / DAY
             if age > days:
-                out.append((Removal(e, f"unused for {age:.0f} days"), cache.use_lock(e)))
+                out.append((Removal(e, f"unused for {age:.0f} days"), [cache.use_lock(e)]))
     return out
 
 
@@ -203,19 +206,16 @@ def gc(days: float = 14, ccache_max: str = "5G", dry_run: bool = False, out=prin
     before = sum(p.size for p in usage())
     out(f"cache: {root}  {human(before)}")
     freed = 0
-    for rem, lock in candidates(days):
+    for rem, locks in candidates(days):
         rem.size = du(rem.path)
         if dry_run:
             out(f"  would remove {rem.path} ({human(rem.size)}): {rem.why}")
             continue
-        if lock is None:
+        with ExitStack() as stack:
+            if not all(stack.enter_context(cache.try_exclusive(lk)) for lk in locks):
+                out(f"  kept {rem.path}: in use by a running orch")
+                continue
             remove(rem.path)
-        else:
-            with cache.try_exclusive(lock) as free:
-                if not free:
-                    out(f"  kept {rem.path}: in use by a running orch")
-                    continue
-                remove(rem.path)
         freed += rem.size
         out(f"  removed {rem.path} ({human(rem.size)}): {rem.why}")
     trim_ccache(ccache_max, dry_run, out)

@@ -27,7 +27,7 @@ EXCERPT_MAX = 16384  # KCIDB's maxLength for log_excerpt
 
 STATUS = {"pass": "PASS", "fail": "FAIL", "skip": "SKIP"}
 # error kinds where the test never got to run: the harness's fault
-MISS_KINDS = {"ssh", "stage"}
+MISS_KINDS = {"ssh", "stage", "qemu"}
 BUILD_STAGES = {"apply", "config", "build", "usage", "orch"}  # before there is a kernel
 
 _PATH_UNSAFE = re.compile(r"[^a-zA-Z0-9_-]+")

@@ -19,7 +19,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from . import __version__, build, cache, hooks, kconfig, qemu, results, rootfs, selftests, testrun
+from . import (
+    __version__,
+    build,
+    cache,
+    faults,
+    hooks,
+    kconfig,
+    qemu,
+    results,
+    rootfs,
+    selftests,
+    testrun,
+)
 from . import arch as archmod
 from . import keys as keysmod
 from . import series as seriesmod
@@ -36,6 +48,7 @@ from .errors import (
     EXIT_TEST_FAILED,
     EXIT_USAGE,
     BootError,
+    InfraError,
     ConfigError,
     Interrupted,
     MissingToolError,
@@ -96,6 +109,7 @@ class ArchState:
     error: OrchError | None = None
     flaky: bool = False
     exit_code: int | None = None  # this arch's (cell's) own verdict
+    guest: qemu.Guest | None = None  # while it is up: its console tells a crash from a kill
 
 
 def default_output() -> Path:
@@ -548,9 +562,11 @@ class Run:
             self.progress.line(f"[{a.name}] booted {g.marker.split()[-1]} under "
                                f"{st.accel.upper()}: init {st.boot_to_ready}s, "
                                f"SSH {st.boot_to_ssh}s")
+            st.guest = g
             try:
                 yield ssh
             finally:
+                st.guest = None
                 ssh.close()
 
     def boot_and_test(self, st: ArchState) -> int:
@@ -594,25 +610,36 @@ class Run:
     def run_tests(self, st: ArchState, ssh: GuestSSH) -> int:
         a = st.arch
         code = EXIT_PASS
-        lost = False
+        lost = False  # the machine or the connection went away: infrastructure
+        gone: faults.Lost | None = None  # why the remaining binaries do not run
         for t in st.tests:
-            if lost:
+            if gone:
                 s = testrun.Suite(a.name, t.name)
-                s.cases.append(testrun.ktap.TestResult(t.name, "error",
-                                                       message="not run: SSH connection lost",
-                                                       kind="ssh"))
+                s.cases.append(testrun.ktap.TestResult(
+                    t.name, "error" if gone.infrastructure else "skip",
+                    message=f"not run: {gone.message}",
+                    kind=gone.kind if gone.infrastructure else "crash"))
                 self.suites.append(s)
                 continue
             self.progress.status(f"[{a.name}] test {t.name}")
+            mark = st.guest.mark() if st.guest else 0
             s = testrun.run_binary(ssh, a.name, t.name, self.opts.test_timeout,
                                    self.out / a.name / "tests")
+            ssh_err = next((x for x in s.cases if x.name == "ssh" and x.status == "error"),
+                           None)
+            if ssh_err:
+                gone = faults.diagnose(st.guest, t.name, since=mark,
+                                       detail=ssh_err.message.split(": ", 1)[-1])
+                faults.reclassify(s, gone)
+                if gone.infrastructure:
+                    lost = True
+                    st.error = InfraError(gone.message, stage="test")
+                self.progress.error(f"orch: [{a.name}] test: {gone.message}")
             self.suites.append(s)
             c = s.counts()
             self.progress.line(f"[{a.name}] {t.name}: {c['pass']} passed, {c['fail']} failed, "
                                f"{c['skip']} skipped, {c['error']} errors "
                                f"({s.duration:.1f}s)")
-            if any(x.name == "ssh" and x.status == "error" for x in s.cases):
-                lost = True
             self.write_reports()
         counts = {"pass": 0, "fail": 0, "skip": 0, "error": 0}
         for s in self.suites:

@@ -34,7 +34,8 @@ SCHEMA_VERSION = 1
 FILENAME = "results.json"
 STATUSES = ("pass", "fail", "skip", "error")
 # orch's own checks next to the KTAP tests (testcase "kind").
-KINDS = ("ktap", "dmesg_clean", "timeout", "ssh", "exit_status", "missing", "no_ktap", "stage")
+KINDS = ("ktap", "dmesg_clean", "timeout", "ssh", "exit_status", "missing", "no_ktap", "stage",
+         "crash", "qemu")  # crash: the kernel crashed during the binary; qemu: QEMU died
 OUTPUT_CAP = 64 * 1024  # bytes of a testcase's output kept in the record and in JUnit
 
 SEVERITY = [EXIT_PASS, EXIT_TEST_FAILED, EXIT_INFRA, EXIT_USAGE, EXIT_INTERRUPTED]
@@ -296,7 +297,7 @@ def cases_from_suite(cell: str, suite, file: str, logs: dict[str, str]) -> list[
             duration, source = round(t.duration, 6), "ktap"
         elif t.kind == "ktap" and split is not None:
             duration, source = round(split, 6), "binary-split"
-        elif t.kind in ("timeout", "ssh", "exit_status", "no_ktap"):
+        elif t.kind in ("timeout", "ssh", "exit_status", "no_ktap", "crash", "qemu"):
             duration, source = round(suite.duration, 3), "orch"
         else:
             duration, source = 0.0, ""

@@ -109,6 +109,11 @@ class Session:
         start = time.monotonic()
         try:
             r = self.conn.run(self._wrap(command), hide=True, warn=True, timeout=timeout, in_stream=False)
+            if r.exited == -1 and not self.connected():
+                # The channel closed with no exit status because the connection went down
+                # (the SSH server or the machine died): not the command's result.
+                return CmdResult(None, r.stdout, r.stderr or "the connection closed",
+                                 time.monotonic() - start, lost=True)
             return CmdResult(r.exited, r.stdout, r.stderr, time.monotonic() - start)
         except CommandTimedOut as exc:
             res = exc.result
@@ -117,6 +122,10 @@ class Session:
         except (paramiko.SSHException, OSError, EOFError) as exc:
             return CmdResult(None, "", f"{type(exc).__name__}: {exc}",
                              time.monotonic() - start, lost=True)
+
+    def connected(self) -> bool:
+        t = self.conn.transport if self.conn is not None else None
+        return bool(t is not None and t.is_active())
 
     def put(self, local: Path, remote_command: str, timeout: float = 300.0) -> None:
         """Stream `local` into the stdin of `remote_command` (e.g. `cat > PATH`).
