@@ -297,6 +297,22 @@ OPTIONS: list[Opt] = [
         step=False, example="HEAD"),
     Opt(("--command", "-c"), "command", "run this command in the guest instead of a shell; "
         "exit with its status", commands=(BOOT,), step=False, example="uname -a"),
+    Opt(("--target",), "target", "where the tests run: qemu (default), or "
+        "ssh://[user@]host[:port] (a ~/.ssh/config host works): the kernel is deployed "
+        "there by kexec", example="ssh://root@board.lab:2222"),
+    Opt(("--known-hosts",), "known_hosts", "--target ssh: the known_hosts file to check the "
+        "machine's host key against (default: ~/.ssh/known_hosts); an unknown key is never "
+        "accepted", type=Path, fmt=_abs, example=Path("/tmp/known_hosts")),
+    Opt(("--no-deploy",), "no_deploy", "--target ssh: test the kernel already running "
+        "there (a distro or vendor kernel)", kind="flag", default=False, example=True),
+    Opt(("--reboot-cmd",), "reboot_cmd", "--target ssh: instead of kexec, run this command "
+        "here to install the kernel ($ORCH_KERNEL) and reboot the machine", metavar="CMD",
+        example="lab-deploy board"),
+    Opt(("--target-initrd",), "target_initrd", "--target ssh: an initrd on the machine for "
+        "the kexec'd kernel (default: none)", metavar="PATH", example="/boot/initrd.img"),
+    Opt(("--reboot-after",), "reboot_after", "--target ssh: reboot the machine when done "
+        "(back to its own kernel); default: leave it running the tested kernel", kind="flag",
+        default=False, commands=(RUN,), example=True),
     Opt(("--in-worktree",), "in_worktree", "", kind="flag", default=False,
         commands=(RUN,), step=False, reproduce=False, hidden=True, example=True),
     Opt(("--steps-log",), "steps_log", "", type=Path, commands=(RUN,), step=False,

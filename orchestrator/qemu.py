@@ -64,6 +64,7 @@ class BootSpec:
     memory: str = "1G"
     smp: int = 2
     append: str = ""
+    machine_opts: str = ""  # appended to -M MACHINE (e.g. "dtb-kaslr-seed=off")
 
 
 def cmdline(arch: Arch, extra: str = "") -> str:
@@ -77,7 +78,8 @@ def cmdline(arch: Arch, extra: str = "") -> str:
 
 def qemu_argv(arch: Arch, spec: BootSpec) -> list[str]:
     """The full QEMU command line (pure: unit-tested)."""
-    argv = [arch.qemu, "-M", arch.machine, "-m", spec.memory, "-smp", str(spec.smp),
+    machine = f"{arch.machine},{spec.machine_opts}" if spec.machine_opts else arch.machine
+    argv = [arch.qemu, "-M", machine, "-m", spec.memory, "-smp", str(spec.smp),
             "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
             "-serial", "stdio", "-kernel", str(spec.kernel)]
     if spec.accel == "kvm":

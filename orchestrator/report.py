@@ -44,7 +44,10 @@ def cell_properties(cell: Cell) -> dict[str, str]:
         "series_hash": cell.series_hash,
         "series_patches": str(cell.series_patches),
         "profile": cell.profile,
-        "target": f"{cell.target_kind}:{cell.target}",
+        # where the run happened: qemu, or ssh://HOST[:PORT] and how the kernel got there
+        "target": cell.target if cell.target_kind == cell.target else
+        f"{cell.target_kind}://{cell.target}",
+        **({"deploy": cell.deploy} if cell.deploy else {}),
         "kernel_key": cell.kernel_key,
     }
 

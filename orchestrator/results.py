@@ -75,8 +75,8 @@ class Cell:
     profile: str = "default"  # "default", "debug", plus --config fragment stems
     fragments: list[str] = field(default_factory=list)  # extra fragments (user's)
     debug: bool = False
-    target_kind: str = "qemu"  # "qemu" today; "ssh" for boards
-    target: str = "qemu"  # the target's name
+    target_kind: str = "qemu"  # "qemu", or "ssh" for a machine orch does not start
+    target: str = "qemu"  # the target's name: "qemu", or the ssh host[:port] as given
     # What the run learnt about the cell (not part of its identity).
     tree_spec: str = ""
     head_commit: str = ""
@@ -85,6 +85,7 @@ class Cell:
     kernel_release: str = ""
     kernel_key: str = ""
     accelerator: str = ""
+    deploy: str = ""  # ssh targets: kexec, reboot-cmd, none (the machine's own kernel)
     compiler: str = ""
     exit_code: int | None = None
     status: str = "running"

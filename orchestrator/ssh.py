@@ -85,6 +85,10 @@ class Session:
                                f"{exc}") from None
             except paramiko.AuthenticationException as exc:
                 conn.close()
+                if "timeout" in str(exc).lower():  # a machine still starting (or stopping)
+                    last = f"{type(exc).__name__}: {exc}"
+                    time.sleep(0.1)
+                    continue
                 raise SSHError(f"{self.where}: authentication failed ({exc}); orch logs in "
                                f"without prompting (keys or agent only)") from None
             except paramiko.SSHException as exc:
@@ -108,7 +112,8 @@ class Session:
             raise SSHError("not connected")
         start = time.monotonic()
         try:
-            r = self.conn.run(self._wrap(command), hide=True, warn=True, timeout=timeout, in_stream=False)
+            r = self.conn.run(self._wrap(command), hide=True, warn=True, timeout=timeout,
+                              in_stream=False)
             if r.exited == -1 and not self.connected():
                 # The channel closed with no exit status because the connection went down
                 # (the SSH server or the machine died): not the command's result.
@@ -247,6 +252,20 @@ class RemoteSSH(Session):
         self.user = probe.user
         self.ssh_config = probe.ssh_config
         self.where = f"{self.host}:{self.port}"
+
+    def interactive(self, known_hosts: Path | None = None) -> int:  # noqa: ARG002
+        """A login shell for a person, with OpenSSH and the user's own configuration."""
+        ssh = shutil.which("ssh")
+        if not ssh:
+            assert self.conn is not None
+            return self.conn.shell().exited
+        argv = [ssh, "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"]
+        if self.known_hosts is not None:
+            argv += ["-o", f"UserKnownHostsFile={self.known_hosts}"]
+        if self.address.port:
+            argv += ["-p", str(self.address.port)]
+        user = f"{self.address.user}@" if self.address.user else ""
+        return subprocess.call([*argv, f"{user}{self.address.host}"])
 
     def known_hosts_files(self) -> list[Path]:
         if self.known_hosts is not None:

@@ -42,6 +42,9 @@ class UpRequest:
     runner: Runner
     progress: Callable[[str], None] = print
     status: Callable[[str], None] = lambda msg: None
+    # What the target finds out on the way (also when it fails: the deploy time, the
+    # kernel that answered): the run records it either way.
+    facts: dict[str, object] = field(default_factory=dict)
 
 
 @dataclass
@@ -51,11 +54,15 @@ class Machine:
     session: Session
     tests_dir: str
     facts: dict[str, object] = field(default_factory=dict)
+    guest: qemu.Guest | None = None  # its console tells a kernel crash from a lost machine
 
 
 class Target(Protocol):
     kind: str
     wants_initramfs: bool
+    remote: bool  # a machine orch does not start: checked before anything slow
+
+    def check(self, arch: Arch, runner: Runner) -> None: ...
 
     def cell(self) -> dict[str, str]: ...
 
@@ -80,6 +87,10 @@ class QemuTarget:
     ssh_timeout: float = 60.0
     kind: str = "qemu"
     wants_initramfs: bool = True
+    remote: bool = False
+
+    def check(self, arch: Arch, runner: Runner) -> None:
+        pass
 
     def cell(self) -> dict[str, str]:
         return {"kind": "qemu"}
@@ -111,8 +122,9 @@ class QemuTarget:
         a = req.arch
         assert req.kernel is not None and req.initrd is not None
         accel, reason = self.choose_accel(req)
-        facts: dict[str, object] = {"accelerator": accel, "accelerator_reason": reason,
-                                    "qemu_version": qemu.qemu_version(a)}
+        facts = req.facts
+        facts.update(accelerator=accel, accelerator_reason=reason,
+                     qemu_version=qemu.qemu_version(a))
         keys = keysmod.ensure(req.runner)
         for attempt in range(3):
             with qemu.reserved_port() as port:
@@ -136,12 +148,13 @@ class QemuTarget:
                                             hint=g.excerpt()) from None
                         raise
                     facts["boot_to_ssh"] = round(time.monotonic() - g.started_at, 2)
+                    facts["port"] = port
                     facts["release"] = g.marker.split()[-1] if g.marker else ""
                     req.progress(f"[{a.name}] booted {facts['release']} under "
                                  f"{accel.upper()}: init {facts['boot_to_ready']}s, "
                                  f"SSH {facts['boot_to_ssh']}s")
                     try:
-                        yield Machine(ssh, TESTS_DIR, facts)
+                        yield Machine(ssh, TESTS_DIR, facts, guest=g)
                     finally:
                         ssh.close()
                     return
@@ -168,6 +181,7 @@ class SshTarget:
     reboot_after: bool = False
     kind: str = "ssh"
     wants_initramfs: bool = False
+    remote: bool = True
 
     def __post_init__(self) -> None:
         if self.deploy not in DEPLOY_MODES:
@@ -199,6 +213,14 @@ class SshTarget:
         plan.append(f"+ ssh {self.address}: upload selftests to a temporary directory, run")
         return plan
 
+    def check(self, arch: Arch, runner: Runner) -> None:
+        """Before the build: the machine answers, is `arch`, and we are root (or sudo)."""
+        sess = self._connect(self.ssh_timeout)
+        try:
+            self.preflight(sess, UpRequest(arch, None, None, [], Path("/dev/null"), runner))
+        finally:
+            sess.close()
+
     def _initrd_arg(self) -> str:
         return f" --initrd={shlex.quote(self.target_initrd)}" if self.target_initrd else ""
 
@@ -211,8 +233,9 @@ class SshTarget:
     def up(self, req: UpRequest) -> Iterator[Machine]:
         a = req.arch
         req.status(f"[{a.name}] connecting to {self.address}")
+        facts = req.facts
+        facts.update(host=self.host, deploy=self.deploy)
         sess = self._connect(self.ssh_timeout)
-        facts: dict[str, object] = {"host": self.host, "deploy": self.deploy}
         tmp = ""
         try:
             self.preflight(sess, req)
@@ -228,12 +251,13 @@ class SshTarget:
                             f"chmod 755 {shlex.quote(f'{tmp}/{t.name}')}")
             yield Machine(sess, tmp, facts)
         finally:
-            if tmp:
-                sess.run(f"rm -rf {shlex.quote(tmp)}", timeout=60)
-            if self.reboot_after:
-                req.progress(f"[{a.name}] rebooting {self.host} (--reboot-after)")
-                sess.run(_detached("if [ -d /run/systemd/system ]; then systemctl reboot; "
-                                   "else reboot; fi"), timeout=30)
+            if sess.conn is not None:  # not when the deployed kernel never came back
+                if tmp:
+                    sess.run(f"rm -rf {shlex.quote(tmp)}", timeout=60)
+                if self.reboot_after:
+                    req.progress(f"[{a.name}] rebooting {self.host} (--reboot-after)")
+                    sess.run(_detached("if [ -d /run/systemd/system ]; then systemctl "
+                                       "reboot; else reboot; fi"), timeout=30)
             sess.close()
 
     def preflight(self, sess: Session, req: UpRequest) -> None:
@@ -267,19 +291,24 @@ class SshTarget:
             self.kexec_load(sess, req)
             req.progress(f"[{req.arch.name}] {self.host}: kexec into {want} "
                          f"(key {kernel.key[:12]})")
-            sess.run(_detached("sync; if [ -d /run/systemd/system ]; then systemctl kexec; "
-                               "else kexec -e; fi"), timeout=30)
+            started = time.monotonic()
+            sess.run(_detached("PATH=$PATH:/sbin:/usr/sbin; sync; if [ -d /run/systemd/system "
+                               "]; then systemctl kexec; else kexec -e; fi"), timeout=30)
         else:
+            started = time.monotonic()
             self.run_reboot_cmd(req)
-        started = time.monotonic()
         sess.close()
         new = self.wait_back(boot_id, started)
+        new.sudo = sess.sudo
         facts["deploy_seconds"] = round(time.monotonic() - started, 2)
         release = _out(new, "uname -r")
         version = _out(new, "cat /proc/version")
+        facts.update(release=release, kernel_version=version)
         if release != want or f"@{kernel.stamp})" not in version:
-            raise InfraError(f"{self.host} runs {release} ({version[:120]}), not the kernel "
-                             f"orch built ({want}, stamp {kernel.stamp})", stage="deploy")
+            m = re.search(r"\(([^()\s]+@[^()\s]+)\)", version)
+            raise InfraError(f"{self.host} runs {release} built by "
+                             f"{m.group(1) if m else '?'}, not the kernel orch built "
+                             f"({want}, built by orch@{kernel.stamp})", stage="deploy")
         req.progress(f"[{req.arch.name}] {self.host}: running {release} "
                      f"(stamp verified), {facts['deploy_seconds']}s from "
                      f"{'kexec' if self.deploy == 'kexec' else 'reboot'} to SSH")
@@ -342,7 +371,7 @@ class SshTarget:
                 # switch) may accept the TCP connection and then say nothing at all.
                 s = self._connect(min(3.0, max(1.0, left)))
             except SSHError as exc:
-                if "host key" in str(exc) or "authentication" in str(exc):
+                if "host key" in str(exc):  # another machine (or userland) answers: stop
                     raise
                 last = str(exc)
                 time.sleep(0.5)

@@ -104,13 +104,12 @@ class FakeSession:
 
 
 def _run_tests(tmp_path, isolated_cache, guest):
-    from orchestrator import pipeline
+    from orchestrator import pipeline, stages, targets
     from orchestrator.ssh import CmdResult
 
     run = pipeline.Run(pipeline.Options(output=tmp_path / "o", dry_run=True))
     st = run.states["x86_64"]
     st.tests = [Path("first"), Path("second")]
-    st.guest = guest
 
     def lose(command):
         if command.endswith("/first"):
@@ -121,7 +120,8 @@ def _run_tests(tmp_path, isolated_cache, guest):
                              lost=True)
         raise AssertionError("the second binary must not run")
 
-    return run, run.run_tests(st, FakeSession(lose))
+    st.machine = targets.Machine(FakeSession(lose), "/opt/orch/selftests", guest=guest)
+    return run, stages.run_tests(run, st)
 
 
 def test_pipeline_crash_during_a_test_is_exit_1_and_the_rest_not_run(tmp_path,

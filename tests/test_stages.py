@@ -1,0 +1,147 @@
+"""The stage walk (pipeline.Run over stages.STAGES) with fake stages: what runs, what is
+skipped after a failure, which stages a target has, retries, and `until`."""
+
+from contextlib import ExitStack, nullcontext
+from pathlib import Path
+
+import pytest
+
+from orchestrator import arch, ktap, pipeline, stages, testrun
+from orchestrator import tree as treemod
+from orchestrator.errors import ApplyError, BuildError
+from orchestrator.pipeline import Options, Run
+from orchestrator.stages import Stage
+
+
+class FakeTree:
+    key = "fake"
+    spec = "linux-fake"
+    kind = "tarball"
+    origin = Path("/nonexistent/linux-fake.tar.xz")
+
+
+@pytest.fixture
+def make_run(tmp_path, monkeypatch, isolated_cache):
+    monkeypatch.setattr(treemod, "resolve", lambda *a, **k: FakeTree())
+    monkeypatch.setattr(Run, "tree_lock", lambda self: nullcontext())
+
+    def make(table, **kw):
+        opts = Options(output=tmp_path / "o", quiet=True, **kw)
+        run = Run(opts)
+        run.stages = [s for s in table if s.wanted(run)]
+        run.given = {s.gives for s in run.stages if s.gives}
+        return run
+
+    return make
+
+
+def _ok(run, st):
+    pass
+
+
+def _tests(results):
+    """A test stage whose binary reports `results` (one list per attempt)."""
+    attempts = iter(results)
+
+    def do(run, st):
+        s = testrun.Suite(st.arch.name, "t")
+        s.cases = [ktap.TestResult(n, status) for n, status in next(attempts)]
+        run.suites.append(s)
+        st.test_code = 1 if any(c.status == "fail" for c in s.cases) else 0
+
+    return do
+
+
+def table(build=_ok, test=None, apply=_ok):
+    return [
+        Stage("apply", apply, gives="source", phase=stages.TREE, per_arch=False),
+        Stage("config", _ok, needs=("source",), gives="config", phase=stages.TREE),
+        Stage("build", build, needs=("config",), gives="kernel", phase=stages.TREE),
+        Stage("selftests", _ok, needs=("kernel",), gives="tests"),
+        Stage("rootfs", _ok, needs=("tests",), gives="initramfs",
+              wanted=lambda run: run.target.wants_initramfs),
+        Stage("boot", _ok, needs=("kernel", "tests", "initramfs"), gives="machine"),
+        Stage("test", test or _tests([[("a", "pass")]]), needs=("machine",)),
+    ]
+
+
+def test_all_stages_run_in_order(make_run):
+    run = make_run(table())
+    assert run.execute() == 0
+    st = run.states["x86_64"]
+    assert list(st.stages) == ["config", "build", "selftests", "rootfs", "boot", "test"]
+    assert all(r["status"] == "ok" for r in st.stages.values())
+    assert run.apply_stage["status"] == "ok"
+
+
+def test_stages_after_a_failure_are_skipped(make_run):
+    def broken(run, st):
+        if st.arch.name == "arm64":
+            raise BuildError("arm64 kernel build failed: boom")
+
+    run = make_run(table(build=broken), arches=[arch.X86_64, arch.ARM64])
+    assert run.execute() == 3
+    arm, x86 = run.states["arm64"], run.states["x86_64"]
+    assert arm.stages["build"]["status"] == "failed"
+    assert {arm.stages[n]["status"] for n in ("selftests", "rootfs", "boot", "test")} == \
+        {"skipped"}
+    assert arm.exit_code == 3 and x86.exit_code == 0  # each cell has its own verdict
+    assert [s.binary for s in run.suites if s.arch == "arm64"] == ["orch-build"]
+
+
+def test_a_run_wide_failure_concerns_every_arch(make_run):
+    def no_apply(run, st):
+        raise ApplyError("patch 0001-x.patch does not apply")
+
+    run = make_run(table(apply=no_apply), arches=[arch.X86_64, arch.ARM64])
+    assert run.execute() == 3
+    for st in run.states.values():
+        assert st.stages["config"] == {"status": "skipped", "reason": "apply failed"}
+        assert st.exit_code == 3
+    assert sorted(s.name for s in run.suites) == ["arm64.orch-apply", "x86_64.orch-apply"]
+
+
+def test_ssh_target_has_no_rootfs_stage_and_checks_first(make_run):
+    run = make_run(stages.STAGES, target="ssh://board", no_deploy=True)
+    names = [s.name for s in run.stages]
+    assert "rootfs" not in names and names[0] == "preflight"
+    qemu = make_run(stages.STAGES)
+    assert [s.name for s in qemu.stages] == ["apply", "config", "build", "selftests",
+                                             "rootfs", "boot", "test"]
+
+
+def test_retry_fail_then_pass_is_flaky(make_run):
+    run = make_run(table(test=_tests([[("a", "fail")], [("a", "pass")]])), retries=1)
+    assert run.execute() == 1
+    st = run.states["x86_64"]
+    assert st.flaky
+    assert [c.status for s in run.suites for c in s.cases] == ["fail"]  # the first verdict
+
+
+def test_until_keeps_the_machine_up(make_run):
+    closed = []
+
+    def boot(run, st):
+        st.exit = ExitStack()
+        st.exit.callback(lambda: closed.append(st.arch.name))
+        st.machine = object()
+
+    t = table()
+    t[5] = Stage("boot", boot, needs=("kernel",), gives="machine")
+    run = make_run(t)
+    assert run.execute(until="boot") == 0
+    st = run.states["x86_64"]
+    assert "test" not in st.stages and st.machine is not None and closed == []
+    run.close_machine(st)
+    assert closed == ["x86_64"] and st.machine is None
+
+
+def test_usage_errors_for_target_options(make_run):
+    from orchestrator.errors import UsageError
+
+    with pytest.raises(UsageError, match="--no-deploy is for --target ssh"):
+        pipeline.make_target(Options(no_deploy=True))
+    with pytest.raises(UsageError, match="one --arch"):
+        pipeline.make_target(Options(target="ssh://b", arches=[arch.X86_64, arch.ARM64]))
+    with pytest.raises(UsageError, match="choose one"):
+        pipeline.make_target(Options(target="ssh://b", no_deploy=True, reboot_cmd="x"))
