@@ -1,5 +1,6 @@
 """Two `orch run` at once on one cache (issue 7, item 6): x86_64 and arm64 of the default
-series, kernels from the store. Both must finish with the right results; the tree lock
+series (store hits when the rest of the slow tier ran first; on a cold cache the two
+builds take turns on the tree lock). Both must finish with the right results; the tree lock
 covers apply, config and build only, so one run's boot and tests overlap with the other's
 work; and the two guests get different SSH forwards.
 """
@@ -47,7 +48,6 @@ def test_two_runs_at_once(tmp_path):
         assert p.returncode == 0, (a, errs[a][-3000:])
         meta = json.loads((tmp_path / a / "metadata.json").read_text())
         metas[a] = meta
-        assert meta["arches"][a]["kernel"]["compiled"] is False, "expected a store hit"
         rec = json.loads((tmp_path / a / "results.json").read_text())
         assert [c["arch"] for c in rec["cells"]] == [a]
         suites = {s.name.rsplit(".", 1)[-1]: s for s in JUnitXml.fromfile(
