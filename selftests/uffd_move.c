@@ -24,6 +24,9 @@
  *            by the per-VMA-lock helpers) and on 6.1 + series.
  *   R_ZERO   src maps the zero page (small or huge): EBUSY on 6.8, moved
  *            from 6.9 and on 6.1 + series.
+ *   R_DIO    a page held by O_DIRECT in flight: 6.1's O_DIRECT takes
+ *            plain references (moved), 6.12's pins (EBUSY).  A property
+ *            of the base kernel, not of the move code.
  *   partial  a later page failing after k pages moved: -1/EAGAIN with
  *            move = k pages (all versions; see t_partial_eagain).
  * Bare 6.1 (no UFFD_FEATURE_MOVE): every test skips.
