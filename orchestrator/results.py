@@ -33,7 +33,8 @@ SCHEMA = "orch-results"
 SCHEMA_VERSION = 1
 FILENAME = "results.json"
 STATUSES = ("pass", "fail", "skip", "error")
-# orch's own checks next to the KTAP tests (testcase "kind").
+# Testcase kinds orch writes today: KTAP tests, orch's own checks, failed stages. Readers
+# must accept others (a later orch may add kinds).
 KINDS = ("ktap", "dmesg_clean", "timeout", "ssh", "exit_status", "missing", "no_ktap", "stage",
          "crash", "qemu")  # crash: the kernel crashed during the binary; qemu: QEMU died
 OUTPUT_CAP = 64 * 1024  # bytes of a testcase's output kept in the record and in JUnit
@@ -99,11 +100,6 @@ class Cell:
         tree = self.tree + (f"@{self.base_ref}" if self.base_ref else "")
         return ".".join(_part(p) for p in (self.arch, tree, self.series, self.profile,
                                            self.target))
-
-    def key(self) -> tuple:
-        """Everything that makes two cells the same cell."""
-        return (self.arch, self.tree, self.base_commit, self.series, self.series_hash,
-                self.profile, self.target_kind, self.target)
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -218,6 +214,10 @@ class Record:
                       created=d.get("created", ""), orch_version=d.get("orch_version", ""))
         except (KeyError, TypeError) as exc:
             raise UsageError(f"{where}: malformed results record ({exc})") from None
+        bad = next((t for t in rec.tests if t.status not in STATUSES), None)
+        if bad:
+            raise UsageError(f"{where}: testcase {bad.binary}/{bad.name} has status "
+                             f"{bad.status!r} (not one of {', '.join(STATUSES)})")
         ids = {c.id for c in rec.cells}
         stray = next((t for t in rec.tests if t.cell not in ids), None)
         if stray:

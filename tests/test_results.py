@@ -96,6 +96,8 @@ def test_running_cell_has_no_exit_code_yet():
     ('{"schema": "orch-results", "schema_version": 99, "cells": [], "tests": []}', "newer"),
     ('{"schema": "orch-results", "schema_version": 1, "cells": [], "tests": '
      '[{"cell": "nope", "binary": "b", "name": "n", "status": "pass"}]}', "unknown cell"),
+    ('{"schema": "orch-results", "schema_version": 1, "cells": [], "tests": '
+     '[{"cell": "c", "binary": "b", "name": "n", "status": "ok"}]}', "has status 'ok'"),
 ])
 def test_foreign_or_broken_results_are_usage_errors(tmp_path, content, msg):
     p = tmp_path / "results.json"
