@@ -1,12 +1,20 @@
 #!/usr/bin/env python3
 """Benchmark orch against the bare tools, side by side in one run. Prints figures; asserts
 nothing (targets: boot-to-SSH within 1.2x of a bare qemu+ssh loop; a no-change rerun under
-20 s on x86_64).
+20 s on x86_64; a cold build within 1.05x of bare make, same config).
 
   .venv/bin/python ci/benchmark.py [--arch x86_64,arm64] [--cold] [--boots 3]
+  .venv/bin/python ci/benchmark.py --cold-build [--arch x86_64] [-j 2] [--compare-src DIR]
 
 --cold uses an empty cache (and ccache) in a temporary directory, so the first run's stage
 times are a real cold build; without it the first run uses the normal cache.
+
+--cold-build: the first build a new user (or a CI job without a cache) waits for. In a
+private clone of the embedded 6.1 tree, with orch's own final .config, one after the
+other: bare `make bzImage` (host gcc, no ccache), then orch's build stage (build.build:
+make through ccache with an empty CCACHE_DIR, headers, store) in a fresh build dir.
+--compare-src DIR adds the build stage of another orch checkout (e.g. an older commit,
+for a before/after), the same way. Prints wall and CPU seconds and the ratios to bare make.
 """
 
 from __future__ import annotations
@@ -88,12 +96,105 @@ def boot_bare(a, kernel: Path, initrd: Path, accel: str, keys) -> float:
             p.wait()
 
 
+# Runs orch's build stage from the checkout on PYTHONPATH (this one, or --compare-src).
+BUILD_DRIVER = """
+import sys
+from pathlib import Path
+from orchestrator import arch, build
+from orchestrator.runner import Runner
+a = arch.get(sys.argv[1])
+k, compiled = build.build(a, Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4], Runner(),
+                          Path(sys.argv[5]), int(sys.argv[6]))
+assert compiled and (k.store / "complete").exists(), k
+print("orch build stage from", build.__file__)
+"""
+
+
+def timed(argv: list[str], env: dict, log: Path, cwd: Path | None = None) -> tuple[float, float]:
+    """(wall, CPU) seconds of a command and everything it waited for."""
+    r0 = os.times()
+    t0 = time.monotonic()
+    with open(log, "w") as f:
+        rc = subprocess.run(argv, env=env, stdout=f, stderr=subprocess.STDOUT, cwd=cwd).returncode
+    wall = time.monotonic() - t0
+    r1 = os.times()
+    if rc != 0:
+        raise RuntimeError(f"{argv[:3]}... failed (exit {rc}); see {log}")
+    return wall, (r1.children_user - r0.children_user) + (r1.children_system -
+                                                          r0.children_system)
+
+
+def cold_build(arch_name: str, jobs: int, compare: list[Path]) -> None:
+    from orchestrator import build as buildmod
+    from orchestrator import kconfig
+    from orchestrator import tree as treemod
+
+    a = archmod.get(arch_name)
+    r = Runner()
+    shared = treemod.resolve(None, r, progress=print)  # the import every run uses (untimed)
+    work = Path(tempfile.mkdtemp(prefix="orch-coldbuild-"))
+    saved = {k: os.environ.get(k) for k in ("ORCH_CACHE", "CCACHE_DIR")}
+    try:
+        os.environ["ORCH_CACHE"] = str(work / "cache")
+        src = work / "linux"
+        print(f"== cold build, {a.name}, -j{jobs}: a private clone of {shared.spec} in {src}")
+        subprocess.run(["git", "-c", "advice.detachedHead=false", "clone", "-q", "--shared",
+                        str(shared.repo), str(src)],
+                       check=True)
+        cfgdir = treemod.build_dir(src, "config")
+        kconfig.configure(a, src, cfgdir, kconfig.fragments_for(a, [], []), r,
+                          work / "config.log")
+        env = dict(os.environ, **buildmod.REPRO_ENV)
+        runs = [("bare make", None)] + [("orch build stage" + (f" ({d})" if d else ""), d)
+                                        for d in [None, *compare]]
+        results = []
+        load0 = os.getloadavg()[0]
+        for n, (label, other) in enumerate(runs):
+            bd = treemod.build_dir(src, f"bench{n}")
+            bd.mkdir()
+            shutil.copy(cfgdir / ".config", bd / ".config")
+            log = work / f"build{n}.log"
+            if other is None and label == "bare make":
+                wall, cpu = timed(kconfig.make_argv(a, src, bd, [a.image], jobs=jobs), env, log)
+            else:
+                e = dict(env, CCACHE_DIR=str(work / f"ccache{n}"),
+                         PYTHONPATH=str(other or ROOT))
+                key = f"bench{n}-{os.getpid()}"
+                wall, cpu = timed([sys.executable, "-c", BUILD_DRIVER, a.name, str(src),
+                                   str(bd), key, str(log), str(jobs)], e, log.with_suffix(".out"),
+                                  cwd=work)
+            results.append((label, wall, cpu))
+            base_w, base_c = results[0][1], results[0][2]
+            print(f"  {label:40} {wall:7.1f} s wall ({wall / base_w:.2f}x)  "
+                  f"{cpu:7.1f} s CPU ({cpu / base_c:.2f}x)", flush=True)
+            shutil.rmtree(bd, ignore_errors=True)
+        print(f"  cold build vs bare make, same config: {results[1][1] / results[0][1]:.2f}x "
+              f"wall, {results[1][2] / results[0][2]:.2f}x CPU  (load average "
+              f"{load0:.1f} -> {os.getloadavg()[0]:.1f}; other jobs on the machine skew wall)")
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--arch", default="x86_64,arm64")
     ap.add_argument("--cold", action="store_true")
     ap.add_argument("--boots", type=int, default=3)
+    ap.add_argument("--cold-build", action="store_true",
+                    help="cold build vs bare make, same config (no boot figures)")
+    ap.add_argument("-j", "--jobs", type=int, default=2)
+    ap.add_argument("--compare-src", type=Path, action="append", default=[],
+                    help="also time the build stage of this orch checkout")
     args = ap.parse_args()
+    if args.cold_build:
+        for name in args.arch.split(","):
+            cold_build(name, args.jobs, args.compare_src)
+        return 0
     env = dict(os.environ)
     tmp = None
     if args.cold:

@@ -64,3 +64,11 @@ def test_arm64_format_check(tmp_path):
     data[0x38:0x3c] = b"ARM\x64"
     img.write_bytes(bytes(data))
     assert build.format_problem(arch.ARM64, img) is None
+
+
+def test_ccache_depend_mode_unless_the_user_chose(monkeypatch):
+    monkeypatch.delenv("CCACHE_DEPEND", raising=False)
+    monkeypatch.delenv("CCACHE_NODEPEND", raising=False)
+    assert build.ccache_mode() == {"CCACHE_DEPEND": "1"}
+    monkeypatch.setenv("CCACHE_NODEPEND", "1")
+    assert build.ccache_mode() == {}
