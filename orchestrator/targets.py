@@ -203,14 +203,14 @@ class SshTarget:
         return {"target": f"ssh://{self.host}", "deploy": self.deploy}
 
     def dry_run(self, req: UpRequest) -> list[str]:
-        plan = [f"+ ssh {self.address}: uname -m; id -u; df"]
+        plan = [f"+ {self.address}: uname -m; id -u; df"]
         if self.deploy == "kexec":
-            plan.append(f"+ ssh {self.address}: upload {req.arch.image_path.split('/')[-1]}; "
+            plan.append(f"+ {self.address}: upload {req.arch.image_path.split('/')[-1]}; "
                         f"kexec -l IMAGE{self._initrd_arg()} --command-line=\"$(cat "
                         f"/proc/cmdline) {self.append}\"; kexec -e")
         elif self.deploy == "reboot-cmd":
             plan.append(f"+ {self.reboot_cmd}   (ORCH_KERNEL=IMAGE ORCH_TARGET={self.host})")
-        plan.append(f"+ ssh {self.address}: upload selftests to a temporary directory, run")
+        plan.append(f"+ {self.address}: upload selftests to a temporary directory, run")
         return plan
 
     def check(self, arch: Arch, runner: Runner) -> None:
