@@ -128,6 +128,25 @@ def results_of(suite, kind) -> list:
     return [r for c in suite for r in c.result if isinstance(r, kind)]
 
 
+STARTED: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_orch_left_behind():
+    """A test that fails while waiting must not leave its orch running (holding a tree
+    lock, or a QEMU): SIGTERM what is still up, then SIGKILL."""
+    yield
+    while STARTED:
+        p = STARTED.pop()
+        if p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
 class Orch:
     """An orch run in the background, with a QEMU marker on the kernel command line."""
 
@@ -139,6 +158,7 @@ class Orch:
         self.proc = subprocess.Popen([*(wrap or []), *argv], stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True,
                                      env=dict(os.environ, **(env or {})))
+        STARTED.append(self.proc)
 
     def finish(self, timeout: float = 1800) -> tuple[int, str]:
         _, err = self.proc.communicate(timeout=timeout)
