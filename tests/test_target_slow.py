@@ -44,7 +44,7 @@ class Board:
         env.update(HOME=str(self.home), ORCH_CACHE=str(cache.cache_root()))
         return env
 
-    def orch(self, *args, timeout=1200):
+    def orch(self, *args, timeout=2400):
         t0 = time.monotonic()
         r = subprocess.run([*ORCH, *args], capture_output=True, text=True, timeout=timeout,
                            env=self.env(), cwd=ROOT)
