@@ -1556,6 +1556,7 @@ static int hp_make_thp(struct hp *h, unsigned int seed)
 
 #define KPF_THP		22
 #define KPF_ZERO_PAGE	24
+#define KPF_MLOCKED	33
 
 /* /proc/kpageflags word of pfn; 0 with *ok = 0 when unreadable */
 static uint64_t kpflags(uint64_t pfn, int *ok)
@@ -2896,8 +2897,9 @@ static int t_einval_access_flags(void)
 
 /*
  * mlock: src mlocked and dst not (or the reverse) -> EINVAL; both
- * mlocked -> moved, the page stays mlocked: Mlocked (meminfo), VmLck
- * and the VMAs' Locked (smaps) unchanged.
+ * mlocked -> moved, the pages stay mlocked: PG_mlocked (kpageflags) set
+ * at dst, VmLck unchanged, the VMAs' Locked (smaps) follows the pages;
+ * meminfo Mlocked (system-wide, lags per-CPU batches) is printed only.
  */
 static int t_einval_mlock_mismatch(void)
 {
@@ -2980,10 +2982,26 @@ static int t_mlock_both(void)
 	ld1 = smaps_kb(pr.dst, "Locked");
 	ktap_diag("Mlocked %ld -> %ld kB, VmLck %ld -> %ld kB, smaps Locked src %ld -> %ld, dst %ld -> %ld kB",
 		  ml0, ml1, lck0, lck1, ls0, ls1, ld0, ld1);
-	if (ml1 != ml0) {
-		ktap_diag("meminfo Mlocked: expected unchanged %ld kB (the page stays mlocked), got %ld kB",
-			  ml0, ml1);
-		fails++;
+	/*
+	 * meminfo Mlocked is system-wide and lags behind per-CPU mlock
+	 * batches of earlier tests' munlocks: informational only.  The
+	 * per-page PG_mlocked bit (/proc/kpageflags) is exact.
+	 */
+	for (size_t i = 0; i < n; i++) {
+		uint64_t pfn = pfn_of(pr.dst + i * pg), fl;
+		int ok = 0;
+
+		fl = pfn ? kpflags(pfn, &ok) : 0;
+		if (!ok) {
+			ktap_diag("dst page %zu: PFN/kpageflags unreadable: PG_mlocked check not done", i);
+			break;
+		}
+		if (!((fl >> KPF_MLOCKED) & 1)) {
+			ktap_diag("dst page %zu (pfn 0x%llx): expected PG_mlocked set (page stays mlocked), kpageflags 0x%llx",
+				  i, (unsigned long long)pfn, (unsigned long long)fl);
+			fails++;
+			break;
+		}
 	}
 	if (lck1 != lck0) {
 		ktap_diag("VmLck: expected unchanged %ld kB, got %ld kB", lck0, lck1);
@@ -3001,12 +3019,7 @@ static int t_mlock_both(void)
 	munlock(pr.src, pr.len);
 	munlock(pr.dst, pr.len);
 	ml2 = proc_kb("/proc/meminfo", "Mlocked");
-	ktap_diag("Mlocked after munlock of both: %ld kB", ml2);
-	if (ml2 > ml0 - (long)(pr.len >> 10) + 64) {
-		ktap_diag("meminfo Mlocked: expected about %ld kB after munlock, got %ld kB",
-			  ml0 - (long)(pr.len >> 10), ml2);
-		fails++;
-	}
+	ktap_diag("Mlocked after munlock of both: %ld kB (system-wide, informational)", ml2);
 	pair_teardown(&pr);
 	return fails ? KTAP_FAIL : KTAP_PASS;
 fail:
