@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 import paramiko
 from fabric import Config, Connection
+from fabric.runners import Remote
 from invoke.exceptions import CommandTimedOut
 
 from .errors import SSHError, UsageError
@@ -47,6 +48,21 @@ class CmdResult:
 def _host_key(pub: str) -> paramiko.PKey:
     kind, b64 = pub.split()[:2]
     return paramiko.PKey.from_type_string(kind, base64.b64decode(b64))
+
+
+class _StoppableRemote(Remote):
+    """fabric's runner, except that anything but Ctrl-C raised while waiting (orch's
+    Interrupted on SIGTERM) closes the channel first. invoke then joins its reader threads,
+    which otherwise wait for a remote command that may run for minutes."""
+
+    def wait(self) -> None:
+        try:
+            super().wait()
+        except KeyboardInterrupt:
+            raise
+        except BaseException:
+            self.channel.close()
+            raise
 
 
 class Session:
@@ -77,6 +93,7 @@ class Session:
             try:
                 conn.open()
                 conn.transport.set_keepalive(5)
+                conn.config.runners.remote = _StoppableRemote
                 self.conn = conn
                 return time.monotonic() - start
             except paramiko.BadHostKeyException as exc:

@@ -252,8 +252,9 @@ class SshTarget:
             yield Machine(sess, tmp, facts)
         finally:
             if sess.conn is not None:  # not when the deployed kernel never came back
-                if tmp:
-                    sess.run(f"rm -rf {shlex.quote(tmp)}", timeout=60)
+                if tmp:  # a test still running there (orch was interrupted) goes too
+                    sess.run(f"{_kill_running_from(tmp)}; rm -rf {shlex.quote(tmp)}",
+                             timeout=60)
                 if self.reboot_after:
                     req.progress(f"[{a.name}] rebooting {self.host} (--reboot-after)")
                     sess.run(_detached("if [ -d /run/systemd/system ]; then systemctl "
@@ -392,6 +393,16 @@ def _out(sess: Session, command: str, what: str | None = None) -> str:
         raise SSHError(f"{what or command} failed on {sess.where}: "
                        f"{(res.stderr or res.stdout).strip()[:200] or res.exit_code}")
     return res.stdout.strip()
+
+
+def _kill_running_from(path: str) -> str:
+    """Shell that SIGKILLs every process whose command line names `path`/ (a test, and the
+    `timeout` watching it), except the shell itself and its parent (sudo). No pkill: a
+    busybox board may not have it; and busybox grep stops at a NUL, hence the tr."""
+    pat = shlex.quote(path.rstrip("/") + "/")
+    return (f'for d in /proc/[0-9]*; do p=${{d#/proc/}}; [ "$p" = "$$" ] || '
+            f'[ "$p" = "$PPID" ] || ! tr "\\0" " " < "$d/cmdline" 2>/dev/null | '
+            f'grep -qF {pat} || kill -9 "$p" 2>/dev/null; done')
 
 
 def _detached(command: str) -> str:

@@ -319,3 +319,64 @@ def test_no_space_left_while_storing_the_kernel(tmp_path, default_kernel):
         assert results_of(s, Error)
         assert meta(o.out)["arches"]["x86_64"]["stages"]["build"]["status"] == "failed"
     assert done == [3, 125]
+
+
+# --- SIGTERM in each stage, and an internal error -------------------------------------------
+
+STAGES = ["apply", "config", "build", "selftests", "rootfs", "boot", "test"]
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_sigterm_in_each_stage_stops_the_whole_run(tmp_path, default_kernel, stage):
+    st = selftests(tmp_path, "hold")
+    args = ["--arch", "x86_64,arm64", "--selftests", str(st)]
+    env = {}
+    if stage in ("apply", "config", "build", "selftests", "rootfs"):
+        # With the kernel in the store these take a second or less: hold them at their
+        # start (hooks.py), the stage's status already "running".
+        env = {"ORCH_TEST_HOLD": stage}
+    codes = []
+    # The exit code does not depend on the stage: --bisect-exit is checked in two of them
+    # (one with make running, one with QEMU up), plain in all.
+    for flags in ([], ["--bisect-exit"]) if stage in ("build", "test") else ([],):
+        o = Orch(tmp_path, f"term-{stage}{'-bisect' if flags else ''}", *args, *flags,
+                 env=env)
+        if stage == "boot":
+            wait_until(lambda: console_has(o.out, "Linux version"), 900, "the boot")
+        elif stage == "test":
+            wait_until(lambda: console_has(o.out, "orch-fault: hold running"), 900, "the test")
+        else:
+            wait_until(lambda: stage_status(o.out, stage) == "running", 900, stage)
+        os.kill(o.proc.pid, signal.SIGTERM)
+        rc, err = o.finish(timeout=120)
+        codes.append(rc)
+        assert "orch: interrupted by SIGTERM; partial results written to" in err, err[-2000:]
+        m = meta(o.out)
+        assert m["status"] == "interrupted" and m["exit_code"] == 130
+        assert stage_status(o.out, stage) == "interrupted", m
+        # One signal stopped everything. The tree stages (config, build) run for every
+        # arch first, then each arch boots and tests: arm64 got no further than that.
+        arm = {k: r["status"] for k, r in m["arches"]["arm64"]["stages"].items()}
+        assert set(arm.values()) <= {"ok", "not run"}, arm
+        later = ["config", "build"] if stage in ("apply", "config", "build") else []
+        for name in later + ["selftests", "rootfs", "boot", "test"]:
+            assert arm[name] == "not run", arm
+        assert "[arm64] booted" not in err
+        assert results_of(suite(o.out, "x86_64", "orch-interrupted"), Error)
+        assert results_of(suite(o.out, "arm64", "orch-interrupted"), Error)
+    assert codes == [130, 128][:len(codes)]
+
+
+def test_internal_error_during_a_test(tmp_path, default_kernel):
+    st = selftests(tmp_path, "hold")
+    (plain, rc), (bis, brc) = run_both(
+        tmp_path, "internal", [*X86, "--selftests", str(st)], lambda o: None,
+        env={"ORCH_TEST_INTERNAL_ERROR": "test"})
+    assert (rc, brc) == (3, 128), plain.err[-3000:]
+    for o in (plain, bis):
+        assert o.err.strip().splitlines()[-1] == \
+            "orch: internal error: InternalError: ORCH_TEST_INTERNAL_ERROR=test (test hook)"
+        m = meta(o.out)
+        assert m["status"] == "internal-error"
+        assert m["arches"]["x86_64"]["stages"]["boot"]["status"] == "ok"
+        assert results_of(suite(o.out, "x86_64", "orch-internal"), Error)

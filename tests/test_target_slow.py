@@ -130,6 +130,46 @@ def test_no_deploy_tests_the_running_kernel(board_guest, tmp_path):
     print(f"no-deploy run: {r.seconds:.1f}s")
 
 
+HOLD = r"""
+#include <stdio.h>
+#include <unistd.h>
+int main(void)
+{
+	printf("KTAP version 1\n1..1\n");
+	fflush(stdout);
+	sleep(600);
+	printf("ok 1 held\n");
+	return 0;
+}
+"""
+
+
+def test_sigterm_during_a_test_leaves_nothing_on_the_board(board_guest, tmp_path):
+    """One SIGTERM while a test runs on the board: orch stops at once (130), and the test
+    binary and what orch uploaded are gone from the board."""
+    b = board_guest
+    st = tmp_path / "st"
+    st.mkdir()
+    (st / "orch_hold.c").write_text(HOLD)
+    out = tmp_path / "o"
+    proc = subprocess.Popen([*ORCH, "run", "--target", "ssh://board", "--no-deploy",
+                             "--selftests", str(st), "-o", str(out)], env=b.env(), cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while "orch_hold" not in b.ssh("ps -o args | grep [o]rch_hold || true"):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.5)
+        proc.terminate()
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err[-3000:]
+    assert "orch: interrupted by SIGTERM" in err
+    assert b.ssh("ps -o args | grep [o]rch_hold || true") == ""
+    assert b.ssh("ls /tmp") == ""
+
+
 def test_kexec_deploy_runs_the_move_suite(board_guest, tmp_path):
     """The default run (6.1 + uffd-move) deployed to the board by kexec."""
     b = board_guest
