@@ -40,6 +40,7 @@ import yaml
 
 from . import arch as archmod
 from .errors import UsageError
+from .ssh import parse_address
 from .paths import PROJECT
 from .tree import EMBEDDED
 
@@ -129,8 +130,8 @@ class Plan:
             argv += ["--config", str(p.resolve()) if p.exists() else c]
         if cell.profile.debug:
             argv.append("--debug")
-        if cell.target.name != DEFAULT_TARGET:
-            argv += ["--target", cell.target.name]
+        if cell.target.value != DEFAULT_TARGET:
+            argv += ["--target", cell.target.value]
         for t in cell.tests:
             argv += ["--test", t]
         return argv
@@ -293,11 +294,11 @@ def _entry(key: str, v, where: str, fail, root: Path, cli_options) -> Entry:
         return Entry(name=v, value=v)
     if isinstance(v, str):
         v = {"tree": {"tree": v}, "series": {"path": v}, "profile": {"name": v},
-             "target": {"name": v}}[key]
+             "target": {"target": v}}[key]
     if not isinstance(v, dict):
         fail(where, "must be a name or a mapping")
     allowed = {"tree": {"name", "tree", "base"}, "series": {"name", "path"},
-               "profile": {"name", "debug", "configs"}, "target": {"name"}}[key]
+               "profile": {"name", "debug", "configs"}, "target": {"name", "target"}}[key]
     for k in v:
         if k not in allowed:
             fail(f"{where}.{k}", f"unknown key; known: {', '.join(sorted(allowed))}")
@@ -342,12 +343,27 @@ def _entry(key: str, v, where: str, fail, root: Path, cli_options) -> Entry:
             fail(where, f"profile '{name}' adds nothing: give debug: true or configs: [...]")
         return _named(Entry(name=name, debug=debug, configs=tuple(configs)), where, fail)
 
-    name = v.get("name")  # target
+    # target: `qemu`, `ssh://[user@]host[:port]` (named after the host), or
+    # {name: N, target: ssh://...}
+    spec = v.get("target", v.get("name"))
+    if not isinstance(spec, str):
+        fail(f"{where}.target", "missing: qemu or ssh://[user@]host[:port]")
+    if spec != DEFAULT_TARGET:
+        if cli_options is not None and "--target" not in cli_options:
+            fail(where, f"target '{spec}': this orch runs cells on {DEFAULT_TARGET} only")
+        try:
+            address = parse_address(spec)
+        except UsageError as exc:
+            fail(f"{where}.target", str(exc).removeprefix(f"--target {spec}: "))
+        default_name = address.host + (f"-{address.port}" if address.port else "")
+    else:
+        default_name = DEFAULT_TARGET
+    name = v.get("name", default_name)
     if not isinstance(name, str):
-        fail(f"{where}.name", "missing")
-    if name != DEFAULT_TARGET and cli_options is not None and "--target" not in cli_options:
-        fail(where, f"target '{name}': this orch runs cells on {DEFAULT_TARGET} only")
-    return _named(Entry(name=name, value=name), where, fail)
+        fail(f"{where}.name", "must be a string")
+    if (name == DEFAULT_TARGET) != (spec == DEFAULT_TARGET):
+        fail(f"{where}.name", f"'{DEFAULT_TARGET}' names the QEMU target only")
+    return _named(Entry(name=name, value=spec), where, fail)
 
 
 def _named(e: Entry, where: str, fail) -> Entry:

@@ -118,6 +118,26 @@ include:
     assert a[a.index("--config") + 1] == "kvm" and a[-2:] == ["--test", "uffd_move"]
 
 
+def test_ssh_targets_are_cells(tmp_path):
+    """A target is one more axis: `ssh://` URLs (named after the host, or by name:) next to
+    qemu; each cell's command line carries the URL."""
+    p = planmod.load(write(tmp_path, """
+arches: [x86_64]
+trees: [linux-6.1]
+targets: [qemu, "ssh://root@lab1:2222", {name: desk, target: "ssh://desk"}]
+"""))
+    assert [c.name for c in p.cells] == ["x86_64-6.1", "x86_64-6.1-lab1-2222",
+                                         "x86_64-6.1-desk"]
+    argv = {c.name: p.cell_argv(c) for c in p.cells}
+    assert "--target" not in argv["x86_64-6.1"]
+    a = argv["x86_64-6.1-lab1-2222"]
+    assert a[a.index("--target") + 1] == "ssh://root@lab1:2222"
+    a = argv["x86_64-6.1-desk"]
+    assert a[a.index("--target") + 1] == "ssh://desk"
+    # and orch run accepts what the plan emits
+    assert cli.main(["run", "--dry-run", *argv["x86_64-6.1-desk"]]) == 0
+
+
 def test_root_makes_paths_relative_to_it(tmp_path):
     (tmp_path / "repo/patches/x").mkdir(parents=True)
     (tmp_path / "repo/plans").mkdir()
@@ -158,12 +178,14 @@ def test_root_makes_paths_relative_to_it(tmp_path):
      "must be {base"),
     ("arches: [x86_64, arm64]\ntrees: [linux-6.1]\ncompare: {base: {arch: x86_64}, "
      "new: {tree: '6.1'}}\n", "compare", "on both sides"),
-    ("arches: [x86_64]\ntrees: [linux-6.1]\ntargets: [board1]\n", "targets[0]",
-     "runs cells on qemu only"),
+    ("arches: [x86_64]\ntrees: [linux-6.1]\ntargets: [board1]\n", "targets[0].target",
+     "expected qemu or ssh://"),
+    ("arches: [x86_64]\ntrees: [linux-6.1]\ntargets: ['ssh://h:port']\n", "targets[0].target",
+     "bad port"),
+    ("arches: [x86_64]\ntrees: [linux-6.1]\ntargets: [{name: qemu, target: 'ssh://h'}]\n",
+     "targets[0].name", "names the QEMU target only"),
 ])
 def test_bad_plans_name_file_and_key(tmp_path, capsys, text, where, what):
-    if "board1" in text and "--target" in planmod.cli_option_flags():
-        pytest.skip("this orch has --target: board targets are valid")
     f = write(tmp_path, text)
     with pytest.raises(PlanError) as e:
         planmod.load(f, cli_options=planmod.cli_option_flags())
