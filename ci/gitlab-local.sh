@@ -59,8 +59,12 @@ printf '%s\n' /.gitlab-ci-local/ /pipeline.log /.gitlab-ci-local-variables.yml \
   done
 } > "$DIR/.gitlab-ci-local-variables.yml"
 
-# A fresh pipeline: last run's artifacts go, its cache stays.
-rm -rf "$DIR/.gitlab-ci-local/artifacts" "$DIR/.gitlab-ci-local/output"
+# A fresh pipeline: last run's job directories and artifacts go, its cache stays (what a
+# runner starting on a clean machine has). The job directories hold kernel trees, and
+# gitlab-ci-local 4.60 walks the project directory at start: left there, it runs out of
+# JavaScript heap before the first job.
+rm -rf "$DIR/.gitlab-ci-local/builds" "$DIR/.gitlab-ci-local/artifacts" \
+  "$DIR/.gitlab-ci-local/output"
 start=$(date +%s)
 (cd "$DIR" && "$GCL" --force-shell-executor --shell-isolation --no-artifacts-to-source) \
   > "$DIR/pipeline.log" 2>&1
