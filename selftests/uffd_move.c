@@ -609,6 +609,13 @@ static void pair_teardown(struct pair *pr)
 	pr->base = NULL;
 }
 
+/* How a pair test ends, passed or after `goto fail`: the pair torn down, the verdict. */
+static int pair_end(struct pair *pr, int fails)
+{
+	pair_teardown(pr);
+	return fails ? KTAP_FAIL : KTAP_PASS;
+}
+
 #define NEED_MOVE()							\
 	do {								\
 		if (!move_offered)					\
@@ -785,11 +792,9 @@ static int t_basic_move(void)
 	if (check_zero("src", pr.src, pr.len))
 		fails++;
 	ktap_diag("moved %zu pages, maps lines %d -> %d", n, c0, c1);
-	pair_teardown(&pr);
-	return fails ? KTAP_FAIL : KTAP_PASS;
+	return pair_end(&pr, fails);
 fail:
-	pair_teardown(&pr);
-	return KTAP_FAIL;
+	return pair_end(&pr, 1);
 }
 
 static int t_dst_populated_eexist(void)
@@ -811,11 +816,9 @@ static int t_dst_populated_eexist(void)
 		fails++;
 	if (check_pat("dst (must keep its page)", pr.dst, pg, 3))
 		fails++;
-	pair_teardown(&pr);
-	return fails ? KTAP_FAIL : KTAP_PASS;
+	return pair_end(&pr, fails);
 fail:
-	pair_teardown(&pr);
-	return KTAP_FAIL;
+	return pair_end(&pr, 1);
 }
 
 static int t_src_hole_enoent(void)
@@ -841,11 +844,9 @@ static int t_src_hole_enoent(void)
 	}
 	if (check_pat("src page 1", pr.src + pg, pg, 4))
 		fails++;
-	pair_teardown(&pr);
-	return fails ? KTAP_FAIL : KTAP_PASS;
+	return pair_end(&pr, fails);
 fail:
-	pair_teardown(&pr);
-	return KTAP_FAIL;
+	return pair_end(&pr, 1);
 }
 
 static int t_src_hole_allow(void)
@@ -900,11 +901,9 @@ static int t_src_hole_allow(void)
 	    check_zero("dst page 1", pr.dst + pg, pg) ||
 	    check_zero("dst page 3", pr.dst + 3 * pg, pg))
 		fails++;
-	pair_teardown(&pr);
-	return fails ? KTAP_FAIL : KTAP_PASS;
+	return pair_end(&pr, fails);
 fail:
-	pair_teardown(&pr);
-	return KTAP_FAIL;
+	return pair_end(&pr, 1);
 }
 
 /* ------------------------------------------------------------------ */
@@ -930,11 +929,9 @@ static int einval_arg_case(const char *what, ptrdiff_t dst_off,
 	}
 	if (check_pat("src", pr.src, pr.len, 20))
 		fails++;
-	pair_teardown(&pr);
-	return fails ? KTAP_FAIL : KTAP_PASS;
+	return pair_end(&pr, fails);
 fail:
-	pair_teardown(&pr);
-	return KTAP_FAIL;
+	return pair_end(&pr, 1);
 }
 
 static int t_einval_unaligned_dst(void)
@@ -1021,11 +1018,9 @@ static int t_einval_spans_two_vmas(void)
 	}
 	if (check_pat("src", pr.src, pr.len, 31))
 		fails++;
-	pair_teardown(&pr);
-	return fails ? KTAP_FAIL : KTAP_PASS;
+	return pair_end(&pr, fails);
 fail:
-	pair_teardown(&pr);
-	return KTAP_FAIL;
+	return pair_end(&pr, 1);
 }
 
 static int t_einval_dst_file_vma(void)
@@ -1072,11 +1067,9 @@ static int t_einval_dst_file_vma(void)
 		fails++;
 	if (check_pat("src", pr.src, pg, 40))
 		fails++;
-	pair_teardown(&pr);
-	return fails ? KTAP_FAIL : KTAP_PASS;
+	return pair_end(&pr, fails);
 fail:
-	pair_teardown(&pr);
-	return KTAP_FAIL;
+	return pair_end(&pr, 1);
 }
 
 static int t_einval_src_shared_anon(void)
@@ -1100,11 +1093,9 @@ static int t_einval_src_shared_anon(void)
 	}
 	if (check_pat("src", pr.src, pg, 41))
 		fails++;
-	pair_teardown(&pr);
-	return fails ? KTAP_FAIL : KTAP_PASS;
+	return pair_end(&pr, fails);
 fail:
-	pair_teardown(&pr);
-	return KTAP_FAIL;
+	return pair_end(&pr, 1);
 }
 
 static int t_einval_dst_unregistered(void)
@@ -1125,11 +1116,9 @@ static int t_einval_dst_unregistered(void)
 	}
 	if (check_pat("src", pr.src, pg, 42))
 		fails++;
-	pair_teardown(&pr);
-	return fails ? KTAP_FAIL : KTAP_PASS;
+	return pair_end(&pr, fails);
 fail:
-	pair_teardown(&pr);
-	return KTAP_FAIL;
+	return pair_end(&pr, 1);
 }
 
 /*
@@ -1169,11 +1158,9 @@ static int t_no_vma(void)
 			do_move(pr.ufd, pr.dst, pr.src, pg,
 				UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES), want, 0))
 		fails++;
-	pair_teardown(&pr);
-	return fails ? KTAP_FAIL : KTAP_PASS;
+	return pair_end(&pr, fails);
 fail:
-	pair_teardown(&pr);
-	return KTAP_FAIL;
+	return pair_end(&pr, 1);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1228,11 +1215,9 @@ static int t_partial_eagain(void)
 	    check_pat("src page 2", pr.src + 2 * pg, pg, 52) ||
 	    check_pat("src page 3", pr.src + 3 * pg, pg, 53))
 		fails++;
-	pair_teardown(&pr);
-	return fails ? KTAP_FAIL : KTAP_PASS;
+	return pair_end(&pr, fails);
 fail:
-	pair_teardown(&pr);
-	return KTAP_FAIL;
+	return pair_end(&pr, 1);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1297,11 +1282,9 @@ static int t_fork_ebusy(void)
 	}
 	if (check_pat("src", pr.src, pg, 70))
 		fails++;
-	pair_teardown(&pr);
-	return fails ? KTAP_FAIL : KTAP_PASS;
+	return pair_end(&pr, fails);
 fail:
-	pair_teardown(&pr);
-	return KTAP_FAIL;
+	return pair_end(&pr, 1);
 }
 
 static int t_fork_dontfork_moves(void)
@@ -1331,11 +1314,9 @@ static int t_fork_dontfork_moves(void)
 		fails++;
 	if (check_zero("src", pr.src, pr.len))
 		fails++;
-	pair_teardown(&pr);
-	return fails ? KTAP_FAIL : KTAP_PASS;
+	return pair_end(&pr, fails);
 fail:
-	pair_teardown(&pr);
-	return KTAP_FAIL;
+	return pair_end(&pr, 1);
 }
 
 #define KSM_DIR "/sys/kernel/mm/ksm/"
@@ -1440,11 +1421,9 @@ static int t_ksm_ebusy(void)
 	if (check_pat("src page 0", pr.src, pg, 80) ||
 	    check_pat("src page 1", pr.src + pg, pg, 80))
 		fails++;
-	pair_teardown(&pr);
-	return fails ? KTAP_FAIL : KTAP_PASS;
+	return pair_end(&pr, fails);
 fail:
-	pair_teardown(&pr);
-	return KTAP_FAIL;
+	return pair_end(&pr, 1);
 }
 
 /* ------------------------------------------------------------------ */
@@ -2005,11 +1984,9 @@ static int t_zero_page(void)
 		goto fail;
 	if (check_zero("dst", pr.dst, pr.len) || check_zero("src", pr.src, pr.len))
 		fails++;
-	pair_teardown(&pr);
-	return fails ? KTAP_FAIL : KTAP_PASS;
+	return pair_end(&pr, fails);
 fail:
-	pair_teardown(&pr);
-	return KTAP_FAIL;
+	return pair_end(&pr, 1);
 }
 
 /* ------------------------------------------------------------------ */
@@ -2150,11 +2127,9 @@ static int t_fault_driven_move(void)
 	}
 	if (check_zero("src", pr.src, pr.len))
 		fails++;
-	pair_teardown(&pr);
-	return fails ? KTAP_FAIL : KTAP_PASS;
+	return pair_end(&pr, fails);
 fail:
-	pair_teardown(&pr);
-	return KTAP_FAIL;
+	return pair_end(&pr, 1);
 }
 
 static int t_fault_dontwake(void)
@@ -2211,11 +2186,9 @@ static int t_fault_dontwake(void)
 	}
 	if (resident(pr.src) != 0 || check_zero("src", pr.src, pg))
 		fails++;
-	pair_teardown(&pr);
-	return fails ? KTAP_FAIL : KTAP_PASS;
+	return pair_end(&pr, fails);
 fail:
-	pair_teardown(&pr);
-	return KTAP_FAIL;
+	return pair_end(&pr, 1);
 }
 
 /* ------------------------------------------------------------------ */
@@ -2343,11 +2316,9 @@ static int t_rmap_soft_offline(void)
 	}
 	if (check_pat("dst", pr.dst, pg, 120))
 		fails++;
-	pair_teardown(&pr);
-	return fails ? KTAP_FAIL : KTAP_PASS;
+	return pair_end(&pr, fails);
 fail:
-	pair_teardown(&pr);
-	return KTAP_FAIL;
+	return pair_end(&pr, 1);
 }
 
 /* ------------------------------------------------------------------ */
@@ -2764,11 +2735,9 @@ static int t_wb_range_overflow(void)
 	}
 	if (resident(pr.dst) != 0 || check_pat("src", pr.src, pg, 140))
 		fails++;
-	pair_teardown(&pr);
-	return fails ? KTAP_FAIL : KTAP_PASS;
+	return pair_end(&pr, fails);
 fail:
-	pair_teardown(&pr);
-	return KTAP_FAIL;
+	return pair_end(&pr, 1);
 }
 
 /*
@@ -2825,11 +2794,9 @@ static int t_wb_efault(void)
 		goto fail;
 	if (check_pat("dst", pr.dst, pr.len, 141) || check_zero("src", pr.src, pr.len))
 		fails++;
-	pair_teardown(&pr);
-	return fails ? KTAP_FAIL : KTAP_PASS;
+	return pair_end(&pr, fails);
 fail:
-	pair_teardown(&pr);
-	return KTAP_FAIL;
+	return pair_end(&pr, 1);
 }
 
 /* ------------------------------------------------------------------ */
@@ -2870,11 +2837,9 @@ static int prot_case(const char *what, int sprot, int dprot, int want_err)
 		if (check_pat("dst", pr.dst, pg, 150))
 			fails++;
 	}
-	pair_teardown(&pr);
-	return fails ? KTAP_FAIL : KTAP_PASS;
+	return pair_end(&pr, fails);
 fail:
-	pair_teardown(&pr);
-	return KTAP_FAIL;
+	return pair_end(&pr, 1);
 }
 
 /* einval_access_flags: src and dst VMAs with different rwx -> EINVAL */
@@ -2931,11 +2896,9 @@ static int t_einval_mlock_mismatch(void)
 	munlock(pr.dst, pr.len);
 	if (resident(pr.dst) != 0 || check_pat("src", pr.src, pr.len, 151))
 		fails++;
-	pair_teardown(&pr);
-	return fails ? KTAP_FAIL : KTAP_PASS;
+	return pair_end(&pr, fails);
 fail:
-	pair_teardown(&pr);
-	return KTAP_FAIL;
+	return pair_end(&pr, 1);
 }
 
 static int t_mlock_both(void)
@@ -3020,11 +2983,9 @@ static int t_mlock_both(void)
 	munlock(pr.dst, pr.len);
 	ml2 = proc_kb("/proc/meminfo", "Mlocked");
 	ktap_diag("Mlocked after munlock of both: %ld kB (system-wide, informational)", ml2);
-	pair_teardown(&pr);
-	return fails ? KTAP_FAIL : KTAP_PASS;
+	return pair_end(&pr, fails);
 fail:
-	pair_teardown(&pr);
-	return KTAP_FAIL;
+	return pair_end(&pr, 1);
 }
 
 /* ------------------------------------------------------------------ */
@@ -3254,11 +3215,9 @@ static int t_swap_move(void)
 	}
 	if (check_zero("src", pr.src, pr.len))
 		fails++;
-	pair_teardown(&pr);
-	return fails ? KTAP_FAIL : KTAP_PASS;
+	return pair_end(&pr, fails);
 fail:
-	pair_teardown(&pr);
-	return KTAP_FAIL;
+	return pair_end(&pr, 1);
 }
 
 /*
@@ -3324,11 +3283,9 @@ static int t_swap_cache_move(void)
 		goto fail;
 	if (check_pat("dst", pr.dst, pr.len, 161) || check_zero("src", pr.src, pr.len))
 		fails++;
-	pair_teardown(&pr);
-	return fails ? KTAP_FAIL : KTAP_PASS;
+	return pair_end(&pr, fails);
 fail:
-	pair_teardown(&pr);
-	return KTAP_FAIL;
+	return pair_end(&pr, 1);
 }
 
 /*
@@ -3363,11 +3320,9 @@ static int t_swap_shared_ebusy(void)
 	}
 	if (check_pat("src", pr.src, pg, 162))
 		fails++;
-	pair_teardown(&pr);
-	return fails ? KTAP_FAIL : KTAP_PASS;
+	return pair_end(&pr, fails);
 fail:
-	pair_teardown(&pr);
-	return KTAP_FAIL;
+	return pair_end(&pr, 1);
 }
 
 /* ------------------------------------------------------------------ */
@@ -3438,11 +3393,9 @@ static int t_pin_io_uring_ebusy(void)
 		goto fail;
 	if (check_pat("dst", pr.dst, pr.len, 170) || check_zero("src", pr.src, pr.len))
 		fails++;
-	pair_teardown(&pr);
-	return fails ? KTAP_FAIL : KTAP_PASS;
+	return pair_end(&pr, fails);
 fail:
-	pair_teardown(&pr);
-	return KTAP_FAIL;
+	return pair_end(&pr, 1);
 }
 
 /*
@@ -3942,11 +3895,9 @@ join:
 	if (check_pat("dst page 0", pr.dst, pg, 190) ||
 	    check_zero("dst page 1 (DONTNEED)", pr.dst + pg, pg))
 		fails++;
-	pair_teardown(&pr);
-	return fails ? KTAP_FAIL : KTAP_PASS;
+	return pair_end(&pr, fails);
 fail:
-	pair_teardown(&pr);
-	return KTAP_FAIL;
+	return pair_end(&pr, 1);
 }
 
 /* ------------------------------------------------------------------ */
@@ -4095,11 +4046,9 @@ static int t_overlap_slide(void)
 	    check_pat("page 1", pr.dst + pg, pg, 212) ||
 	    check_zero("page 2", pr.dst + 2 * pg, pg))
 		fails++;
-	pair_teardown(&pr);
-	return fails ? KTAP_FAIL : KTAP_PASS;
+	return pair_end(&pr, fails);
 fail:
-	pair_teardown(&pr);
-	return KTAP_FAIL;
+	return pair_end(&pr, 1);
 }
 
 /* ------------------------------------------------------------------ */
