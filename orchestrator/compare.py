@@ -127,10 +127,6 @@ def exit_code(new: Record, pairs: list[Pair], changes: list[Change]) -> int:
     return EXIT_PASS
 
 
-def _md(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ").strip()
-
-
 def render_md(base_name: str, new_name: str, base: Record, new: Record, pairs: list[Pair],
               changes: list[Change], code: int) -> str:
     total = counts(changes)
@@ -162,7 +158,7 @@ def render_md(base_name: str, new_name: str, base: Record, new: Record, pairs: l
                 if ch.cls != "unchanged":
                     rows.append((CLASSES.index(ch.cls), binary, ch.name,
                                  f"| {ch.cls} | {binary} | {ch.name} | {ch.base or '–'} | "
-                                 f"{ch.new or '–'} | {_md(ch.message)[:200]} |"))
+                                 f"{ch.new or '–'} | {mergemod.md_cell(ch.message)[:200]} |"))
         if not rows:
             continue
         lines += ["", f"#### `{p.base or '–'}` → `{p.new or '–'}`", "",

@@ -80,7 +80,8 @@ def exit_code(rec: Record) -> int:
                            for c in rec.cells])
 
 
-def _md(text: str) -> str:
+def md_cell(text: str) -> str:
+    """Text fit for one Markdown table cell or list line."""
     return text.replace("|", "\\|").replace("\n", " ").strip()
 
 
@@ -103,7 +104,7 @@ def summary_md(rec: Record, title: str = "orch results") -> str:
         status = cell.status if cell.exit_code is not None else "running"
         res = f"{ICON.get(status, '')} {status} (exit {cell.exit_code})"
         if cell.error:
-            res += f": {_md(cell.error)[:200]}"
+            res += f": {md_cell(cell.error)[:200]}"
         row = [f"`{cell.id}`", res]
         for b in binaries:
             cases = [t for t in rec.tests if t.cell == cell.id and t.binary == b]
@@ -123,7 +124,7 @@ def summary_md(rec: Record, title: str = "orch results") -> str:
         lines += ["", "Failures and errors:", ""]
         for t in bad[:SUMMARY_FAILURES_MAX]:
             lines.append(f"- `{t.cell}` {t.binary} **{t.name}** ({t.status}, {t.kind}): "
-                         f"{_md(t.message)[:300]}")
+                         f"{md_cell(t.message)[:300]}")
         if len(bad) > SUMMARY_FAILURES_MAX:
             lines.append(f"- ... and {len(bad) - SUMMARY_FAILURES_MAX} more (results.json)")
     return "\n".join(lines) + "\n"
