@@ -33,16 +33,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from orchestrator import arch as archmod  # noqa: E402
-from orchestrator import keys as keysmod  # noqa: E402
-from orchestrator import qemu  # noqa: E402
-from orchestrator.runner import Runner  # noqa: E402
-from orchestrator.ssh import GuestSSH  # noqa: E402
+from orchestrator.kernel import arch as archmod  # noqa: E402
+from orchestrator.targets import keys as keysmod  # noqa: E402
+from orchestrator.targets import qemu  # noqa: E402
+from orchestrator.base.runner import Runner  # noqa: E402
+from orchestrator.targets.ssh import GuestSSH  # noqa: E402
 
 
 def orch_run(arch: str, out: Path, env: dict) -> tuple[float, dict]:
     t0 = time.monotonic()
-    r = subprocess.run([sys.executable, "-m", "orchestrator.cli", "run", "--arch", arch,
+    r = subprocess.run([sys.executable, "-m", "orchestrator.cli.main", "run", "--arch", arch,
                         "-o", str(out), "-q"], env=env, cwd=ROOT)
     took = time.monotonic() - t0
     meta = json.loads((out / "metadata.json").read_text())
@@ -100,8 +100,9 @@ def boot_bare(a, kernel: Path, initrd: Path, accel: str, keys) -> float:
 BUILD_DRIVER = """
 import sys
 from pathlib import Path
-from orchestrator import arch, build
-from orchestrator.runner import Runner
+from orchestrator.kernel import arch
+from orchestrator.kernel import build
+from orchestrator.base.runner import Runner
 a = arch.get(sys.argv[1])
 k, compiled = build.build(a, Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4], Runner(),
                           Path(sys.argv[5]), int(sys.argv[6]))
@@ -125,9 +126,9 @@ def timed(argv: list[str], env: dict, log: Path, cwd: Path | None = None) -> tup
 
 
 def cold_build(arch_name: str, jobs: int, compare: list[Path]) -> None:
-    from orchestrator import build as buildmod
-    from orchestrator import kconfig
-    from orchestrator import tree as treemod
+    from orchestrator.kernel import build as buildmod
+    from orchestrator.kernel import kconfig
+    from orchestrator.kernel import tree as treemod
 
     a = archmod.get(arch_name)
     r = Runner()

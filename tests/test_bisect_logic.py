@@ -1,6 +1,6 @@
 import pytest
 
-from orchestrator.bisect import search
+from orchestrator.run.bisect import search
 
 
 def oracle(first_bad, skip=()):

@@ -1,4 +1,5 @@
-from orchestrator import arch, build
+from orchestrator.kernel import arch
+from orchestrator.kernel import build
 
 
 def test_stamp_is_the_store_key_in_the_build_host():

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from junitparser import JUnitXml
 
-from orchestrator.cache import cache_root
+from orchestrator.store.cache import cache_root
 
 pytestmark = pytest.mark.slow
 

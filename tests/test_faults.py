@@ -5,7 +5,8 @@ from pathlib import Path
 from collections import deque
 from types import SimpleNamespace
 
-from orchestrator import faults, qemu
+from orchestrator.testing import faults
+from orchestrator.targets import qemu
 
 
 class FakeGuest(qemu.Guest):
@@ -56,7 +57,8 @@ def test_no_console_means_infrastructure():
 
 
 def _suite():
-    from orchestrator import ktap, testrun
+    from orchestrator.testing import ktap
+    from orchestrator.testing import suite as testrun
 
     s = testrun.Suite("x86_64", "crash")
     s.cases = [ktap.TestResult("before", "pass", 1),
@@ -94,7 +96,7 @@ class FakeSession:
         self.on_test = on_test
 
     def run(self, command, timeout=None):
-        from orchestrator.ssh import CmdResult
+        from orchestrator.targets.ssh import CmdResult
 
         if "/dev/kmsg" in command:
             return CmdResult(0, "", "", 0.01)
@@ -104,8 +106,10 @@ class FakeSession:
 
 
 def _run_tests(tmp_path, isolated_cache, guest):
-    from orchestrator import pipeline, stages, targets
-    from orchestrator.ssh import CmdResult
+    from orchestrator.run import pipeline
+    from orchestrator.run import stages
+    from orchestrator.targets import base as targets
+    from orchestrator.targets.ssh import CmdResult
 
     run = pipeline.Run(pipeline.Options(output=tmp_path / "o", dry_run=True))
     st = run.states["x86_64"]

@@ -22,11 +22,11 @@ from pathlib import Path
 import pytest
 from junitparser import Error, Failure, JUnitXml
 
-from orchestrator import cache
+from orchestrator.store import cache
 
 pytestmark = pytest.mark.slow
 
-ORCH = [sys.executable, "-m", "orchestrator.cli"]
+ORCH = [sys.executable, "-m", "orchestrator.cli.main"]
 ROOT = Path(__file__).resolve().parent.parent
 X86 = ["--arch", "x86_64"]
 

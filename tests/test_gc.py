@@ -6,10 +6,11 @@ import sys
 import time
 from pathlib import Path
 
-from orchestrator import cache, gc
+from orchestrator.store import cache
+from orchestrator.store import gc
 
 
-ORCH = [sys.executable, "-m", "orchestrator.cli"]
+ORCH = [sys.executable, "-m", "orchestrator.cli.main"]
 OLD = time.time() - 40 * 86400
 
 
@@ -61,7 +62,7 @@ def test_gc_prunes_what_is_stale_and_keeps_the_rest(isolated_cache, tmp_path,
     os.utime(cpio, (OLD, OLD))
     # Another process (a running orch) holds one kernel.
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time; "
-                               "from orchestrator import cache; from pathlib import Path; "
+                               "from orchestrator.store import cache; from pathlib import Path; "
                                f"cache.hold(Path({str(held)!r})); print('held', flush=True); "
                                "time.sleep(60)"], stdout=subprocess.PIPE, text=True,
                               env=dict(os.environ, ORCH_CACHE=str(root)))

@@ -2,8 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import arch, kconfig
-from orchestrator.errors import UsageError
+from orchestrator.kernel import arch
+from orchestrator.kernel import kconfig
+from orchestrator.base.errors import UsageError
 
 
 def test_parse_fragment_and_bad_line(tmp_path):

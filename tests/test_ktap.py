@@ -1,4 +1,4 @@
-from orchestrator import ktap
+from orchestrator.testing import ktap
 
 SAMPLE = """\
 KTAP version 1

@@ -9,11 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import compare, ktap, merge, results
-from orchestrator.results import Cell, Record
-from orchestrator.testrun import Suite
+from orchestrator.results import compare
+from orchestrator.testing import ktap
+from orchestrator.results import merge
+from orchestrator.results import record as results
+from orchestrator.results.record import Cell, Record
+from orchestrator.testing.suite import Suite
 
-ORCH = [sys.executable, "-m", "orchestrator.cli"]
+ORCH = [sys.executable, "-m", "orchestrator.cli.main"]
 
 
 def orch(*args, cwd=None):

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import cli
-from orchestrator.bisect import STEP_OWN, step_command
+from orchestrator.cli import main as cli
+from orchestrator.run.bisect import STEP_OWN, step_command
 
-ORCH = [sys.executable, "-m", "orchestrator.cli"]
+ORCH = [sys.executable, "-m", "orchestrator.cli.main"]
 
 # The bisection's own options (not passed to a step) and those a step sets itself.
 BISECTION_ONLY = {"--good", "--bad", "--output", "--base", "--series"}
@@ -48,7 +48,7 @@ def _step_for(user_argv: list[str], tmp_path):
     ns = cli.parser().parse_args(user_argv)
     opts = cli.options_from(ns, user_argv)
     step = step_command(opts, tmp_path)
-    assert step[:4] == [sys.executable, "-m", "orchestrator.cli", "run"]
+    assert step[:4] == [sys.executable, "-m", "orchestrator.cli.main", "run"]
     return ns, step[3:]
 
 

@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator import cli
-from orchestrator import plan as planmod
-from orchestrator.plan import PlanError
+from orchestrator.cli import main as cli
+from orchestrator.plan import model as planmod
+from orchestrator.plan.model import PlanError
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT = ROOT / "configs/plans/default.yaml"

@@ -3,11 +3,13 @@ import xml.etree.ElementTree as ET
 
 from junitparser import JUnitXml
 
-from orchestrator import ktap, report, results
-from orchestrator.errors import BuildError, ConfigError
-from orchestrator.pipeline import bisect_code, max_code
-from orchestrator.results import Cell, Record
-from orchestrator.testrun import Suite, dmesg_problems
+from orchestrator.testing import ktap
+from orchestrator.results import junit as report
+from orchestrator.results import record as results
+from orchestrator.base.errors import BuildError, ConfigError
+from orchestrator.run.pipeline import bisect_code, max_code
+from orchestrator.results.record import Cell, Record
+from orchestrator.testing.suite import Suite, dmesg_problems
 
 
 def _suite():

@@ -4,10 +4,11 @@ import json
 
 import pytest
 
-from orchestrator import ktap, results
-from orchestrator.errors import UsageError
-from orchestrator.results import Cell, Record
-from orchestrator.testrun import Suite
+from orchestrator.testing import ktap
+from orchestrator.results import record as results
+from orchestrator.base.errors import UsageError
+from orchestrator.results.record import Cell, Record
+from orchestrator.testing.suite import Suite
 
 
 def test_cell_ids_are_readable_and_distinct():

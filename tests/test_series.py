@@ -2,9 +2,10 @@ import subprocess
 
 import pytest
 
-from orchestrator import series, tree
-from orchestrator.errors import ApplyError, UsageError
-from orchestrator.runner import Runner
+from orchestrator.kernel import series
+from orchestrator.kernel import tree
+from orchestrator.base.errors import ApplyError, UsageError
+from orchestrator.base.runner import Runner
 
 from .conftest import git, make_patch
 

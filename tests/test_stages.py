@@ -6,11 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import arch, ktap, pipeline, stages, testrun
-from orchestrator import tree as treemod
-from orchestrator.errors import ApplyError, BuildError
-from orchestrator.pipeline import Options, Run
-from orchestrator.stages import Stage
+from orchestrator.kernel import arch
+from orchestrator.testing import ktap
+from orchestrator.run import pipeline
+from orchestrator.run import stages
+from orchestrator.testing import suite as testrun
+from orchestrator.kernel import tree as treemod
+from orchestrator.base.errors import ApplyError, BuildError
+from orchestrator.run.pipeline import Options, Run
+from orchestrator.run.stages import Stage
 
 
 class FakeTree:
@@ -137,7 +141,7 @@ def test_until_keeps_the_machine_up(make_run):
 
 
 def test_usage_errors_for_target_options(make_run):
-    from orchestrator.errors import UsageError
+    from orchestrator.base.errors import UsageError
 
     with pytest.raises(UsageError, match="--no-deploy is for --target ssh"):
         pipeline.make_target(Options(no_deploy=True))

@@ -2,7 +2,9 @@
 
 import json
 
-from orchestrator import arch, build, cache
+from orchestrator.kernel import arch
+from orchestrator.kernel import build
+from orchestrator.store import cache
 
 
 def _bzimage(size_paras: int = 64, setup: int = 1) -> bytes:

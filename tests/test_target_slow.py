@@ -20,12 +20,15 @@ from pathlib import Path
 import pytest
 from junitparser import JUnitXml
 
-from orchestrator import arch, board, cache, qemu
-from orchestrator.runner import Runner
+from orchestrator.kernel import arch
+from tests.support import board
+from orchestrator.store import cache
+from orchestrator.targets import qemu
+from orchestrator.base.runner import Runner
 
 pytestmark = pytest.mark.slow
 
-ORCH = [sys.executable, "-m", "orchestrator.cli"]
+ORCH = [sys.executable, "-m", "orchestrator.cli.main"]
 ROOT = Path(__file__).resolve().parent.parent
 EXPECTED_BINARIES = sorted(p.stem for p in (ROOT / "selftests").glob("*.c"))
 

@@ -5,10 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import arch, build, targets
-from orchestrator.errors import EXIT_INFRA, EXIT_USAGE, InfraError, UsageError
-from orchestrator.runner import Runner
-from orchestrator.ssh import Address, CmdResult, parse_address
+from orchestrator.kernel import arch
+from orchestrator.kernel import build
+from orchestrator.targets import base as targets
+from orchestrator.base.errors import EXIT_INFRA, EXIT_USAGE, InfraError, UsageError
+from orchestrator.base.runner import Runner
+from orchestrator.targets.ssh import Address, CmdResult, parse_address
 
 
 def test_select_by_name():

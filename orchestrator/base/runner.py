@@ -1,0 +1,210 @@
+"""The one place where orch starts host programs.
+
+argv lists only (never a shell), the shell-quoted command is logged, `cwd=` is passed
+rather than chdir, and a timeout kills the whole process group.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from orchestrator.base.errors import Interrupted
+
+
+@dataclass
+class Result:
+    argv: list[str]
+    returncode: int
+    output: str  # combined stdout+stderr (full when captured, else the tail)
+    duration: float
+    timed_out: bool = False
+    tail: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and not self.timed_out
+
+
+# Set by git for the programs it runs (hooks, `git bisect run`): left in place they would
+# make orch's own git commands act on the caller's repository instead of orch's worktree.
+GIT_LOCATION_VARS = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_PREFIX",
+                     "GIT_COMMON_DIR", "GIT_OBJECT_DIRECTORY",
+                     "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_NAMESPACE")
+
+
+def clean_env() -> dict[str, str]:
+    env = dict(os.environ)
+    for var in GIT_LOCATION_VARS:
+        env.pop(var, None)
+    return env
+
+
+def quote(argv: Sequence[str | os.PathLike]) -> str:
+    return shlex.join(str(a) for a in argv)
+
+
+def kill_group(proc: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
+    """Kill a child started with start_new_session=True, and everything it started."""
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def stop_group(proc: subprocess.Popen, grace: float = 5.0) -> None:
+    kill_group(proc, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        pass
+    kill_group(proc)  # whatever is left of the group (and the child itself, if still up)
+    proc.wait()
+
+
+class Runner:
+    """Runs commands; with dry_run it prints them and pretends they succeeded."""
+
+    def __init__(self, dry_run: bool = False, echo: Callable[[str], None] | None = None):
+        self.dry_run = dry_run
+        self.echo = echo or (lambda line: print(line, file=sys.stderr))
+        self.commands: list[str] = []
+
+    def run(
+        self,
+        argv: Sequence[str | os.PathLike],
+        *,
+        cwd: str | os.PathLike | None = None,
+        env: dict[str, str] | None = None,
+        timeout: float | None = None,
+        log: Path | None = None,
+        on_line: Callable[[str], None] | None = None,
+        input_text: str | None = None,
+        always: bool = False,
+        tail_lines: int = 200,
+    ) -> Result:
+        """Run argv to completion.
+
+        `always` runs the command even in dry-run mode (read-only queries such as
+        `git rev-parse` that later commands depend on).
+        """
+        argv = [str(a) for a in argv]
+        shown = quote(argv) + (f"   (in {cwd})" if cwd else "")
+        self.commands.append(shown)
+        if self.dry_run and not always:
+            self.echo(f"+ {shown}")
+            return Result(argv, 0, "", 0.0)
+        full_env = clean_env()
+        if env:
+            full_env.update(env)
+        start = time.monotonic()
+        logf = open(log, "a", encoding="utf-8", errors="replace", buffering=1) if log else None
+        if logf:
+            logf.write(f"+ {shown}\n")
+            logf.flush()
+        tail: deque[str] = deque(maxlen=tail_lines)
+        captured: list[str] = []
+        try:
+            proc = subprocess.Popen(
+                argv,
+                cwd=cwd,
+                env=full_env,
+                stdin=subprocess.PIPE if input_text is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                text=True,
+                errors="replace",
+            )
+        except FileNotFoundError as exc:
+            if logf:
+                logf.close()
+            return Result(argv, 127, str(exc), 0.0, tail=[str(exc)])
+        timed_out = threading.Event()
+
+        def reader() -> None:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                if logf:
+                    logf.write(line)
+                if not log:
+                    captured.append(line)
+                tail.append(line.rstrip("\n"))
+                if on_line:
+                    on_line(line.rstrip("\n"))
+
+        t = threading.Thread(target=reader, daemon=True)
+        t.start()
+        try:
+            if input_text is not None:
+                assert proc.stdin is not None
+                try:
+                    proc.stdin.write(input_text)
+                    proc.stdin.close()
+                except BrokenPipeError:
+                    pass
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                timed_out.set()
+                kill_group(proc)
+                proc.wait()
+        except BaseException:
+            # Ctrl-C, SIGTERM or anything else: never leave the child (make, git) behind.
+            # SIGTERM first, so that make deletes the targets it was writing (a half-written
+            # .o newer than its source would pass for up to date next time); then SIGKILL.
+            stop_group(proc)
+            raise
+        finally:
+            t.join(timeout=5)
+            if logf:
+                if timed_out.is_set():
+                    logf.write(f"orch: timed out after {timeout}s, process group killed\n")
+                logf.close()
+        output = "".join(captured) if not log else "\n".join(tail)
+        return Result(
+            argv,
+            proc.returncode,
+            output,
+            time.monotonic() - start,
+            timed_out=timed_out.is_set(),
+            tail=list(tail),
+        )
+
+    def check(self, argv: Sequence[str | os.PathLike], error: type[Exception], what: str,
+              **kw) -> Result:
+        """Run and raise `error(what: last line)` on failure."""
+        res = self.run(argv, **kw)
+        if not res.ok:
+            last = next((ln for ln in reversed(res.tail) if ln.strip()), "")
+            why = "timed out" if res.timed_out else f"exit {res.returncode}"
+            raise error(f"{what} failed ({why}): {last.strip()}")
+        return res
+
+
+_SIGNALLED: list[int] = []
+
+
+def install_signal_handlers() -> None:
+    """SIGTERM and SIGINT stop the whole run, once: the first raises Interrupted wherever
+    orch is (a stage, a test over SSH, a child's wait); later ones are ignored, so that
+    the unwinding (killing QEMU, writing the partial results) is not cut short."""
+
+    def _stop(signum, frame):  # noqa: ARG001
+        if _SIGNALLED:
+            return
+        _SIGNALLED.append(signum)
+        name = "SIGINT (Ctrl-C)" if signum == signal.SIGINT else signal.Signals(signum).name
+        raise Interrupted(f"interrupted by {name}")
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)

@@ -1,0 +1,33 @@
+"""`orch boot`: the run's stages (the same records, stages.py) up to a booted or deployed
+kernel, then a shell on the target (or one command)."""
+
+from __future__ import annotations
+
+import sys
+
+from orchestrator.base.errors import EXIT_INFRA, EXIT_PASS, EXIT_USAGE
+from orchestrator.run.pipeline import Options, Run
+
+
+def boot(opts: Options, command: str | None) -> int:
+    if len(opts.arches) != 1:
+        print("orch: boot takes exactly one --arch", file=sys.stderr)
+        return EXIT_USAGE
+    run = Run(opts)
+    st = next(iter(run.states.values()))
+    code = run.execute(until="boot")
+    if opts.dry_run or st.machine is None:
+        return code if code != EXIT_PASS or opts.dry_run else EXIT_INFRA
+    try:
+        sess = st.machine.session
+        if command is not None:
+            res = sess.run(command)
+            sys.stdout.write(res.stdout)
+            sys.stderr.write(res.stderr)
+            return res.exit_code if res.exit_code is not None else EXIT_INFRA
+        where = "guest; exit to power off" if run.target.kind == "qemu" else \
+            f"{run.target.cell().get('host')}; exit to leave it running"
+        run.progress.line(f"[{st.arch.name}] shell on the {where}")
+        return sess.interactive(run.out / "known_hosts")
+    finally:
+        run.close_machine(st)

@@ -1,0 +1,248 @@
+"""Kernel build: out-of-tree, ccache when present, and no compile at all when a kernel
+with the same inputs (source tree object, final .config, arch, compiler) is in the store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchestrator.store import cache
+from orchestrator.kernel.arch import Arch
+from orchestrator.base.errors import BuildError, MissingToolError
+from orchestrator.kernel.kconfig import make_argv
+from orchestrator.base.runner import Runner
+
+ERROR_RE = re.compile(r"(: error: |: fatal error: |^make(\[\d+\])?: \*\*\* |undefined reference"
+                      r"|^ERROR: )")
+STEP_RE = re.compile(r"^\s+(CC|LD|AR|AS|OBJCOPY|GEN|HOSTCC|CPP|OBJTOOL|LDS|UPD|SYSMAP)\s+(\S+)")
+
+# Fixed so that an unchanged tree rebuilds the same bits (and init/version.o stays put).
+# KBUILD_BUILD_HOST is set per kernel to its stamp (see `stamp`).
+REPRO_ENV = {
+    "KBUILD_BUILD_USER": "orch",
+    "KBUILD_BUILD_TIMESTAMP": "Sat Jan  1 00:00:00 UTC 2000",
+}
+# Bumped whenever what goes into the image changes for the same inputs (v2: the stamp).
+KEY_VERSION = "kernel-v2"
+
+
+def stamp(key: str) -> str:
+    """What identifies this build in the running kernel: the store key as the build host.
+
+    It shows in /proc/version and in the boot banner ("Linux version R (orch@orch-KEY)"),
+    so a remote target can prove it runs the kernel orch built, not only one with the same
+    release string. Only init/version.o and the x86 boot stub see it: a new key relinks.
+    """
+    return f"orch-{key}"
+
+
+@dataclass
+class Kernel:
+    arch: Arch
+    key: str
+    store: Path  # holds image, config, headers/
+
+    @property
+    def image(self) -> Path:
+        return self.store / Path(self.arch.image_path).name
+
+    @property
+    def headers(self) -> Path:
+        return self.store / "headers"
+
+    @property
+    def stamp(self) -> str:
+        return stamp(self.key)
+
+    @property
+    def config(self) -> Path:
+        return self.store / "config"
+
+    def info(self) -> dict:
+        try:
+            return json.loads((self.store / "kernel.json").read_text())
+        except (OSError, ValueError):
+            return {}
+
+
+def compiler_version(arch: Arch, runner: Runner) -> str:
+    cc = arch.cc()
+    if not shutil.which(cc):
+        raise MissingToolError(f"{cc} not found (apt-get install "
+                               f"{arch.cross_package if arch.cross_compile() else 'gcc'})")
+    res = runner.run([cc, "--version"], always=True)
+    return res.output.splitlines()[0] if res.output else cc
+
+
+def build_key(arch: Arch, source_tree: str, config_text: str, compiler: str) -> str:
+    # The source *tree object* (not the commit id): re-applying the same series gives a
+    # new commit but the same tree, and must not rebuild.
+    return cache.digest(KEY_VERSION, arch.name, source_tree, config_text, compiler)[:20]
+
+
+def store_for(arch: Arch, key: str) -> Kernel:
+    return Kernel(arch, key, cache.subdir("kernels") / f"{arch.name}-{key}")
+
+
+def format_problem(arch: Arch, image: Path) -> str | None:
+    """A cheap check of the image's own header (for entries stored before digests were
+    recorded): the boot protocol magic, and for bzImage the size its header announces."""
+    try:
+        with open(image, "rb") as f:
+            head = f.read(0x240)
+        size = image.stat().st_size
+    except OSError as exc:
+        return f"{image.name} cannot be read ({exc.strerror})"
+    if arch.image == "bzImage":
+        if head[0x202:0x206] != b"HdrS":
+            return f"{image.name} has no x86 boot header"
+        setup = head[0x1f1] or 4
+        need = (setup + 1) * 512 + int.from_bytes(head[0x1f4:0x1f8], "little") * 16
+        if size < need:
+            return f"{image.name} is truncated ({size} bytes, its header says {need})"
+    elif arch.image == "Image" and head[0x38:0x3c] != b"ARM\x64":
+        return f"{image.name} has no arm64 Image header"
+    return None
+
+
+def store_problem(k: Kernel) -> str | None:
+    """Why a stored kernel cannot be used (None: it can). The image's sha256 is recorded
+    in kernel.json when it is stored and checked here, on every use."""
+    if not k.image.is_file():
+        return f"{k.image.name} is missing"
+    if not (k.headers / "include").is_dir() or not k.config.is_file():
+        return "its headers or config are missing"
+    info = k.info()
+    want = info.get("image_sha256")
+    if not want:
+        why = format_problem(k.arch, k.image)
+        if why:
+            return why
+        info["image_sha256"] = cache.file_digest(k.image)  # stored before digests: record
+        cache.write_atomic(k.store / "kernel.json", json.dumps(info, indent=2))
+        return None
+    got = cache.file_digest(k.image)
+    if got != want:
+        return (f"{k.image.name} ({k.image.stat().st_size} bytes) has sha256 {got[:12]}..., "
+                f"not the {want[:12]}... recorded when it was stored")
+    return None
+
+
+def ccache_mode() -> dict[str, str]:
+    """ccache's depend mode: on a miss it runs the compiler once, with the dependency list
+    kbuild asks for anyway (-Wp,-MMD), instead of the preprocessor and then the compiler.
+    The preprocessor pass is what made a cold build with ccache ~1.45x bare make; in depend
+    mode a miss costs ~1.02x, and a hit (same sources and headers, another worktree) is the
+    same direct-mode hit as before. CCACHE_NODEPEND (or CCACHE_DEPEND) in the environment
+    is the user's choice and is left alone."""
+    if "CCACHE_NODEPEND" in os.environ or "CCACHE_DEPEND" in os.environ:
+        return {}
+    return {"CCACHE_DEPEND": "1"}
+
+
+def os_error_text(exc: OSError) -> str:
+    """"No space left on device", also out of shutil.copytree's list of errors."""
+    if isinstance(exc, shutil.Error) and exc.args and isinstance(exc.args[0], list):
+        first = exc.args[0][0] if exc.args[0] else None
+        if first and len(first) == 3:
+            return str(first[2]).split("] ", 1)[-1]
+    return exc.strerror or str(exc)
+
+
+def no_space(lines) -> str | None:
+    return next((ln.strip() for ln in lines if "No space left on device" in ln), None)
+
+
+def build(arch: Arch, srctree: Path, builddir: Path, key: str, runner: Runner, log: Path,
+          jobs: int | None = None, progress=None, warn=None) -> tuple[Kernel, bool]:
+    """Returns (kernel, compiled?). A damaged store entry is reported (`warn`, one line),
+    removed, and built again."""
+    k = store_for(arch, key)
+    cache.hold(k.store)  # `orch gc` leaves it alone while this orch runs
+    if (k.store / "complete").exists() and not runner.dry_run:
+        why = store_problem(k)
+        if why is None:
+            cache.touch_used(k.store)
+            return k, False
+        if warn:
+            warn(f"stored kernel {k.store.name} is damaged: {why}; removing it and building "
+                 f"again")
+        shutil.rmtree(k.store, ignore_errors=True)
+    elif (k.store / "complete").exists():
+        return k, False
+    jobs = jobs or os.cpu_count() or 1
+    cc = arch.cc()
+    env = dict(REPRO_ENV, KBUILD_BUILD_HOST=stamp(key))
+    if shutil.which("ccache"):
+        cc = f"ccache {cc}"
+        env["CCACHE_DIR"] = os.environ.get("CCACHE_DIR", str(cache.subdir("ccache")))
+        env.setdefault("CCACHE_MAXSIZE", os.environ.get("CCACHE_MAXSIZE", "5G"))
+        # Paths under the worktree hash relative, so another worktree path still hits.
+        env["CCACHE_BASEDIR"] = str(srctree)
+        env["CCACHE_NOHASHDIR"] = "1"
+        env.update(ccache_mode())
+    counter = {"n": 0}
+
+    def on_line(line: str) -> None:
+        m = STEP_RE.match(line)
+        if m and progress:
+            counter["n"] += 1
+            progress(f"build {arch.name}: [{counter['n']}] {m.group(1)} {m.group(2)}")
+
+    start = time.monotonic()
+    # The image and the uAPI headers (for the selftests) in one make: one pass over the
+    # tree instead of two, and headers_install overlaps the compile.
+    argv = make_argv(arch, srctree, builddir, [arch.image, "headers_install"], jobs=jobs,
+                     cc=cc) + [f"INSTALL_HDR_PATH={builddir / 'orch-headers'}"]
+    res = runner.run(argv, env=env, log=log, on_line=on_line, tail_lines=4000)
+    if runner.dry_run:
+        return k, True
+    if not res.ok:
+        full = no_space(res.tail)
+        if full:
+            raise BuildError(f"{arch.name} kernel build failed: no space left on device in "
+                             f"{builddir} or the ccache ({full})")
+        errors = [ln for ln in res.tail if ERROR_RE.search(ln)]
+        raise BuildError(
+            f"{arch.name} kernel build failed: {errors[0].strip() if errors else res.tail[-1]}",
+            hint="\n".join(errors[:20]),
+        )
+    tmp = k.store.with_name(f"{k.store.name}.tmp-{os.getpid()}")
+    try:
+        store(arch, key, builddir, tmp, start)
+        shutil.rmtree(k.store, ignore_errors=True)
+        os.replace(tmp, k.store)
+    except OSError as exc:
+        # ENOSPC and the like: no half-written entry is left (only complete ones are used).
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise BuildError(f"cannot store the {arch.name} kernel in {k.store.parent}: "
+                         f"{os_error_text(exc)}") from None
+    cache.touch_used(k.store)
+    return k, True
+
+
+def store(arch: Arch, key: str, builddir: Path, tmp: Path, start: float) -> None:
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    image = tmp / Path(arch.image_path).name
+    shutil.copy2(builddir / arch.image_path, image)
+    shutil.copy2(builddir / ".config", tmp / "config")
+    if (builddir / "System.map").exists():
+        shutil.copy2(builddir / "System.map", tmp / "System.map")
+    shutil.copytree(builddir / "orch-headers", tmp / "headers")
+    release = (builddir / "include/config/kernel.release")
+    (tmp / "kernel.json").write_text(json.dumps({
+        "arch": arch.name,
+        "key": key,
+        "release": release.read_text().strip() if release.exists() else "",
+        "stamp": stamp(key),
+        "compile_seconds": round(time.monotonic() - start, 1),
+        "image_sha256": cache.file_digest(image),
+    }, indent=2))
+    (tmp / "complete").write_text("")

@@ -1,0 +1,185 @@
+"""What a run writes about itself, as it goes: metadata.json (inputs, versions, stages),
+results.json (the cells and every testcase, see results.py) and the JUnit rendered from
+it. Functions of a `pipeline.Run`; nothing here runs anything.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import platform
+import shlex
+from typing import TYPE_CHECKING
+
+from orchestrator import __version__
+from orchestrator.store import cache
+from orchestrator.results import record as results
+from orchestrator.testing import suite as testrun
+from orchestrator.kernel import series as seriesmod
+from orchestrator.kernel import tree as treemod
+from orchestrator.base.paths import SELFTESTS
+from orchestrator.results.junit import write_json, write_junit
+
+if TYPE_CHECKING:
+    from orchestrator.run.pipeline import ArchState, Run
+
+FILENAME = results.FILENAME
+
+
+def reproduce(run: Run) -> str:
+    """The `orch run` command line that redoes this run (from cli's option table)."""
+    from orchestrator.cli.main import command_line
+
+    over = {"tree": run.opts.tree or treemod.DEFAULT_TREE}
+    if run.tree:
+        over["tree"] = str(run.tree.origin) if run.tree.kind == "git" else run.tree.spec
+    if run.base_commit:
+        over["base"] = run.base_commit
+    over["series"] = run.opts.series or "none"
+    return shlex.join(command_line("run", run.opts, keep=lambda o: o.reproduce,
+                                   always=("arches", "tree", "series"), overrides=over))
+
+
+def metadata(run: Run) -> dict:
+    frag = sorted({p for ps in run.fragments.values() for p in ps})
+    arches = {}
+    for name, st in run.states.items():
+        arches[name] = {
+            "stages": st.stages,
+            "kernel": {
+                "key": st.kernel.key if st.kernel else None,
+                "store": str(st.kernel.store) if st.kernel else None,
+                "release": st.release,
+                "compiled": st.compiled,
+            },
+            "initramfs": str(st.initrd) if st.initrd else None,
+            "target": {**run.target.cell(), **st.target_facts},
+            "accelerator": st.accel,
+            "accelerator_reason": st.accel_reason,
+            "boot_to_ready_seconds": st.boot_to_ready,
+            "boot_to_ssh_seconds": st.boot_to_ssh,
+            "results": run.counts(name),
+            "flaky": st.flaky,
+            "error": str(st.error) if st.error else None,
+        }
+    return {
+        "orch_version": __version__,
+        "status": run.status,
+        "exit_code": run.exit_code,
+        "command": shlex.join(run.opts.argv) if run.opts.argv else "",
+        "reproduce": reproduce(run),
+        "started": run.started.isoformat(),
+        "updated": dt.datetime.now(dt.timezone.utc).isoformat(),
+        "output_dir": str(run.out),
+        "junit": str(run.junit_path),
+        "inputs": {
+            "tree": {
+                "spec": run.opts.tree or treemod.DEFAULT_TREE,
+                "kind": run.tree.kind if run.tree else None,
+                "origin": str(run.tree.origin) if run.tree else None,
+                "base_commit": run.base_commit,
+                "head_commit": run.head_commit,
+                "source_tree_object": run.source_tree,
+                "worktree": str(run.worktree) if run.worktree else None,
+            },
+            "series": {
+                "spec": run.opts.series or "none",
+                "patches": seriesmod.fingerprint(run.patches),
+            },
+            "configs": [{"path": str(p), "sha256": cache.file_digest(p)} for p in frag],
+            "selftests": {
+                "dir": str(run.opts.selftests),
+                "files": {p.name: cache.file_digest(p)
+                          for p in sorted(run.opts.selftests.glob("*.[ch]"))},
+                "only": run.opts.tests,
+            },
+            "kernel_cmdline_extra": run.opts.append,
+        },
+        "host": {
+            "python": platform.python_version(),
+            "machine": platform.machine(),
+            "kernel": platform.release(),
+            **run.versions,
+        },
+        "apply": run.apply_stage,
+        "arches": arches,
+    }
+
+
+def cell(run: Run, st: ArchState) -> results.Cell:
+    """The cell this arch's part of the run is (see results.py)."""
+    tree_spec = run.tree.spec if run.tree else (run.opts.tree or treemod.DEFAULT_TREE)
+    fp = seriesmod.fingerprint(run.patches)
+    target = run.target.cell()
+    deployed = st.target_facts.get("deploy", "") != "none"
+    return results.Cell(
+        arch=st.arch.name,
+        tree=results.tree_name(tree_spec, str(run.tree.origin) if run.tree else None),
+        base_commit=run.base_commit,
+        base_ref=run.opts.base or "",
+        series=results.series_name(run.opts.series, len(run.patches)),
+        series_hash=results.patchset_hash([p["sha256"] for p in fp]),
+        profile=results.profile_name(run.opts.profiles, run.opts.configs),
+        fragments=[str(c) for c in run.opts.configs],
+        debug="debug" in run.opts.profiles,
+        target_kind=target["kind"],
+        target=target.get("host", target["kind"]),
+        tree_spec=tree_spec,
+        head_commit=run.head_commit,
+        series_spec=run.opts.series or "none",
+        series_patches=len(run.patches),
+        kernel_release=st.release,
+        # --no-deploy tests the machine's own kernel: orch's key does not describe it.
+        kernel_key=st.kernel.key if st.kernel and deployed else "",
+        accelerator=st.accel,
+        deploy=str(st.target_facts.get("deploy", "")),
+        compiler=run.versions["gcc"].get(st.arch.name, ""),
+        exit_code=st.exit_code,
+        status=results.status_of(st.exit_code),
+        stages=({"apply": run.apply_stage} if run.apply_stage else {}) | st.stages,
+        flaky=st.flaky,
+        error=str(st.error) if st.error else "",
+    )
+
+
+def record(run: Run) -> results.Record:
+    """The run as data: results.json, and the JUnit rendered from it."""
+    rec = results.Record(kind="run", orch_version=__version__,
+                         command=shlex.join(run.opts.argv) if run.opts.argv else "",
+                         created=run.started.isoformat())
+    for name, st in run.states.items():
+        c = cell(run, st)
+        rec.cells.append(c)
+        for s in run.suites:
+            if s.arch == name:
+                rec.tests += results.cases_from_suite(c.id, s, source_file(run, s),
+                                                      logs_of(run, name, s))
+    return rec
+
+
+def source_file(run: Run, s: testrun.Suite) -> str:
+    if s.binary.startswith("orch-"):
+        return ""
+    if run.opts.selftests == SELFTESTS:
+        return f"selftests/{s.binary}.c"
+    return str(run.opts.selftests / f"{s.binary}.c")
+
+
+def logs_of(run: Run, arch: str, s: testrun.Suite) -> dict[str, str]:
+    """A suite's logs, relative to the output directory, those that exist."""
+    if s.binary.startswith("orch-"):
+        stage = s.binary.removeprefix("orch-")
+        names = {"apply": "apply.log", "boot": f"{arch}/console.log",
+                 "test": f"{arch}/console.log"}
+        cands = {"log": names.get(stage, f"{arch}/{stage}.log")}
+    else:
+        cands = {"output": f"{arch}/tests/{s.binary}.ktap",
+                 "dmesg": f"{arch}/tests/{s.binary}.dmesg",
+                 "console": f"{arch}/console.log"}
+    return {k: v for k, v in cands.items() if (run.out / v).exists()}
+
+
+def write(run: Run) -> None:
+    write_json(run.out / "metadata.json", metadata(run))
+    rec = record(run)
+    results.write(run.out / FILENAME, rec)
+    write_junit(run.junit_path, rec)

@@ -1,0 +1,242 @@
+"""The run's stages as records, in the manner of tuxmake's targets-as-data.
+
+Each `Stage` says what it needs from earlier stages and what it gives, whether it works in
+orch's worktree (phase "tree": under the tree lock, which nothing else holds), and whether
+it exists at all for this run (`wanted`: the root filesystem only for a target that boots
+orch's initramfs; the early target check only for a machine orch does not start). A stage
+whose need was not given (its producer failed or was skipped) is recorded as skipped.
+
+`Run` (pipeline.py) walks `STAGES`; `orch boot` walks the same table up to "boot".
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from orchestrator.kernel import build
+from orchestrator.store import cache
+from orchestrator.testing import faults
+from orchestrator.kernel import kconfig
+from orchestrator.targets import rootfs
+from orchestrator.testing import compile as selftests
+from orchestrator.testing import suite as testrun
+from orchestrator.targets import keys as keysmod
+from orchestrator.kernel import series as seriesmod
+from orchestrator.kernel import tree as treemod
+from orchestrator.base.errors import EXIT_INFRA, EXIT_PASS, EXIT_TEST_FAILED, InfraError, UsageError
+from orchestrator.targets.base import UpRequest
+
+if TYPE_CHECKING:
+    from orchestrator.run.pipeline import ArchState, Run
+
+CHECK, TREE, MACHINE = "check", "tree", "machine"
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    do: Callable[["Run", "ArchState | None"], None]
+    needs: tuple[str, ...] = ()
+    gives: str = ""
+    phase: str = MACHINE  # check: before anything slow; tree: in orch's worktree; machine
+    per_arch: bool = True
+    wanted: Callable[["Run"], bool] = lambda run: True
+
+
+# --- check ---------------------------------------------------------------------------------
+
+def check_target(run: Run, st: ArchState | None) -> None:
+    """A machine orch does not start: reachable, the right arch, root; before the build."""
+    assert st is not None
+    if run.opts.dry_run:
+        run.progress.line(f"+ {run.target.properties()['target']}: uname -m; id -u")
+        return
+    run.target.check(st.arch, run.runner)
+
+
+# --- tree ----------------------------------------------------------------------------------
+
+def apply(run: Run, st: ArchState | None) -> None:
+    r, opts = run.runner, run.opts
+    assert run.tree is not None
+    if opts.in_worktree:
+        run.worktree = treemod.worktree_path(run.tree)
+        if not (run.worktree / ".git").exists():
+            raise UsageError(f"--in-worktree: no orch worktree at {run.worktree}")
+        run.head_commit, run.source_tree = treemod.tree_id(run.worktree, r)
+        run.base_commit = run.head_commit
+        run.apply_stage["in_worktree"] = True
+        run.progress.line(f"source: {run.worktree} as checked out ({run.head_commit[:12]})")
+        return
+    if opts.dry_run and not (run.tree.repo / "HEAD").exists():
+        # Nothing imported yet: show what would happen, without a tree to look at.
+        run.worktree = treemod.worktree_path(run.tree)
+        for p in run.patches:
+            r.run(["git", "-C", str(run.worktree), "am", "-3", str(p.path)])
+        return
+    run.base_commit = treemod.resolve_base(run.tree, opts.base, r)
+    run.worktree = treemod.prepare_worktree(run.tree, run.base_commit, r)
+    seriesmod.apply(run.patches, run.worktree, r, run.log(None, "apply.log"),
+                    progress=run.progress.status)
+    if not opts.dry_run:
+        run.head_commit, run.source_tree = treemod.tree_id(run.worktree, r)
+    run.progress.line(f"source: {run.tree.spec} @ {run.base_commit[:12]} + "
+                      f"{len(run.patches)} patch(es) -> {run.worktree}")
+
+
+def _builddir(run: Run, st: ArchState) -> Path:
+    # One build dir per arch and profile: a --debug run must not turn the plain kernel's
+    # objects over (and back) in a shared dir.
+    assert run.worktree is not None
+    return treemod.build_dir(run.worktree, "-".join([st.arch.name, *run.opts.profiles]))
+
+
+def config(run: Run, st: ArchState | None) -> None:
+    assert st is not None and run.worktree is not None
+    a, r = st.arch, run.runner
+    run.versions["gcc"][a.name] = build.compiler_version(a, r)
+    stamp = cache.digest("config-v1", a.name, run.source_tree, *[
+        f"{f}:{cache.file_digest(f)}" for f in run.fragments[a.name]])
+    builddir = _builddir(run, st)
+    kconfig.configure(a, run.worktree, builddir, run.fragments[a.name], r,
+                      run.log(a.name, "config.log"), stamp=stamp)
+    st.config_text = "" if r.dry_run else (builddir / ".config").read_text()
+    if not r.dry_run:
+        run.log(a.name, "config").write_text(st.config_text)
+
+
+def build_kernel(run: Run, st: ArchState | None) -> None:
+    assert st is not None and run.worktree is not None
+    a, r = st.arch, run.runner
+    key = build.build_key(a, run.source_tree, st.config_text, run.versions["gcc"][a.name])
+    st.kernel, st.compiled = build.build(a, run.worktree, _builddir(run, st), key, r,
+                                         run.log(a.name, "build.log"), run.opts.jobs,
+                                         progress=run.progress.status,
+                                         warn=lambda m: run.progress.error(
+                                             f"orch: [{a.name}] build: {m}"))
+    st.release = st.kernel.info().get("release", "")
+    if not r.dry_run:
+        run.progress.line(f"[{a.name}] kernel {st.release or '?'}: "
+                          f"{'built' if st.compiled else 'up to date, no compile'}"
+                          f" (key {key[:12]})")
+
+
+# --- machine (no tree needed: the kernel and its headers are in the store) -----------------
+
+def build_selftests(run: Run, st: ArchState | None) -> None:
+    assert st is not None and st.kernel is not None
+    st.tests = selftests.build(st.arch, run.opts.selftests, st.kernel.headers, st.kernel.key,
+                               run.runner, run.log(st.arch.name, "selftests.log"),
+                               run.opts.tests, progress=run.progress.status)
+
+
+def build_rootfs(run: Run, st: ArchState | None) -> None:
+    assert st is not None
+    r = run.runner
+    keys = keysmod.ensure(r)
+    st.initrd = rootfs.build_initramfs(st.arch, keys, st.tests, r,
+                                       progress=run.progress.line) \
+        if not r.dry_run else Path("initramfs.cpio")
+
+
+def up_request(run: Run, st: ArchState) -> UpRequest:
+    return UpRequest(st.arch, st.kernel, st.initrd, st.tests,
+                     run.log(st.arch.name, "console.log"), run.runner,
+                     progress=run.progress.line, status=run.progress.status)
+
+
+def boot(run: Run, st: ArchState | None) -> None:
+    """Boot (QEMU) or deploy (a machine over SSH); the machine stays up for the tests."""
+    assert st is not None
+    req = up_request(run, st)
+    if run.opts.dry_run:
+        for line in run.target.dry_run(req):
+            run.progress.line(line)
+        return
+    st.exit = ExitStack()
+    try:
+        st.machine = st.exit.enter_context(run.target.up(req))
+    except BaseException:
+        st.exit.close()
+        st.exit = None
+        raise
+    finally:
+        run.learn(st, req.facts)
+
+
+def test(run: Run, st: ArchState | None) -> None:
+    assert st is not None
+    if run.opts.dry_run:
+        return
+    assert st.machine is not None
+    st.test_code = run_tests(run, st)
+
+
+def run_tests(run: Run, st: ArchState) -> int:
+    a = st.arch
+    m = st.machine
+    assert m is not None
+    code = EXIT_PASS
+    lost = False  # the machine or the connection went away: infrastructure
+    gone: faults.Lost | None = None  # why the remaining binaries do not run
+    for t in st.tests:
+        if gone:
+            s = testrun.Suite(a.name, t.name)
+            s.cases.append(testrun.ktap.TestResult(
+                t.name, "error" if gone.infrastructure else "skip",
+                message=f"not run: {gone.message}",
+                kind=gone.kind if gone.infrastructure else "crash"))
+            run.suites.append(s)
+            continue
+        run.progress.status(f"[{a.name}] test {t.name}")
+        mark = m.guest.mark() if m.guest else 0
+        s = testrun.run_binary(m.session, a.name, t.name, run.opts.test_timeout,
+                               run.out / a.name / "tests", path=f"{m.tests_dir}/{t.name}")
+        ssh_err = next((x for x in s.cases if x.name == "ssh" and x.status == "error"), None)
+        if ssh_err:
+            # A machine with a console (QEMU) tells a crash from a kill; one without
+            # (a board over SSH) cannot: infrastructure.
+            gone = faults.diagnose(m.guest, t.name, since=mark,
+                                   detail=ssh_err.message.split(": ", 1)[-1])
+            faults.reclassify(s, gone)
+            if gone.infrastructure:
+                lost = True
+                st.error = InfraError(gone.message, stage="test")
+            run.progress.error(f"orch: [{a.name}] test: {gone.message}")
+        run.suites.append(s)
+        c = s.counts()
+        run.progress.line(f"[{a.name}] {t.name}: {c['pass']} passed, {c['fail']} failed, "
+                          f"{c['skip']} skipped, {c['error']} errors ({s.duration:.1f}s)")
+        run.write_reports()
+    counts = run.counts(a.name)
+    if counts["error"]:
+        code = EXIT_INFRA if lost else EXIT_TEST_FAILED
+    if counts["fail"] and code != EXIT_INFRA:
+        code = EXIT_TEST_FAILED
+    real = [c for s in run.suites if s.arch == a.name for c in s.cases
+            if c.name != "dmesg_clean" and c.status in ("pass", "fail")]
+    if not real and code == EXIT_PASS:
+        # Nothing actually ran (everything skipped): never report that as a pass.
+        code = EXIT_TEST_FAILED
+        run.progress.error(f"orch: [{a.name}] no test ran (all skipped)")
+    return code
+
+
+STAGES: list[Stage] = [
+    Stage("preflight", check_target, gives="target", phase=CHECK,
+          wanted=lambda run: run.target.remote),
+    Stage("apply", apply, gives="source", phase=TREE, per_arch=False),
+    Stage("config", config, needs=("source",), gives="config", phase=TREE),
+    Stage("build", build_kernel, needs=("config",), gives="kernel", phase=TREE),
+    Stage("selftests", build_selftests, needs=("kernel",), gives="tests"),
+    Stage("rootfs", build_rootfs, needs=("tests",), gives="initramfs",
+          wanted=lambda run: run.target.wants_initramfs),
+    Stage("boot", boot, needs=("target", "kernel", "tests", "initramfs"), gives="machine"),
+    Stage("test", test, needs=("machine",), gives="results"),
+]
+
+# A failed test run is retried from here (--retries): a fresh boot, the same kernel.
+RETRY_FROM = "boot"

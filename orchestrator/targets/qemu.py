@@ -1,0 +1,348 @@
+"""QEMU: argv built by pure functions, the KVM probe, and a guest whose lifetime is bound
+to a `with` block (killed on success, failure, timeout and Ctrl-C alike).
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import fcntl
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections import deque
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from orchestrator.store import cache
+from orchestrator.kernel.arch import Arch, is_native
+from orchestrator.base.errors import BootError, MissingToolError
+from orchestrator.base.runner import kill_group, quote
+
+PANIC_RE = re.compile(
+    r"(Kernel panic - not syncing|Oops[:\s]|BUG: |Unable to handle kernel|"
+    r"general protection fault|KASAN: |Internal error: |WARNING: .* at )"
+)
+FATAL_RE = re.compile(r"(Kernel panic - not syncing|---\[ end Kernel panic)")
+PORT_CLASH_RE = re.compile(r"could not set up host forwarding rule", re.IGNORECASE)
+
+_LIVE: set[subprocess.Popen] = set()
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the QEMU child: get SIGKILL when orch dies, even by SIGKILL (no orphan guests)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except OSError:
+        pass
+
+
+def _kill_all() -> None:
+    for p in list(_LIVE):
+        kill_group(p)
+
+
+atexit.register(_kill_all)
+
+
+@dataclass(frozen=True)
+class BootSpec:
+    kernel: Path
+    initrd: Path | None
+    port: int | None  # host port forwarded to guest :22 (on 127.0.0.1 only)
+    accel: str  # "kvm" or "tcg"
+    memory: str = "1G"
+    smp: int = 2
+    append: str = ""
+    machine_opts: str = ""  # appended to -M MACHINE (e.g. "dtb-kaslr-seed=off")
+
+
+def cmdline(arch: Arch, extra: str = "") -> str:
+    parts = [f"console={arch.console}", "panic=-1",
+             "rdinit=/init", "printk.time=1"]
+    if arch.name == "x86_64":
+        parts.append("earlyprintk=serial")
+    parts.append(extra)
+    return " ".join(p for p in parts if p)
+
+
+def qemu_argv(arch: Arch, spec: BootSpec) -> list[str]:
+    """The full QEMU command line (pure: unit-tested)."""
+    machine = f"{arch.machine},{spec.machine_opts}" if spec.machine_opts else arch.machine
+    argv = [arch.qemu, "-M", machine, "-m", spec.memory, "-smp", str(spec.smp),
+            "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+            "-serial", "stdio", "-kernel", str(spec.kernel)]
+    if spec.accel == "kvm":
+        argv += ["-accel", "kvm", "-cpu", "host"]
+    else:
+        argv += ["-accel", "tcg,thread=multi", "-cpu", arch.cpu]
+    if spec.initrd:
+        argv += ["-initrd", str(spec.initrd)]
+    if spec.port is not None:
+        argv += ["-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{spec.port}-:22",
+                 "-device", "virtio-net-pci,netdev=n0"]
+    else:
+        argv += ["-nic", "none"]
+    argv += ["-append", cmdline(arch, spec.append)]
+    return argv
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class PortClash(BootError):
+    """QEMU could not bind the forward's host port: someone took it first. Retried."""
+
+
+@contextmanager
+def reserved_port() -> Iterator[int]:
+    """A host port for a guest's SSH forward, held until the block ends.
+
+    The kernel picks a free port (bind to port 0), and a lock file per port, held for the
+    guest's lifetime, keeps another orch run from picking the same one in the window before
+    QEMU binds it. A program outside orch can still take it in that window: QEMU then fails
+    to bind (`PortClash`) and the caller boots again on another port, so two guests never
+    share a forward.
+    """
+    locks = cache.subdir("locks", "ports")
+    for _ in range(50):
+        port = free_port()
+        f = open(locks / f"{port}.lock", "w")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.close()
+            continue
+        try:
+            yield port
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+            f.close()
+        return
+    raise BootError("no free host port for the SSH forward after 50 tries")
+
+
+def qemu_version(arch: Arch) -> str:
+    exe = require(arch)
+    out = subprocess.run([exe, "--version"], capture_output=True, text=True).stdout
+    return out.splitlines()[0] if out else ""
+
+
+def require(arch: Arch) -> str:
+    exe = shutil.which(arch.qemu)
+    if not exe:
+        raise MissingToolError(f"{arch.qemu} not found (apt-get install {arch.qemu_package})")
+    return exe
+
+
+QEMU_ERROR_RE = re.compile(r"^(qemu-system-[\w.-]+|qemu): ")
+
+
+def qemu_error_line(lines: list[str]) -> str:
+    """QEMU's own error line ("qemu-system-x86_64: -m lots: Parameter 'size' expects...")
+    rather than whatever it printed last (often a fragment of its help text)."""
+    for ln in lines:
+        if QEMU_ERROR_RE.match(ln):
+            return ln.strip()
+    return next((ln.strip() for ln in reversed(lines) if ln.strip()), "no output")
+
+
+def exit_status(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with status {code}"
+
+
+class Guest:
+    """A running QEMU. Use as a context manager; the process dies when the block ends."""
+
+    def __init__(self, arch: Arch, spec: BootSpec, console_log: Path, echo=None):
+        self.arch = arch
+        self.spec = spec
+        self.console_log = console_log
+        self.argv = qemu_argv(arch, spec)
+        self.proc: subprocess.Popen | None = None
+        self.ready = threading.Event()
+        self.panicked = threading.Event()
+        self.exited = threading.Event()
+        self.lines: deque[str] = deque(maxlen=5000)
+        self.problem_at: int | None = None  # index in self.lines of the first problem line
+        self._nlines = 0
+        self.marker = ""
+        self.echo = echo
+        self.started_at = 0.0
+        self.ready_at = 0.0
+
+    def __enter__(self) -> "Guest":
+        require(self.arch)
+        self.console_log.parent.mkdir(parents=True, exist_ok=True)
+        self.started_at = time.monotonic()
+        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, start_new_session=True,
+                                     preexec_fn=_die_with_parent)
+        _LIVE.add(self.proc)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        kill_group(self.proc)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        _LIVE.discard(self.proc)
+        self._reader.join(timeout=5)
+
+    def _read(self) -> None:
+        from orchestrator.targets.rootfs import READY_MARKER
+
+        assert self.proc and self.proc.stdout
+        with open(self.console_log, "a", encoding="utf-8", errors="replace") as log:
+            log.write(f"# {quote(self.argv)}\n")
+            for raw in self.proc.stdout:
+                line = raw.decode("utf-8", "replace").rstrip("\r\n")
+                log.write(line + "\n")
+                log.flush()
+                self.lines.append(line)
+                self._nlines += 1
+                if self.echo:
+                    self.echo(line)
+                if READY_MARKER in line and not self.ready.is_set():
+                    self.marker = line
+                    self.ready_at = time.monotonic()
+                    self.ready.set()
+                if PANIC_RE.search(line) and self.problem_at is None:
+                    self.problem_at = self._nlines
+                if FATAL_RE.search(line):
+                    self.panicked.set()
+        self.exited.set()
+
+    def excerpt(self, n: int = 25) -> str:
+        """The console lines from the first oops/panic line on (or the last n lines)."""
+        lines = list(self.lines)
+        if self.problem_at is not None:
+            start = max(0, len(lines) - (self._nlines - self.problem_at) - 1)
+            return "\n".join(lines[start:start + n])
+        return "\n".join(lines[-n:])
+
+    def mark(self) -> int:
+        """How many console lines so far: pass it to problem_since() later."""
+        return self._nlines
+
+    def problem_since(self, mark: int, n: int = 60) -> tuple[str, str] | None:
+        """The first oops/panic/BUG line after console line `mark`, with the n lines from
+        it on; None when there is none."""
+        lines = list(self.lines)
+        first = self._nlines - len(lines)  # console line number of lines[0]
+        for i in range(max(0, mark - first), len(lines)):
+            if PANIC_RE.search(lines[i]):
+                return lines[i].strip(), "\n".join(lines[i:i + n])
+        return None
+
+    def first_problem(self) -> str:
+        ex = self.excerpt(1).strip()
+        return ex
+
+    def wait_ready(self, timeout: float) -> float:
+        """Wait until init says it started sshd; returns seconds since QEMU start."""
+        deadline = self.started_at + timeout
+        while time.monotonic() < deadline:
+            if self.ready.wait(0.05):
+                return self.ready_at - self.started_at
+            if self.panicked.is_set():
+                time.sleep(0.5)  # let the rest of the trace reach the log
+                raise BootError(f"kernel panic during boot: {self.first_problem()}",
+                                hint=self.excerpt())
+            if self.exited.is_set():
+                self.proc.wait()  # type: ignore[union-attr]
+                if any(PORT_CLASH_RE.search(ln) for ln in self.lines):
+                    raise PortClash(f"host port {self.spec.port} taken before QEMU bound it")
+                raise BootError(f"QEMU {exit_status(self.proc.returncode)} before the guest "
+                                f"was up: {qemu_error_line(list(self.lines))}",
+                                hint=self.excerpt())
+        raise BootError(f"boot timeout: guest not up after {timeout:.0f}s "
+                        f"(last console line: {self.lines[-1] if self.lines else 'none'})",
+                        hint=self.excerpt())
+
+
+# --- KVM ----------------------------------------------------------------------------------
+
+def kvm_usable_device() -> str | None:
+    """Why KVM cannot even be tried, or None when /dev/kvm is there and openable."""
+    if not os.path.exists("/dev/kvm"):
+        return "/dev/kvm does not exist"
+    try:
+        fd = os.open("/dev/kvm", os.O_RDWR)
+        os.close(fd)
+    except OSError as exc:
+        return f"/dev/kvm cannot be opened ({exc.strerror})"
+    return None
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def kvm_probe(arch: Arch, kernel: Path, timeout: float = 10.0) -> tuple[bool, str]:
+    """Does KVM really boot a kernel here? Boots `kernel` under KVM until it prints its banner.
+
+    /dev/kvm existing is not enough (e.g. a paravirtual nested hypervisor on which QEMU
+    aborts or the guest hangs silently). Cached per host boot and QEMU version.
+    """
+    if not is_native(arch):
+        return False, f"{arch.name} guest on a {os.uname().machine} host: TCG"
+    why = kvm_usable_device()
+    if why:
+        return False, why
+    qv = qemu_version(arch)
+    cache_file = cache.subdir("probe") / f"kvm-{cache.digest(_boot_id(), qv, arch.name)[:16]}.json"
+    try:
+        data = json.loads(cache_file.read_text())
+        return data["ok"], data["why"]
+    except (OSError, ValueError, KeyError):
+        pass
+    log = cache.subdir("probe") / "kvm-probe-console.log"
+    log.unlink(missing_ok=True)
+    spec = BootSpec(kernel=kernel, initrd=None, port=None, accel="kvm", memory="256M", smp=1)
+    ok, why = False, ""
+    with Guest(arch, spec, log) as g:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any("Linux version" in ln for ln in list(g.lines)):
+                ok, why = True, "KVM booted a kernel"
+                break
+            if g.exited.is_set():
+                last = g.lines[-1] if g.lines else "no output"
+                why = f"QEMU with KVM exited: {last}"
+                break
+            time.sleep(0.05)
+        else:
+            why = f"a kernel under KVM printed nothing in {timeout:.0f}s (a hypervisor that " \
+                  f"exposes /dev/kvm but cannot run this guest)"
+    cache_file.write_text(json.dumps({"ok": ok, "why": why}))
+    return ok, why

@@ -1,0 +1,240 @@
+"""The guest's initramfs: busybox, dropbear and its libraries, keys, selftests, init.
+
+x86_64 (native) takes busybox-static and dropbear-bin as installed on the host; other
+arches download the same Debian packages for their architecture (multiarch download into
+the cache, `dpkg -x`), so the guest runs Debian's binaries either way.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from orchestrator.store import cache
+from orchestrator.kernel.arch import Arch, is_native
+from orchestrator.base.errors import InfraError, MissingToolError
+from orchestrator.targets.keys import Keys
+from orchestrator.base.runner import Runner
+
+PACKAGES = ["busybox-static", "dropbear-bin", "libc6", "libcrypt1", "libtomcrypt1",
+            "libtommath1", "libgmp10", "zlib1g"]
+READY_MARKER = "orch-guest-ready"
+TESTS_DIR = "/opt/orch/selftests"
+
+INIT = r"""#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+mount -t devtmpfs dev /dev 2>/dev/null
+exec </dev/console >/dev/console 2>&1
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mkdir -p /dev/pts /dev/shm /tmp /run /var/log
+mount -t devpts devpts /dev/pts
+mount -t tmpfs tmpfs /tmp
+mount -t tmpfs tmpfs /dev/shm
+hostname orch-guest
+ip link set lo up
+ip link set eth0 up
+ip addr add 10.0.2.15/24 dev eth0
+ip route add default via 10.0.2.2
+chmod 700 /root /root/.ssh
+case " $(cat /proc/cmdline) " in
+  *" orch.sshd=0 "*) echo "orch: sshd disabled on the kernel command line" ;;
+  *) dropbear -r /etc/dropbear/dropbear_ed25519_host_key -s -p 22 ;;
+esac
+echo "@READY@ $(uname -r)"
+while :; do sleep 3600; done
+""".replace("@READY@", READY_MARKER)
+
+PASSWD = "root:x:0:0:root:/root:/bin/sh\n"
+GROUP = "root:x:0:\n"
+
+
+def _apt_opts(arch: Arch, root: Path) -> list[str]:
+    return [
+        "-o", f"APT::Architecture={arch.debian_arch}",
+        "-o", f"APT::Architectures::={arch.debian_arch}",
+        "-o", f"Dir::State::Lists={root / 'lists'}",
+        "-o", f"Dir::Cache={root / 'cache'}",
+        "-o", "Debug::NoLocking=1",
+        "-o", "APT::Sandbox::User=root",
+        "-q",
+    ]
+
+
+def sysroot(arch: Arch, runner: Runner, progress=print, packages: list[str] | None = None,
+            name: str | None = None) -> Path:
+    """A directory holding the Debian userland packages orch needs, for this arch.
+
+    The guest's own packages on the native arch are the host's (`/`); other arches, and
+    other package sets (`packages`, kept under `name`), are downloaded into the cache.
+    """
+    if packages is None and is_native(arch):
+        for tool, pkg in (("/bin/busybox", "busybox-static"),
+                          ("/usr/sbin/dropbear", "dropbear-bin")):
+            if not Path(tool).exists():
+                raise MissingToolError(f"{tool} not found (apt-get install {pkg})")
+        if not _is_static("/bin/busybox"):
+            raise MissingToolError("/bin/busybox is not static (apt-get install busybox-static)")
+        return Path("/")
+    packages = packages or PACKAGES
+    root = cache.subdir("sysroot", name or arch.debian_arch)
+    done = root / "complete"
+    if done.exists():
+        return root / "root"
+    if not shutil.which("apt-get") or not shutil.which("dpkg"):
+        raise MissingToolError(f"apt-get/dpkg needed to fetch {arch.name} userland "
+                               f"(Debian host)")
+    # Two runs starting at once on an empty cache: one downloads, the other waits.
+    with cache.locked(root / ".lock"):
+        if done.exists():
+            return root / "root"
+        progress(f"rootfs {arch.name}: downloading {', '.join(packages)} ({arch.debian_arch})")
+        for d in ("lists/partial", "cache/archives/partial", "debs"):
+            (root / d).mkdir(parents=True, exist_ok=True)
+        opts = _apt_opts(arch, root)
+        # Once more on failure, lists fetched anew: a mirror caught mid-sync gives lists
+        # naming versions it no longer serves ("version ... not found").
+        for attempt in (1, 2):
+            try:
+                runner.check(["apt-get", *opts, "update"], InfraError,
+                             f"apt-get update ({arch.debian_arch})")
+                runner.check(["apt-get", *opts, "download",
+                              *[f"{p}:{arch.debian_arch}" for p in packages]],
+                             InfraError, f"apt-get download ({arch.debian_arch})",
+                             cwd=root / "debs")
+                break
+            except InfraError as exc:
+                if attempt == 2:
+                    raise
+                progress(f"rootfs {arch.name}: {exc}; retrying once")
+        out = root / "root"
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir()
+        for deb in sorted((root / "debs").glob("*.deb")):
+            runner.check(["dpkg-deb", "-x", str(deb), str(out)], InfraError,
+                         f"dpkg-deb -x {deb.name}")
+        done.write_text("")
+    return root / "root"
+
+
+def _is_static(path: str) -> bool:
+    return not _needed(Path(path)) and _interp(Path(path)) is None
+
+
+def _readelf(path: Path, flag: str) -> str:
+    return subprocess.run(["readelf", flag, "-W", str(path)], capture_output=True,
+                          text=True).stdout
+
+
+def _needed(path: Path) -> list[str]:
+    return re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", _readelf(path, "-d"))
+
+
+def _interp(path: Path) -> str | None:
+    m = re.search(r"Requesting program interpreter: ([^\]]+)\]", _readelf(path, "-l"))
+    return m.group(1) if m else None
+
+
+def _find_lib(root: Path, arch: Arch, name: str) -> Path | None:
+    for d in (f"lib/{arch.gnu_triplet}", f"usr/lib/{arch.gnu_triplet}", "lib", "usr/lib",
+              "lib64"):
+        p = root / d / name
+        if p.exists():
+            return p
+    return None
+
+
+def closure(root: Path, arch: Arch, binary: str) -> dict[str, Path]:
+    """guest path -> host file for `binary` and every shared library it needs."""
+    files: dict[str, Path] = {}
+    main = root / binary.lstrip("/")
+    if not main.exists():
+        raise MissingToolError(f"{main} not found in the {arch.name} userland")
+    files[binary] = main
+    todo = [main]
+    while todo:
+        cur = todo.pop()
+        interp = _interp(cur)
+        if interp and interp not in files:
+            p = root / interp.lstrip("/")
+            if not p.exists():
+                raise MissingToolError(f"{arch.name}: loader {interp} missing (libc6)")
+            files[interp] = p
+        for lib in _needed(cur):
+            host = _find_lib(root, arch, lib)
+            if host is None:
+                raise MissingToolError(f"{arch.name}: {lib} needed by {cur.name} not found")
+            gp = f"/lib/{arch.gnu_triplet}/{lib}"
+            if gp not in files:
+                files[gp] = host
+                todo.append(host)
+    return files
+
+
+def build_initramfs(arch: Arch, keys: Keys, tests: list[Path], runner: Runner,
+                    progress=print, *, init: str = INIT, extra: tuple[str, ...] = (),
+                    packages: list[str] | None = None, name: str | None = None) -> Path:
+    """Assemble the initramfs (uncompressed newc cpio: no decompression under TCG).
+
+    `extra`: more programs (guest paths in the userland, with their libraries); `packages`
+    and `name`: a userland other than the guest's own (see `sysroot`).
+    """
+    root = sysroot(arch, runner, progress, packages, name)
+    files = {"/bin/busybox": root / "bin/busybox"}
+    for prog in ("/usr/sbin/dropbear", *extra):
+        files.update(closure(root, arch, prog))
+    parts = [f"{g}={cache.file_digest(h)}" for g, h in sorted(files.items())]
+    parts += [f"test:{t.name}={cache.file_digest(t)}" for t in tests]
+    parts += [init, keys.client_pub, cache.file_digest(keys.host_dropbear)]
+    key = cache.digest("initramfs-v1", arch.name, *parts)[:20]
+    out = cache.subdir("initramfs") / f"{arch.name}-{key}.cpio"
+    cache.hold(out)
+    if out.exists():
+        cache.touch_used(out)
+        return out
+    # A private staging dir and temp file: two runs may assemble the same image at once.
+    stage = Path(tempfile.mkdtemp(prefix=f".stage-{arch.name}-{key}-",
+                                  dir=cache.subdir("initramfs")))
+    try:
+        for d in ("bin", "sbin", "usr/bin", "usr/sbin", "etc/dropbear", "root/.ssh", "proc",
+                  "sys", "dev", "tmp", "run", "var/log", TESTS_DIR.lstrip("/")):
+            (stage / d).mkdir(parents=True, exist_ok=True)
+        for guest, host in files.items():
+            dest = stage / guest.lstrip("/")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(host, dest)  # follows symlinks: the real file goes in
+            os.chmod(dest, 0o755)
+        for t in tests:
+            shutil.copy(t, stage / TESTS_DIR.lstrip("/") / t.name)
+            os.chmod(stage / TESTS_DIR.lstrip("/") / t.name, 0o755)
+        (stage / "init").write_text(init)
+        os.chmod(stage / "init", 0o755)
+        (stage / "etc/passwd").write_text(PASSWD)
+        (stage / "etc/group").write_text(GROUP)
+        (stage / "etc/shells").write_text("/bin/sh\n")
+        (stage / "root/.ssh/authorized_keys").write_text(keys.client_pub + "\n")
+        os.chmod(stage / "root/.ssh/authorized_keys", 0o600)
+        os.chmod(stage / "root/.ssh", 0o700)
+        os.chmod(stage / "root", 0o700)
+        shutil.copy(keys.host_dropbear, stage / "etc/dropbear/dropbear_ed25519_host_key")
+        os.chmod(stage / "etc/dropbear/dropbear_ed25519_host_key", 0o600)
+        names = sorted(str(p.relative_to(stage)) for p in stage.rglob("*"))
+        if not shutil.which("cpio"):
+            raise MissingToolError("cpio not found (apt-get install cpio)")
+        tmp = stage.with_suffix(".cpio.tmp")
+        with open(tmp, "wb") as f:
+            proc = subprocess.run(["cpio", "-o", "-H", "newc", "-R", "0:0", "--reproducible",
+                                   "--quiet"], input="\n".join(names).encode(), cwd=stage,
+                                  stdout=f, stderr=subprocess.PIPE)
+        if proc.returncode != 0:
+            tmp.unlink(missing_ok=True)
+            raise InfraError(f"cpio failed: {proc.stderr.decode().strip()}")
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return out

@@ -1,0 +1,135 @@
+"""Running the selftests on the target: one binary at a time, each with its own timeout,
+the kernel log read from a marker written before it (never cleared: the machine may be
+shared), KTAP parsed into results.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from orchestrator.testing import ktap
+from orchestrator.targets.rootfs import TESTS_DIR
+from orchestrator.targets.ssh import Session
+
+DMESG_PROBLEM_RE = re.compile(
+    r"(WARNING:|BUG:|Oops|KASAN|UBSAN|general protection fault|Unable to handle kernel|"
+    r"possible circular locking|possible recursive locking|inconsistent lock state|"
+    r"suspicious RCU usage|Kernel panic|Internal error:|INFO: task .* blocked|"
+    r"bad page state|BUG kmalloc)",
+)
+
+
+@dataclass
+class Suite:
+    """One test binary's run on one arch."""
+
+    arch: str
+    binary: str
+    cases: list[ktap.TestResult] = field(default_factory=list)
+    duration: float = 0.0
+    output: str = ""
+    dmesg: str = ""
+    exit_code: int | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.arch}.{self.binary}"
+
+    def counts(self) -> dict[str, int]:
+        c = {"pass": 0, "fail": 0, "skip": 0, "error": 0}
+        for t in self.cases:
+            c[t.status] += 1
+        return c
+
+
+def dmesg_problems(text: str) -> list[str]:
+    return [ln for ln in text.splitlines() if DMESG_PROBLEM_RE.search(ln)]
+
+
+def mark_kmsg(ssh: Session, name: str) -> tuple[str, bool]:
+    """Write a marker line into the kernel log; the log after it belongs to this binary.
+
+    A position, not `dmesg -c`: clearing would wipe the log of a machine others use. (LTP
+    marks its tests in /dev/kmsg the same way.) Returns (marker, ssh still up).
+    """
+    marker = f"orch: begin {name} {uuid.uuid4().hex[:12]}"
+    res = ssh.run(f"echo {shlex.quote(marker)} > /dev/kmsg", timeout=30)
+    return marker, not (res.lost or res.timed_out)
+
+
+def kmsg_since(ssh: Session, marker: str) -> str:
+    """The kernel log after `marker` (the whole log, with a note, if it has wrapped away)."""
+    awk = "awk -v m=" + shlex.quote(marker) + \
+        " 'f{print} index($0,m){f=1} END{if(!f)exit 3}'"
+    res = ssh.run(f"dmesg | {awk}", timeout=30)
+    if res.exit_code == 3:
+        whole = ssh.run("dmesg", timeout=30)
+        return "orch: the marker left the kernel log buffer (it wrapped): whole log\n" + \
+            whole.stdout
+    return res.stdout
+
+
+def run_binary(ssh: Session, arch: str, name: str, timeout: float, outdir: Path,
+               path: str | None = None, cwd: str = "/tmp") -> Suite:
+    """Run one test binary (`path` on the target, default orch's initramfs location)."""
+    suite = Suite(arch, name)
+    path = path or f"{TESTS_DIR}/{name}"
+    marker, up = mark_kmsg(ssh, name)
+    if not up:
+        suite.cases.append(ktap.TestResult(name, "error", message="SSH lost before the test",
+                                           kind="ssh"))
+        return suite
+    start = time.monotonic()
+    # The guest's own timeout kills a hung test; the host-side one is the backstop.
+    res = ssh.run(f"cd {shlex.quote(cwd)} && timeout -s KILL {int(timeout)} "
+                  f"{shlex.quote(path)}", timeout=timeout + 20)
+    suite.duration = time.monotonic() - start
+    suite.output = res.stdout + (("\n--- stderr ---\n" + res.stderr) if res.stderr else "")
+    suite.exit_code = res.exit_code
+    parsed = ktap.parse(res.stdout)
+    suite.cases = list(parsed.results)
+    if parsed.skip_all is not None and not suite.cases:
+        suite.cases.append(ktap.TestResult(name, "skip", message=parsed.skip_all))
+    # Killed by the guest's timeout: exit 137, or -1 when the channel reports only a signal.
+    hung = res.timed_out or (res.exit_code in (124, 137, -1)
+                             and suite.duration >= timeout - 1)
+    for n in parsed.missing():
+        why = (f"did not report: test binary killed after {timeout:.0f}s timeout" if hung
+               else f"did not report (binary exited with status {res.exit_code})")
+        suite.cases.append(ktap.TestResult(f"test_{n}", "error", n, why, kind="missing"))
+    if hung:
+        suite.cases.append(ktap.TestResult("timeout", "error",
+                                           message=f"{name} hung: killed after {timeout:.0f}s",
+                                           kind="timeout"))
+    elif res.lost:
+        suite.cases.append(ktap.TestResult("ssh", "error",
+                                           message=f"SSH connection lost during {name}: "
+                                           f"{res.stderr.strip()}", kind="ssh"))
+    elif parsed.plan is None and not suite.cases:
+        suite.cases.append(ktap.TestResult(name, "error",
+                                           message=f"no KTAP output (exit {res.exit_code})",
+                                           kind="no_ktap"))
+    elif res.exit_code not in (0, None) and not any(c.status == "fail" for c in suite.cases):
+        suite.cases.append(ktap.TestResult("exit_status", "error",
+                                           message=f"{name} exited with {res.exit_code} "
+                                           f"without reporting a failing test",
+                                           kind="exit_status"))
+    if not res.lost:
+        suite.dmesg = kmsg_since(ssh, marker)
+        problems = dmesg_problems(suite.dmesg)
+        if problems:
+            suite.cases.append(ktap.TestResult(
+                "dmesg_clean", "fail",
+                message=f"kernel reported during {name}: {problems[0].strip()}",
+                diagnostics=suite.dmesg.splitlines(), kind="dmesg_clean"))
+        else:
+            suite.cases.append(ktap.TestResult("dmesg_clean", "pass", kind="dmesg_clean"))
+    outdir.mkdir(parents=True, exist_ok=True)
+    (outdir / f"{name}.ktap").write_text(suite.output)
+    (outdir / f"{name}.dmesg").write_text(suite.dmesg)
+    return suite
