@@ -33,16 +33,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from orchestrator.base.runner import Runner  # noqa: E402
 from orchestrator.kernel import arch as archmod  # noqa: E402
 from orchestrator.targets import keys as keysmod  # noqa: E402
 from orchestrator.targets import qemu  # noqa: E402
-from orchestrator.base.runner import Runner  # noqa: E402
 from orchestrator.targets.ssh import GuestSSH  # noqa: E402
 
 
 def orch_run(arch: str, out: Path, env: dict) -> tuple[float, dict]:
     t0 = time.monotonic()
-    r = subprocess.run([sys.executable, "-m", "orchestrator.cli.main", "run", "--arch", arch,
+    r = subprocess.run([sys.executable, "-m", "orchestrator", "run", "--arch", arch,
                         "-o", str(out), "-q"], env=env, cwd=ROOT)
     took = time.monotonic() - t0
     meta = json.loads((out / "metadata.json").read_text())

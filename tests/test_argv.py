@@ -2,11 +2,10 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.kernel import arch
-from orchestrator.kernel import kconfig
+from orchestrator.base.errors import UsageError
+from orchestrator.kernel import arch, kconfig
 from orchestrator.targets import qemu
 from orchestrator.testing import compile as selftests
-from orchestrator.base.errors import UsageError
 
 
 def test_arch_lookup_and_aliases():

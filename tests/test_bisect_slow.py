@@ -13,7 +13,7 @@ from .conftest import git
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
-ORCH = [sys.executable, "-m", "orchestrator.cli.main"]
+ORCH = [sys.executable, "-m", "orchestrator"]
 DEMO = ROOT / "tests" / "data" / "bisect"
 PGOFF = sorted((ROOT / "patches" / "anon-pgoff-zero").glob("0*.patch"))
 

@@ -1,5 +1,4 @@
-from orchestrator.kernel import arch
-from orchestrator.kernel import build
+from orchestrator.kernel import arch, build
 
 
 def test_stamp_is_the_store_key_in_the_build_host():

@@ -28,7 +28,7 @@ def tool(name: str) -> Path:
 
 
 def plan_names(plan: str, *extra: str) -> list[str]:
-    r = subprocess.run([sys.executable, "-m", "orchestrator.cli.main", "plan", plan, "--format",
+    r = subprocess.run([sys.executable, "-m", "orchestrator", "plan", plan, "--format",
                         "names", *extra], cwd=ROOT, capture_output=True, text=True, check=True)
     return r.stdout.split()
 
@@ -66,7 +66,7 @@ def test_gitlab_parent_and_child_pass_gitlab_ci_local_schema(tmp_path):
     assert re.search(r"^orch-plan\s+plan\b", out, re.M)
     assert re.search(r"^orch-cells\s+cells\b.*\[orch-plan\]", out, re.M)
     for plan in ("configs/plans/default.yaml", "configs/plans/smoke.yaml"):
-        child = subprocess.run([sys.executable, "-m", "orchestrator.cli.main", "plan", plan,
+        child = subprocess.run([sys.executable, "-m", "orchestrator", "plan", plan,
                                 "--format", "gitlab"], cwd=repo, capture_output=True,
                                text=True, check=True).stdout
         (repo / "child.yml").write_text(child)
@@ -152,7 +152,7 @@ def test_github_workflow_shape():
 
 
 def test_github_matrix_names_are_unique_artifact_names():
-    r = subprocess.run([sys.executable, "-m", "orchestrator.cli.main", "plan", "default",
+    r = subprocess.run([sys.executable, "-m", "orchestrator", "plan", "default",
                         "--format", "github"], cwd=ROOT, capture_output=True, text=True,
                        check=True)
     cells = [x["cell"] for x in json.loads(r.stdout)["include"]]

@@ -10,7 +10,7 @@ import pytest
 
 from .conftest import git
 
-ORCH = [sys.executable, "-m", "orchestrator.cli.main"]
+ORCH = [sys.executable, "-m", "orchestrator"]
 
 
 def orch(*args, env=None, cwd=None):

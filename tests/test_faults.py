@@ -1,12 +1,12 @@
 """Classifying a connection lost during a test (faults.diagnose) on a fake console."""
 
 import threading
-from pathlib import Path
 from collections import deque
+from pathlib import Path
 from types import SimpleNamespace
 
-from orchestrator.testing import faults
 from orchestrator.targets import qemu
+from orchestrator.testing import faults
 
 
 class FakeGuest(qemu.Guest):
@@ -106,8 +106,7 @@ class FakeSession:
 
 
 def _run_tests(tmp_path, isolated_cache, guest):
-    from orchestrator.run import pipeline
-    from orchestrator.run import stages
+    from orchestrator.run import pipeline, stages
     from orchestrator.targets import base as targets
     from orchestrator.targets.ssh import CmdResult
 

@@ -26,7 +26,7 @@ from orchestrator.store import cache
 
 pytestmark = pytest.mark.slow
 
-ORCH = [sys.executable, "-m", "orchestrator.cli.main"]
+ORCH = [sys.executable, "-m", "orchestrator"]
 ROOT = Path(__file__).resolve().parent.parent
 X86 = ["--arch", "x86_64"]
 

@@ -6,11 +6,9 @@ import sys
 import time
 from pathlib import Path
 
-from orchestrator.store import cache
-from orchestrator.store import gc
+from orchestrator.store import cache, gc
 
-
-ORCH = [sys.executable, "-m", "orchestrator.cli.main"]
+ORCH = [sys.executable, "-m", "orchestrator"]
 OLD = time.time() - 40 * 86400
 
 

@@ -2,9 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.kernel import arch
-from orchestrator.kernel import kconfig
 from orchestrator.base.errors import UsageError
+from orchestrator.kernel import arch, kconfig
 
 
 def test_parse_fragment_and_bad_line(tmp_path):

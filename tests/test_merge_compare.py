@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.results import compare
-from orchestrator.testing import ktap
-from orchestrator.results import merge
+from orchestrator.results import compare, merge
 from orchestrator.results import record as results
 from orchestrator.results.record import Cell, Record
+from orchestrator.testing import ktap
+from orchestrator.testing import suite as suitemod
 from orchestrator.testing.suite import Suite
 
-ORCH = [sys.executable, "-m", "orchestrator.cli.main"]
+ORCH = [sys.executable, "-m", "orchestrator"]
 
 
 def orch(*args, cwd=None):
@@ -49,7 +49,7 @@ def write_run(d: Path, cells: list[tuple[Cell, dict[str, dict[str, str]]]]) -> P
             s = Suite(cell.arch, binary, duration=1.0, output=text)
             s.cases = ktap.parse(text).results + [
                 ktap.TestResult("dmesg_clean", "pass", kind="dmesg_clean")]
-            rec.tests += results.cases_from_suite(cell.id, s, f"selftests/{binary}.c",
+            rec.tests += suitemod.record_cases(cell.id, s, f"selftests/{binary}.c",
                                                   {"output": log})
     results.write(d / "results.json", rec)
     return d
@@ -232,7 +232,7 @@ def test_kcidb_document_validates_with_kcidb_io(tmp_path):
     rec = Record(cells=[broken])
     s = Suite("arm64", "orch-boot")
     s.cases = [ktap.TestResult("boot", "error", message="boot timeout", kind="stage")]
-    rec.tests = results.cases_from_suite(broken.id, s, "", {"log": "arm64/console.log"})
+    rec.tests = suitemod.record_cases(broken.id, s, "", {"log": "arm64/console.log"})
     (tmp_path / "b").mkdir()
     results.write(tmp_path / "b" / "results.json", rec)
     # a cell whose build failed: a FAIL build, and no tests
@@ -241,7 +241,7 @@ def test_kcidb_document_validates_with_kcidb_io(tmp_path):
     rec = Record(cells=[nobuild])
     s = Suite("x86_64", "orch-build")
     s.cases = [ktap.TestResult("build", "error", message="kernel build failed", kind="stage")]
-    rec.tests = results.cases_from_suite(nobuild.id, s, "", {})
+    rec.tests = suitemod.record_cases(nobuild.id, s, "", {})
     (tmp_path / "c").mkdir()
     results.write(tmp_path / "c" / "results.json", rec)
     # an error testcase of a test that started (a hang): ERROR

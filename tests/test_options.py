@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator import options
 from orchestrator.cli import main as cli
 from orchestrator.run.bisect import STEP_OWN, step_command
 
-ORCH = [sys.executable, "-m", "orchestrator.cli.main"]
+ORCH = [sys.executable, "-m", "orchestrator"]
 
 # The bisection's own options (not passed to a step) and those a step sets itself.
 BISECTION_ONLY = {"--good", "--bad", "--output", "--base", "--series"}
@@ -21,13 +22,13 @@ STEP_SETS = {"--quiet"}
 
 def example_argv(cmd: str) -> list[str]:
     words = [cmd]
-    for o in cli.options_for(cmd):
+    for o in options.options_for(cmd):
         words += o.tokens(o.example)
     return words
 
 
 def test_every_option_has_a_non_default_example():
-    for o in cli.OPTIONS:
+    for o in options.OPTIONS:
         assert o.example is not None, o.flags
         for cmd in o.commands:
             assert o.tokens(o.example) != o.tokens(o.parsed_default(cmd)), (o.flags, cmd)
@@ -37,7 +38,7 @@ def test_every_option_has_a_non_default_example():
 def test_command_line_round_trips(cmd):
     argv = example_argv(cmd)
     ns = cli.parser().parse_args(argv)
-    again = cli.command_line(cmd, ns)
+    again = options.command_line(cmd, ns)
     assert again[:2] == ["orch", cmd]
     assert again[2:] == argv[1:]
     ns2 = cli.parser().parse_args(again[1:])
@@ -46,9 +47,9 @@ def test_command_line_round_trips(cmd):
 
 def _step_for(user_argv: list[str], tmp_path):
     ns = cli.parser().parse_args(user_argv)
-    opts = cli.options_from(ns, user_argv)
+    opts = options.options_from(ns, user_argv)
     step = step_command(opts, tmp_path)
-    assert step[:4] == [sys.executable, "-m", "orchestrator.cli.main", "run"]
+    assert step[:4] == [sys.executable, "-m", "orchestrator", "run"]
     return ns, step[3:]
 
 
@@ -64,7 +65,7 @@ def test_bisect_step_is_the_users_command_minus_bisection_options(tmp_path):
     ns, step = _step_for(user, tmp_path)
     # The user's words, minus the bisection's options and their values:
     kept, i = [], 1
-    flags = {f: o for o in cli.options_for("bisect") for f in o.flags}
+    flags = {f: o for o in options.options_for("bisect") for f in o.flags}
     while i < len(user):
         o = flags[user[i]]
         n = 1 if o.kind in ("flag", "const") else 2
@@ -74,7 +75,7 @@ def test_bisect_step_is_the_users_command_minus_bisection_options(tmp_path):
     assert _minus_step_own(step[1:], tmp_path) == kept
     # ... and the step, parsed as `orch run`, has the user's value for every kept option.
     sns = cli.parser().parse_args(step)
-    for o in cli.options_for("bisect"):
+    for o in options.options_for("bisect"):
         if o.flags[0] in BISECTION_ONLY | STEP_SETS or "run" not in o.commands:
             continue
         assert getattr(sns, o.dest) == getattr(ns, o.dest), o.flags

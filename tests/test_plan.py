@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from orchestrator import options
 from orchestrator.cli import main as cli
 from orchestrator.plan import model as planmod
 from orchestrator.plan.model import PlanError
@@ -45,7 +46,7 @@ def _opts(argv: list[str]):
     args = cli.parser().parse_args(argv)
     if getattr(args, "plan", None) or getattr(args, "cell", None):
         args = cli.parser().parse_args(planmod.cell_command(args))
-    o = cli.options_from(args, argv)
+    o = options.options_from(args, argv)
     o.argv = []
     return o
 

@@ -3,12 +3,13 @@ import xml.etree.ElementTree as ET
 
 from junitparser import JUnitXml
 
-from orchestrator.testing import ktap
+from orchestrator.base import files
+from orchestrator.base.errors import BuildError, ConfigError, bisect_code
+from orchestrator.base.errors import worst as max_code
 from orchestrator.results import junit as report
-from orchestrator.results import record as results
-from orchestrator.base.errors import BuildError, ConfigError
-from orchestrator.run.pipeline import bisect_code, max_code
 from orchestrator.results.record import Cell, Record
+from orchestrator.testing import ktap
+from orchestrator.testing import suite as suitemod
 from orchestrator.testing.suite import Suite, dmesg_problems
 
 
@@ -27,7 +28,7 @@ def _record(*suites_by_cell):
     for cell, suites in suites_by_cell:
         rec.cells.append(cell)
         for s in suites:
-            rec.tests += results.cases_from_suite(cell.id, s, f"selftests/{s.binary}.c",
+            rec.tests += suitemod.record_cases(cell.id, s, f"selftests/{s.binary}.c",
                                                   {"output": f"{s.arch}/tests/{s.binary}.ktap"})
     return rec
 
@@ -38,7 +39,7 @@ def test_junit_counts_kinds_and_properties(tmp_path):
                accelerator="tcg", exit_code=1)
     x86 = Cell("x86_64", "linux-6.1", series="uffd-move", exit_code=3)
     rec = _record((arm, [_suite()]),
-                  (x86, [report.infra_suite("x86_64", "boot", "boot timeout")]))
+                  (x86, [suitemod.infra_suite("x86_64", "boot", "boot timeout")]))
     report.write_junit(path, rec)
     xml = JUnitXml.fromfile(str(path))
     suites = {s.name: s for s in xml}
@@ -82,7 +83,7 @@ def test_system_out_is_capped_keeping_the_tail(tmp_path):
 
 
 def test_metadata_json_atomic(tmp_path):
-    report.write_json(tmp_path / "m.json", {"a": 1})
+    files.write_json(tmp_path / "m.json", {"a": 1})
     assert json.loads((tmp_path / "m.json").read_text()) == {"a": 1}
 
 

@@ -2,10 +2,9 @@ import subprocess
 
 import pytest
 
-from orchestrator.kernel import series
-from orchestrator.kernel import tree
 from orchestrator.base.errors import ApplyError, UsageError
 from orchestrator.base.runner import Runner
+from orchestrator.kernel import series, tree
 
 from .conftest import git, make_patch
 

@@ -20,7 +20,7 @@ from junitparser import JUnitXml
 
 pytestmark = pytest.mark.slow
 
-ORCH = [sys.executable, "-m", "orchestrator.cli.main"]
+ORCH = [sys.executable, "-m", "orchestrator"]
 ROOT = Path(__file__).resolve().parent.parent
 EXPECTED_BINARIES = sorted(p.stem for p in (ROOT / "selftests").glob("*.c"))
 

@@ -6,15 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.kernel import arch
-from orchestrator.testing import ktap
-from orchestrator.run import pipeline
-from orchestrator.run import stages
-from orchestrator.testing import suite as testrun
-from orchestrator.kernel import tree as treemod
+from orchestrator import options
 from orchestrator.base.errors import ApplyError, BuildError
+from orchestrator.kernel import arch
+from orchestrator.kernel import tree as treemod
+from orchestrator.run import pipeline, stages
 from orchestrator.run.pipeline import Options, Run
 from orchestrator.run.stages import Stage
+from orchestrator.testing import ktap
+from orchestrator.testing import suite as testrun
 
 
 class FakeTree:
@@ -30,7 +30,7 @@ def make_run(tmp_path, monkeypatch, isolated_cache):
     monkeypatch.setattr(Run, "tree_lock", lambda self: nullcontext())
 
     def make(table, **kw):
-        opts = Options(output=tmp_path / "o", quiet=True, **kw)
+        opts = options.make(output=tmp_path / "o", quiet=True, **kw)
         run = Run(opts)
         run.stages = [s for s in table if s.wanted(run)]
         run.given = {s.gives for s in run.stages if s.gives}
@@ -144,8 +144,8 @@ def test_usage_errors_for_target_options(make_run):
     from orchestrator.base.errors import UsageError
 
     with pytest.raises(UsageError, match="--no-deploy is for --target ssh"):
-        pipeline.make_target(Options(no_deploy=True))
+        pipeline.make_target(options.make(no_deploy=True))
     with pytest.raises(UsageError, match="one --arch"):
         pipeline.make_target(Options(target="ssh://b", arches=[arch.X86_64, arch.ARM64]))
     with pytest.raises(UsageError, match="choose one"):
-        pipeline.make_target(Options(target="ssh://b", no_deploy=True, reboot_cmd="x"))
+        pipeline.make_target(options.make(target="ssh://b", no_deploy=True, reboot_cmd="x"))

@@ -2,8 +2,7 @@
 
 import json
 
-from orchestrator.kernel import arch
-from orchestrator.kernel import build
+from orchestrator.kernel import arch, build
 from orchestrator.store import cache
 
 

@@ -20,15 +20,15 @@ from pathlib import Path
 import pytest
 from junitparser import JUnitXml
 
+from orchestrator.base.runner import Runner
 from orchestrator.kernel import arch
-from tests.support import board
 from orchestrator.store import cache
 from orchestrator.targets import qemu
-from orchestrator.base.runner import Runner
+from tests.support import board
 
 pytestmark = pytest.mark.slow
 
-ORCH = [sys.executable, "-m", "orchestrator.cli.main"]
+ORCH = [sys.executable, "-m", "orchestrator"]
 ROOT = Path(__file__).resolve().parent.parent
 EXPECTED_BINARIES = sorted(p.stem for p in (ROOT / "selftests").glob("*.c"))
 

@@ -5,11 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.kernel import arch
-from orchestrator.kernel import build
-from orchestrator.targets import base as targets
 from orchestrator.base.errors import EXIT_INFRA, EXIT_USAGE, InfraError, UsageError
 from orchestrator.base.runner import Runner
+from orchestrator.kernel import arch, build
+from orchestrator.targets import base as targets
 from orchestrator.targets.ssh import Address, CmdResult, parse_address
 
 

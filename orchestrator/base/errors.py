@@ -19,6 +19,16 @@ BISECT_BAD = 1
 BISECT_SKIP = 125
 BISECT_ABORT = 128
 
+# The one severity order: a run's (and a merge's) code is its worst cell's.
+SEVERITY = [EXIT_PASS, EXIT_TEST_FAILED, EXIT_INFRA, EXIT_USAGE, EXIT_INTERRUPTED]
+
+
+def worst(*codes: int | None) -> int:
+    """The most serious exit code (interrupt > usage > infra > test failure > pass); an
+    unknown code counts as infrastructure, None is ignored."""
+    known = [c if c in SEVERITY else EXIT_INFRA for c in codes if c is not None]
+    return max(known, key=SEVERITY.index, default=EXIT_PASS)
+
 
 class OrchError(Exception):
     """Base class: `str(err)` is the one line shown to the user."""
@@ -86,3 +96,19 @@ class Interrupted(BaseException):
 
 class InternalError(Exception):
     """Raised on purpose by the ORCH_TEST_INTERNAL_ERROR test hook (see hooks.py)."""
+
+
+def bisect_code(code: int, error: OrchError | None = None, flaky: bool = False) -> int:
+    """An orch exit code in `git bisect run`'s convention: infrastructure trouble and a
+    dropped config option are "cannot test" (125), never "bad"; a usage error aborts."""
+    if flaky:
+        return BISECT_SKIP
+    if code == EXIT_PASS:
+        return BISECT_GOOD
+    if code == EXIT_TEST_FAILED:
+        return BISECT_BAD
+    if code == EXIT_INFRA:
+        return BISECT_SKIP
+    if code == EXIT_USAGE and isinstance(error, ConfigError):
+        return BISECT_SKIP
+    return BISECT_ABORT

@@ -1,18 +1,34 @@
-"""`orch boot`: the run's stages (the same records, stages.py) up to a booted or deployed
-kernel, then a shell on the target (or one command)."""
+"""`orch boot`: the run's stages (the same records, run/stages.py) up to a booted or
+deployed kernel, then a shell on the target (or one command)."""
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from orchestrator.base.errors import EXIT_INFRA, EXIT_PASS, EXIT_USAGE
-from orchestrator.run.pipeline import Options, Run
+from orchestrator.base.opt import BOOT
+from orchestrator.cli.common import add_run_options
+from orchestrator.options import Options, options_from
+
+NAME = BOOT
+HELP = "build and boot, then a shell in the guest over SSH"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_run_options(p, BOOT)
+
+
+def main(args: argparse.Namespace, argv: list[str]) -> int:
+    return boot(options_from(args, argv), args.command)
 
 
 def boot(opts: Options, command: str | None) -> int:
     if len(opts.arches) != 1:
         print("orch: boot takes exactly one --arch", file=sys.stderr)
         return EXIT_USAGE
+    from orchestrator.run.pipeline import Run
+
     run = Run(opts)
     st = next(iter(run.states.values()))
     code = run.execute(until="boot")

@@ -4,14 +4,15 @@ whether KVM really boots a kernel here (not just whether /dev/kvm exists).
 
 from __future__ import annotations
 
+import argparse
 import importlib.metadata
 import shutil
 from pathlib import Path
 
-from orchestrator.store import cache
-from orchestrator.targets import qemu
 from orchestrator.kernel.arch import Arch, is_native
 from orchestrator.kernel.tree import EMBEDDED
+from orchestrator.store import cache
+from orchestrator.targets import qemu
 
 COMMON = [("git", "git"), ("make", "make"), ("gcc", "gcc"), ("flex", "flex"),
           ("bison", "bison"), ("bc", "bc"), ("cpio", "cpio"), ("readelf", "binutils"),
@@ -19,6 +20,19 @@ COMMON = [("git", "git"), ("make", "make"), ("gcc", "gcc"), ("flex", "flex"),
 OPTIONAL = [("ccache", "ccache"), ("ssh", "openssh-client")]
 FILES = [("/bin/busybox", "busybox-static"), ("/usr/sbin/dropbear", "dropbear-bin"),
          ("/usr/include/libelf.h", "libelf-dev"), ("/usr/include/openssl/ssl.h", "libssl-dev")]
+
+NAME = "doctor"
+HELP = "what is installed, does KVM really work, cache size"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from orchestrator.options import arch_list
+
+    p.add_argument("--arch", default="x86_64,arm64", type=arch_list, dest="arches")
+
+
+def main(args: argparse.Namespace, argv: list[str]) -> int:
+    return doctor(args.arches)
 
 
 def doctor(arches: list[Arch]) -> int:

@@ -12,11 +12,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.store import cache
-from orchestrator.kernel.arch import Arch
+from orchestrator.base import files
 from orchestrator.base.errors import BuildError, MissingToolError
-from orchestrator.kernel.kconfig import make_argv
 from orchestrator.base.runner import Runner
+from orchestrator.kernel.arch import Arch
+from orchestrator.kernel.kconfig import make_argv
+from orchestrator.store import cache
 
 ERROR_RE = re.compile(r"(: error: |: fatal error: |^make(\[\d+\])?: \*\*\* |undefined reference"
                       r"|^ERROR: )")
@@ -125,7 +126,7 @@ def store_problem(k: Kernel) -> str | None:
         if why:
             return why
         info["image_sha256"] = cache.file_digest(k.image)  # stored before digests: record
-        cache.write_atomic(k.store / "kernel.json", json.dumps(info, indent=2))
+        files.write_text(k.store / "kernel.json", json.dumps(info, indent=2))
         return None
     got = cache.file_digest(k.image)
     if got != want:

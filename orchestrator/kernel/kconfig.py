@@ -8,10 +8,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.kernel.arch import Arch
 from orchestrator.base.errors import ConfigError, UsageError
 from orchestrator.base.paths import CONFIGS
 from orchestrator.base.runner import Runner
+from orchestrator.kernel.arch import Arch
 
 OPT_RE = re.compile(r"^(CONFIG_[A-Za-z0-9_]+)=(.*)$")
 UNSET_RE = re.compile(r"^# (CONFIG_[A-Za-z0-9_]+) is not set$")

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from email.header import decode_header, make_header
 from pathlib import Path
 
-from orchestrator.store import cache
 from orchestrator.base.errors import ApplyError, UsageError
 from orchestrator.base.runner import Runner
 from orchestrator.kernel.tree import env_for_commits
+from orchestrator.store import cache
 
 DIFF_RE = re.compile(r"^(diff --git |--- \S|Index: )", re.M)
 HUNK_RE = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@", re.M)

@@ -15,9 +15,9 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.store import cache
 from orchestrator.base.errors import UsageError
 from orchestrator.base.runner import Runner
+from orchestrator.store import cache
 
 # Named embedded trees: Debian's linux-source packages.
 EMBEDDED = {

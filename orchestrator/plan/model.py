@@ -38,11 +38,11 @@ from pathlib import Path
 
 import yaml
 
-from orchestrator.kernel import arch as archmod
 from orchestrator.base.errors import UsageError
-from orchestrator.targets.ssh import parse_address
 from orchestrator.base.paths import PROJECT
+from orchestrator.kernel import arch as archmod
 from orchestrator.kernel.tree import EMBEDDED
+from orchestrator.targets.ssh import parse_address
 
 PLANS = PROJECT / "configs" / "plans"
 AXES = ("arch", "tree", "series", "profile", "target")  # cell keys, in name order
@@ -219,7 +219,7 @@ def parse(data, path: Path, *, cli_options: set[str] | None = None) -> Plan:
 
     cells: list[Cell] = []
     for combo in product(*(axes[k] for k in AXES)):
-        values = dict(zip(AXES, combo))
+        values = dict(zip(AXES, combo, strict=True))
         if any(all(values[k].name == v for k, v in m.items()) for m in excl):
             continue
         cells.append(_cell(values, tests))
@@ -492,7 +492,7 @@ CELL_OWNS = ("arches", "tree", "base", "series", "configs", "profiles", "tests",
 
 
 def cli_option_flags() -> set[str]:
-    from orchestrator.cli.main import OPTIONS, RUN
+    from orchestrator.options import OPTIONS, RUN
 
     return {f for o in OPTIONS if RUN in o.commands for f in o.flags}
 
@@ -500,7 +500,7 @@ def cli_option_flags() -> set[str]:
 def cell_command(args) -> list[str]:
     """`orch run --plan F --cell N [other options]` as the `orch run` words it stands for:
     the cell's options, then the user's own (output, accel, timeouts...)."""
-    from orchestrator.cli.main import RUN, command_line, options_for
+    from orchestrator.options import RUN, command_line, options_for
 
     if not args.plan:
         raise UsageError("--cell needs --plan FILE")

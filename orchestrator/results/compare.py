@@ -17,15 +17,14 @@ error) or unchanged. Pure functions over two records, so they are unit-tested on
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
+from orchestrator.base import files
+from orchestrator.base.errors import EXIT_INFRA, EXIT_PASS, EXIT_TEST_FAILED, UsageError
 from orchestrator.results import merge as mergemod
 from orchestrator.results import record as results
-from orchestrator.base.errors import EXIT_INFRA, EXIT_PASS, EXIT_TEST_FAILED, UsageError
-from orchestrator.results.junit import _atomic_write
 from orchestrator.results.record import Cell, Record
 
 CLASSES = ["regression", "fix", "new", "gone", "skip-change", "still-failing", "unchanged"]
@@ -189,7 +188,7 @@ def run(base_path: Path, new_path: Path, out: Path | None = None) -> int:
     code = exit_code(new, pairs, changes)
     md = render_md(str(base_path), str(new_path), base, new, pairs, changes, code)
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out / "compare.md", md.encode())
+    files.write_text(out / "compare.md", md)
     data = {
         "base": str(base_path),
         "new": str(new_path),
@@ -198,6 +197,6 @@ def run(base_path: Path, new_path: Path, out: Path | None = None) -> int:
         "pairs": [{**asdict(p), "counts": counts(changes, p)} for p in pairs],
         "changes": [asdict(ch) for ch in changes],
     }
-    _atomic_write(out / "compare.json", (json.dumps(data, indent=2) + "\n").encode())
+    files.write_json(out / "compare.json", data)
     print(md, end="")
     return code

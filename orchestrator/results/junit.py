@@ -4,22 +4,13 @@ replaced atomically so a reader never sees half a file, and written again as the
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 from junitparser import Attr, Error, Failure, JUnitXml, Properties, Skipped, TestCase, TestSuite
 
+from orchestrator.base import files
 from orchestrator.results.record import Cell, Record
 from orchestrator.results.record import TestCase as ResultCase
-from orchestrator.testing.suite import Suite
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def _clean(text: str) -> str:
@@ -91,23 +82,7 @@ def _testcase(t: ResultCase) -> _Case:
     return tc
 
 
-def infra_suite(arch: str, stage: str, message: str, detail: str = "") -> Suite:
-    """A stage that failed before tests could run still shows up in JUnit, as an error."""
-    from orchestrator.testing.ktap import TestResult
-
-    s = Suite(arch, f"orch-{stage}")
-    s.cases.append(TestResult(stage, "error", message=message,
-                              diagnostics=detail.splitlines(), kind="stage"))
-    return s
-
-
 def write_junit(path: Path, record: Record) -> None:
     xml = junit(record)
-    tmp = path.with_name(path.name + ".tmp")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    xml.write(str(tmp), pretty=True)
-    os.replace(tmp, path)
-
-
-def write_json(path: Path, data: dict) -> None:
-    _atomic_write(path, (json.dumps(data, indent=2, sort_keys=False) + "\n").encode())
+    with files.atomic(path) as tmp:
+        xml.write(str(tmp), pretty=True)

@@ -13,9 +13,10 @@ import sys
 from pathlib import Path
 
 from orchestrator import __version__
+from orchestrator.base import files
+from orchestrator.base.errors import EXIT_INFRA, UsageError, worst
 from orchestrator.results import record as results
-from orchestrator.base.errors import EXIT_INFRA, UsageError
-from orchestrator.results.junit import _atomic_write, write_junit
+from orchestrator.results.junit import write_junit
 from orchestrator.results.record import Record
 
 SUMMARY_FAILURES_MAX = 50  # failing testcases listed under the table
@@ -29,12 +30,12 @@ def find_results(d: Path, exclude: Path | None = None) -> list[Path]:
     if (d / results.FILENAME).is_file():
         return [d / results.FILENAME]
     found: list[Path] = []
-    for root, dirs, files in os.walk(d):
+    for root, dirs, names in os.walk(d):
         r = Path(root)
         if exclude is not None and (r == exclude or exclude in r.parents):
             dirs[:] = []
             continue
-        if results.FILENAME in files:
+        if results.FILENAME in names:
             found.append(r / results.FILENAME)
             dirs[:] = []  # a run's own directory holds no other run
         dirs.sort()
@@ -77,7 +78,7 @@ def merge(dirs: list[Path], out: Path) -> Record:
 def exit_code(rec: Record) -> int:
     """The worst cell, with orch run's meanings; a cell that never finished (its run was
     killed) counts as an infrastructure failure."""
-    return results.worst(*[EXIT_INFRA if c.exit_code is None else c.exit_code
+    return worst(*[EXIT_INFRA if c.exit_code is None else c.exit_code
                            for c in rec.cells])
 
 
@@ -135,7 +136,7 @@ def write(rec: Record, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     results.write(out / results.FILENAME, rec)
     write_junit(out / "junit.xml", rec)
-    _atomic_write(out / "summary.md", summary_md(rec).encode())
+    files.write_text(out / "summary.md", summary_md(rec))
 
 
 def run(dirs: list[Path], out: Path, command: str = "", kcidb: Path | None = None) -> int:
@@ -150,7 +151,7 @@ def run(dirs: list[Path], out: Path, command: str = "", kcidb: Path | None = Non
     if kcidb is not None:
         from orchestrator.results import kcidb as kcidbmod
 
-        _atomic_write(kcidb, kcidbmod.dumps(rec))
+        files.write_bytes(kcidb, kcidbmod.dumps(rec))
     code = exit_code(rec)
     print(summary_md(rec), end="")
     print(f"orch: merge: {len(rec.cells)} cell(s), {len(rec.tests)} testcases -> {out} "

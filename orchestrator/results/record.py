@@ -20,13 +20,13 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from orchestrator.base import files
 from orchestrator.base.errors import (
-    EXIT_INFRA,
     EXIT_INTERRUPTED,
     EXIT_PASS,
     EXIT_TEST_FAILED,
-    EXIT_USAGE,
     UsageError,
+    worst,
 )
 
 SCHEMA = "orch-results"
@@ -38,15 +38,6 @@ STATUSES = ("pass", "fail", "skip", "error")
 KINDS = ("ktap", "dmesg_clean", "timeout", "ssh", "exit_status", "missing", "no_ktap", "stage",
          "crash", "qemu")  # crash: the kernel crashed during the binary; qemu: QEMU died
 OUTPUT_CAP = 64 * 1024  # bytes of a testcase's output kept in the record and in JUnit
-
-SEVERITY = [EXIT_PASS, EXIT_TEST_FAILED, EXIT_INFRA, EXIT_USAGE, EXIT_INTERRUPTED]
-
-
-def worst(*codes: int | None) -> int:
-    """The more serious exit code (interrupt > usage > infra > test failure > pass)."""
-    known = [c if c in SEVERITY else EXIT_INFRA for c in codes if c is not None]
-    return max(known, key=SEVERITY.index, default=EXIT_PASS)
-
 
 def status_of(code: int | None) -> str:
     if code is None:
@@ -227,9 +218,7 @@ class Record:
 
 
 def write(path: Path, record: Record) -> None:
-    from orchestrator.results.junit import write_json
-
-    write_json(path, record.to_json())
+    files.write_json(path, record.to_json())
 
 
 def load(path: Path) -> Record:
@@ -243,29 +232,6 @@ def load(path: Path) -> Record:
     return Record.from_json(data, str(path))
 
 
-# --- from a run's internals --------------------------------------------------------------
-
-
-def tree_name(spec: str, origin: str | None) -> str:
-    """linux-6.1 for an embedded tree; a checkout's directory name; a tarball's stem."""
-    from orchestrator.kernel.tree import EMBEDDED
-
-    if spec in EMBEDDED or not origin:
-        return spec
-    name = Path(origin).name
-    for ext in (".tar.xz", ".tar.gz", ".tar.bz2", ".tgz", ".tar"):
-        if name.endswith(ext):
-            return name[: -len(ext)]
-    return name or spec
-
-
-def series_name(spec: str | None, npatches: int) -> str:
-    if not spec or spec == "none":
-        return "none" if not npatches else f"{npatches}-patches"
-    p = Path(spec)
-    if p.name == "series" and p.is_file():
-        p = p.parent
-    return p.stem if p.is_file() else p.name
 
 
 def patchset_hash(patch_sha256s: list[str]) -> str:
@@ -274,36 +240,3 @@ def patchset_hash(patch_sha256s: list[str]) -> str:
     if not patch_sha256s:
         return ""
     return hashlib.sha256("".join(f"{h}\n" for h in patch_sha256s).encode()).hexdigest()
-
-
-def profile_name(profiles: list[str], configs: list[str]) -> str:
-    parts = list(profiles) + [Path(c).name.removesuffix(".config") for c in configs]
-    return "+".join(parts) if parts else "default"
-
-
-def cases_from_suite(cell: str, suite, file: str, logs: dict[str, str]) -> list[TestCase]:
-    """A test binary's results (testrun.Suite) as record testcases.
-
-    A KTAP test's duration is its own `# time=` line (selftests/ktap.h prints one). When
-    a binary prints none, its wall time is split evenly over its KTAP tests and labelled
-    duration_source "binary-split"; orch's checks that stand for the whole binary
-    (timeout, ssh, exit_status, no_ktap) get the binary's time, "orch".
-    """
-    ktap_cases = [t for t in suite.cases if t.kind == "ktap"]
-    timed = any(t.duration is not None for t in ktap_cases)
-    split = suite.duration / len(ktap_cases) if ktap_cases and not timed else None
-    out = []
-    for t in suite.cases:
-        if t.duration is not None:
-            duration, source = round(t.duration, 6), "ktap"
-        elif t.kind == "ktap" and split is not None:
-            duration, source = round(split, 6), "binary-split"
-        elif t.kind in ("timeout", "ssh", "exit_status", "no_ktap", "crash", "qemu"):
-            duration, source = round(suite.duration, 3), "orch"
-        else:
-            duration, source = 0.0, ""
-        out.append(TestCase(cell=cell, binary=suite.binary, name=t.name, status=t.status,
-                            kind=t.kind, message=t.message, duration=duration,
-                            duration_source=source, file=file, logs=dict(logs),
-                            output=cap("\n".join(t.diagnostics))))
-    return out

@@ -16,8 +16,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.kernel import series as seriesmod
-from orchestrator.kernel import tree as treemod
 from orchestrator.base.errors import (
     BISECT_BAD,
     BISECT_GOOD,
@@ -25,11 +23,14 @@ from orchestrator.base.errors import (
     Interrupted,
     OrchError,
     UsageError,
+    bisect_code,
 )
-from orchestrator.run.pipeline import Options, Run, bisect_code
+from orchestrator.base.files import write_json
 from orchestrator.base.progress import Progress
-from orchestrator.results.junit import write_json
 from orchestrator.base.runner import Runner
+from orchestrator.kernel import series as seriesmod
+from orchestrator.kernel import tree as treemod
+from orchestrator.run.pipeline import Options, Run
 
 # Exit codes of `orch bisect`.
 EXIT_FOUND = 0  # a first bad patch/commit was identified
@@ -243,9 +244,9 @@ def step_command(opts: Options, out: Path) -> list[str]:
     user gave `orch bisect` (from cli's option table), minus the bisection's own (--good,
     --bad, -o, --series, --base), plus what makes it a step (the commit git bisect checked
     out, the bisect exit convention, its own output dir and steps log)."""
-    from orchestrator.cli.main import bisect_step_argv
+    from orchestrator.options import bisect_step_argv
 
-    return [sys.executable, "-m", "orchestrator.cli.main", "run", *bisect_step_argv(opts),
+    return [sys.executable, "-m", "orchestrator", "run", *bisect_step_argv(opts),
             *STEP_OWN, "-o", str(out / "steps" / "current"),
             "--steps-log", str(out / "steps.jsonl")]
 

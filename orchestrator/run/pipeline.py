@@ -18,74 +18,32 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from orchestrator.kernel import arch as archmod
-from orchestrator.kernel import build
-from orchestrator.store import cache
 from orchestrator.base import hooks
-from orchestrator.kernel import kconfig
-from orchestrator.run import record as runrecord
-from orchestrator.testing import compile as selftests
-from orchestrator.targets import base as targets
-from orchestrator.testing import suite as testrun
-from orchestrator.kernel import series as seriesmod
-from orchestrator.kernel import tree as treemod
-from orchestrator.kernel.arch import Arch
 from orchestrator.base.errors import (
-    BISECT_ABORT,
-    BISECT_BAD,
-    BISECT_GOOD,
-    BISECT_SKIP,
     EXIT_INFRA,
     EXIT_INTERRUPTED,
     EXIT_PASS,
     EXIT_TEST_FAILED,
-    EXIT_USAGE,
-    ConfigError,
     Interrupted,
     MissingToolError,
     OrchError,
     UsageError,
+    worst,
 )
-from orchestrator.base.paths import SELFTESTS
 from orchestrator.base.progress import Progress
-from orchestrator.results.junit import infra_suite
 from orchestrator.base.runner import Runner
+from orchestrator.kernel import arch as archmod
+from orchestrator.kernel import build, kconfig
+from orchestrator.kernel import series as seriesmod
+from orchestrator.kernel import tree as treemod
+from orchestrator.kernel.arch import Arch
+from orchestrator.options import Options
+from orchestrator.run import record as runrecord
 from orchestrator.run.stages import CHECK, MACHINE, RETRY_FROM, STAGES, TREE, Stage
-
-
-@dataclass
-class Options:
-    arches: list[Arch] = field(default_factory=lambda: [archmod.X86_64])
-    tree: str | None = None
-    base: str | None = None
-    series: str | None = "none"
-    configs: list[str] = field(default_factory=list)
-    profiles: list[str] = field(default_factory=list)
-    output: Path | None = None
-    junit: Path | None = None
-    selftests: Path = SELFTESTS
-    tests: list[str] | None = None
-    jobs: int | None = None
-    accel: str = "auto"  # auto | kvm | tcg
-    boot_timeout: float = 180.0
-    ssh_timeout: float = 60.0
-    test_timeout: float = 300.0
-    memory: str = "1G"
-    smp: int = 2
-    append: str = ""
-    dry_run: bool = False
-    quiet: bool = False
-    argv: list[str] = field(default_factory=list)
-    retries: int = 0  # re-boot and re-test this many times when a test fails
-    patches: list | None = None  # a series already loaded (orch bisect's prefixes)
-    in_worktree: bool = False  # use orch's worktree as checked out (git bisect run)
-    # Where the tests run (targets.py): qemu, or ssh://[user@]host[:port].
-    target: str | None = None
-    known_hosts: Path | None = None
-    no_deploy: bool = False
-    reboot_cmd: str | None = None
-    target_initrd: str | None = None
-    reboot_after: bool = False
+from orchestrator.store import cache
+from orchestrator.targets import base as targets
+from orchestrator.testing import compile as selftests
+from orchestrator.testing import suite as testrun
 
 
 @dataclass
@@ -289,8 +247,9 @@ class Run:
         self.report_error(states[0] if len(states) == 1 else None, exc)
         for st in states:
             st.error = exc
-            st.exit_code = max_code(st.exit_code or EXIT_PASS, exc.exit_code)
-            self.suites.append(infra_suite(st.arch.name, exc.stage, str(exc), exc.hint or ""))
+            st.exit_code = worst(st.exit_code, exc.exit_code)
+            self.suites.append(testrun.infra_suite(st.arch.name, exc.stage, str(exc),
+                                                   exc.hint or ""))
         self.write_reports()
 
     def walk(self, stages: list[Stage], st: ArchState | None = None) -> None:
@@ -330,7 +289,7 @@ class Run:
             for st in self.states.values():
                 if st.exit_code is None:
                     st.exit_code = st.test_code if st.test_code is not None else EXIT_PASS
-                code = max_code(code, st.exit_code)
+                code = worst(code, st.exit_code)
         except (KeyboardInterrupt, Interrupted) as exc:
             # One signal stops the whole run: no other arch is started.
             self.close_machines()
@@ -443,7 +402,7 @@ class Run:
             where = f" during {running[0]}" if running else (
                 " during apply" if self.apply_stage.get("status") != "ok" else
                 " (not started)")
-            self.suites.append(infra_suite(name, what, f"{why}{where}"))
+            self.suites.append(testrun.infra_suite(name, what, f"{why}{where}"))
             for n in self.arch_stages():
                 st.stages.setdefault(n, {"status": "not run"})
 
@@ -490,26 +449,3 @@ def preflight(arches: list[Arch], target: targets.Target | None = None) -> None:
     for tool, pkg in needed:
         if not shutil.which(tool, path=path):
             raise MissingToolError(f"{tool} not found (apt-get install {pkg})")
-
-
-SEVERITY = [EXIT_PASS, EXIT_TEST_FAILED, EXIT_INFRA, EXIT_USAGE, EXIT_INTERRUPTED]
-
-
-def max_code(a: int, b: int) -> int:
-    """The more serious of two exit codes (interrupt > usage > infra > test failure)."""
-    return a if SEVERITY.index(a) >= SEVERITY.index(b) else b
-
-
-def bisect_code(code: int, error: OrchError | None = None, flaky: bool = False) -> int:
-    """Map an orch exit code to `git bisect run`'s convention."""
-    if flaky:
-        return BISECT_SKIP
-    if code == EXIT_PASS:
-        return BISECT_GOOD
-    if code == EXIT_TEST_FAILED:
-        return BISECT_BAD
-    if code == EXIT_INFRA:
-        return BISECT_SKIP
-    if code == EXIT_USAGE and isinstance(error, ConfigError):
-        return BISECT_SKIP
-    return BISECT_ABORT

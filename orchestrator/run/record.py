@@ -8,16 +8,19 @@ from __future__ import annotations
 import datetime as dt
 import platform
 import shlex
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from orchestrator import __version__
-from orchestrator.store import cache
-from orchestrator.results import record as results
-from orchestrator.testing import suite as testrun
+from orchestrator.base.files import write_json
+from orchestrator.base.paths import SELFTESTS
 from orchestrator.kernel import series as seriesmod
 from orchestrator.kernel import tree as treemod
-from orchestrator.base.paths import SELFTESTS
-from orchestrator.results.junit import write_json, write_junit
+from orchestrator.kernel.tree import EMBEDDED
+from orchestrator.results import record as results
+from orchestrator.results.junit import write_junit
+from orchestrator.store import cache
+from orchestrator.testing import suite as testrun
 
 if TYPE_CHECKING:
     from orchestrator.run.pipeline import ArchState, Run
@@ -27,7 +30,7 @@ FILENAME = results.FILENAME
 
 def reproduce(run: Run) -> str:
     """The `orch run` command line that redoes this run (from cli's option table)."""
-    from orchestrator.cli.main import command_line
+    from orchestrator.options import command_line
 
     over = {"tree": run.opts.tree or treemod.DEFAULT_TREE}
     if run.tree:
@@ -113,12 +116,12 @@ def cell(run: Run, st: ArchState) -> results.Cell:
     deployed = st.target_facts.get("deploy", "") != "none"
     return results.Cell(
         arch=st.arch.name,
-        tree=results.tree_name(tree_spec, str(run.tree.origin) if run.tree else None),
+        tree=tree_name(tree_spec, str(run.tree.origin) if run.tree else None),
         base_commit=run.base_commit,
         base_ref=run.opts.base or "",
-        series=results.series_name(run.opts.series, len(run.patches)),
+        series=series_name(run.opts.series, len(run.patches)),
         series_hash=results.patchset_hash([p["sha256"] for p in fp]),
-        profile=results.profile_name(run.opts.profiles, run.opts.configs),
+        profile=profile_name(run.opts.profiles, run.opts.configs),
         fragments=[str(c) for c in run.opts.configs],
         debug="debug" in run.opts.profiles,
         target_kind=target["kind"],
@@ -151,7 +154,7 @@ def record(run: Run) -> results.Record:
         rec.cells.append(c)
         for s in run.suites:
             if s.arch == name:
-                rec.tests += results.cases_from_suite(c.id, s, source_file(run, s),
+                rec.tests += testrun.record_cases(c.id, s, source_file(run, s),
                                                       logs_of(run, name, s))
     return rec
 
@@ -183,3 +186,30 @@ def write(run: Run) -> None:
     rec = record(run)
     results.write(run.out / FILENAME, rec)
     write_junit(run.junit_path, rec)
+
+
+# --- names for the record ----------------------------------------------------------------
+
+def tree_name(spec: str, origin: str | None) -> str:
+    """linux-6.1 for an embedded tree; a checkout's directory name; a tarball's stem."""
+    if spec in EMBEDDED or not origin:
+        return spec
+    name = Path(origin).name
+    for ext in (".tar.xz", ".tar.gz", ".tar.bz2", ".tgz", ".tar"):
+        if name.endswith(ext):
+            return name[: -len(ext)]
+    return name or spec
+
+
+def series_name(spec: str | None, npatches: int) -> str:
+    if not spec or spec == "none":
+        return "none" if not npatches else f"{npatches}-patches"
+    p = Path(spec)
+    if p.name == "series" and p.is_file():
+        p = p.parent
+    return p.stem if p.is_file() else p.name
+
+
+def profile_name(profiles: list[str], configs: list[str]) -> str:
+    parts = list(profiles) + [Path(c).name.removesuffix(".config") for c in configs]
+    return "+".join(parts) if parts else "default"

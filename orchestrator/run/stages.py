@@ -16,18 +16,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from orchestrator.kernel import build
-from orchestrator.store import cache
-from orchestrator.testing import faults
-from orchestrator.kernel import kconfig
-from orchestrator.targets import rootfs
-from orchestrator.testing import compile as selftests
-from orchestrator.testing import suite as testrun
-from orchestrator.targets import keys as keysmod
+from orchestrator.base.errors import EXIT_INFRA, EXIT_PASS, EXIT_TEST_FAILED, InfraError, UsageError
+from orchestrator.kernel import build, kconfig
 from orchestrator.kernel import series as seriesmod
 from orchestrator.kernel import tree as treemod
-from orchestrator.base.errors import EXIT_INFRA, EXIT_PASS, EXIT_TEST_FAILED, InfraError, UsageError
+from orchestrator.store import cache
+from orchestrator.targets import keys as keysmod
+from orchestrator.targets import rootfs
 from orchestrator.targets.base import UpRequest
+from orchestrator.testing import compile as selftests
+from orchestrator.testing import faults
+from orchestrator.testing import suite as testrun
 
 if TYPE_CHECKING:
     from orchestrator.run.pipeline import ArchState, Run

@@ -53,12 +53,6 @@ def locked(path: Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 # --- what a running orch uses: `orch gc` never removes it ---------------------------------
 
 USED = "last-used"  # marker file in a store entry: its mtime is the entry's last use

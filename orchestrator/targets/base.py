@@ -19,14 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Protocol
 
+from orchestrator.base.errors import BootError, InfraError, OrchError, SSHError, UsageError
+from orchestrator.base.opt import RUN, Opt, abs_path
+from orchestrator.base.runner import Runner
 from orchestrator.kernel import arch as archmod
-from orchestrator.targets import keys as keysmod
-from orchestrator.targets import qemu
 from orchestrator.kernel.arch import Arch
 from orchestrator.kernel.build import Kernel
-from orchestrator.base.errors import BootError, InfraError, OrchError, SSHError, UsageError
+from orchestrator.targets import keys as keysmod
+from orchestrator.targets import qemu
 from orchestrator.targets.rootfs import TESTS_DIR
-from orchestrator.base.runner import Runner
 from orchestrator.targets.ssh import Address, GuestSSH, RemoteSSH, Session, parse_address
 
 
@@ -163,6 +164,23 @@ class QemuTarget:
 # --- a machine over SSH ------------------------------------------------------------------
 
 DEPLOY_MODES = ("kexec", "reboot-cmd", "none")
+
+# The ssh target's own options: declared here once; orchestrator.options takes them in.
+OPTIONS: list[Opt] = [
+    Opt(("--known-hosts",), "known_hosts", "--target ssh: the known_hosts file to check the "
+        "machine's host key against (default: ~/.ssh/known_hosts); an unknown key is never "
+        "accepted", type=Path, fmt=abs_path, example=Path("/tmp/known_hosts")),
+    Opt(("--no-deploy",), "no_deploy", "--target ssh: test the kernel already running "
+        "there (a distro or vendor kernel)", kind="flag", default=False, example=True),
+    Opt(("--reboot-cmd",), "reboot_cmd", "--target ssh: instead of kexec, run this command "
+        "here to install the kernel ($ORCH_KERNEL) and reboot the machine", metavar="CMD",
+        example="lab-deploy board"),
+    Opt(("--target-initrd",), "target_initrd", "--target ssh: an initrd on the machine for "
+        "the kexec'd kernel (default: none)", metavar="PATH", example="/boot/initrd.img"),
+    Opt(("--reboot-after",), "reboot_after", "--target ssh: reboot the machine when done "
+        "(back to its own kernel); default: leave it running the tested kernel", kind="flag",
+        default=False, commands=(RUN,), example=True),
+]
 
 
 @dataclass

@@ -14,9 +14,10 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from orchestrator.store import cache
+from orchestrator.base import files
 from orchestrator.base.errors import InfraError, MissingToolError
 from orchestrator.base.runner import Runner
+from orchestrator.store import cache
 
 
 @dataclass
@@ -59,10 +60,8 @@ def ensure(runner: Runner, directory: Path | None = None) -> Keys:
             conv = shutil.which("dropbearconvert")
             if not conv:
                 raise MissingToolError("dropbearconvert not found (apt-get install dropbear-bin)")
-            tmp = host_db.with_suffix(".tmp")
-            tmp.unlink(missing_ok=True)
-            runner.check([conv, "openssh", "dropbear", str(host), str(tmp)], InfraError,
-                         "dropbearconvert", always=True)
-            os.replace(tmp, host_db)
+            with files.atomic(host_db) as tmp:
+                runner.check([conv, "openssh", "dropbear", str(host), str(tmp)], InfraError,
+                             "dropbearconvert", always=True)
     return Keys(client, client.with_suffix(".pub").read_text().strip(), host_db,
                 host.with_suffix(".pub").read_text().strip())

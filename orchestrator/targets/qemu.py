@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from orchestrator.store import cache
-from orchestrator.kernel.arch import Arch, is_native
 from orchestrator.base.errors import BootError, MissingToolError
 from orchestrator.base.runner import kill_group, quote
+from orchestrator.kernel.arch import Arch, is_native
+from orchestrator.store import cache
 
 PANIC_RE = re.compile(
     r"(Kernel panic - not syncing|Oops[:\s]|BUG: |Unable to handle kernel|"

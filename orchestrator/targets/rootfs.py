@@ -14,11 +14,11 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from orchestrator.store import cache
-from orchestrator.kernel.arch import Arch, is_native
 from orchestrator.base.errors import InfraError, MissingToolError
-from orchestrator.targets.keys import Keys
 from orchestrator.base.runner import Runner
+from orchestrator.kernel.arch import Arch, is_native
+from orchestrator.store import cache
+from orchestrator.targets.keys import Keys
 
 PACKAGES = ["busybox-static", "dropbear-bin", "libc6", "libcrypt1", "libtomcrypt1",
             "libtommath1", "libgmp10", "zlib1g"]
@@ -226,15 +226,12 @@ def build_initramfs(arch: Arch, keys: Keys, tests: list[Path], runner: Runner,
         names = sorted(str(p.relative_to(stage)) for p in stage.rglob("*"))
         if not shutil.which("cpio"):
             raise MissingToolError("cpio not found (apt-get install cpio)")
-        tmp = stage.with_suffix(".cpio.tmp")
-        with open(tmp, "wb") as f:
+        with files.atomic(out) as tmp, open(tmp, "wb") as f:
             proc = subprocess.run(["cpio", "-o", "-H", "newc", "-R", "0:0", "--reproducible",
                                    "--quiet"], input="\n".join(names).encode(), cwd=stage,
                                   stdout=f, stderr=subprocess.PIPE)
-        if proc.returncode != 0:
-            tmp.unlink(missing_ok=True)
-            raise InfraError(f"cpio failed: {proc.stderr.decode().strip()}")
-        os.replace(tmp, out)
+            if proc.returncode != 0:
+                raise InfraError(f"cpio failed: {proc.stderr.decode().strip()}")
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     return out

@@ -8,10 +8,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from orchestrator.store import cache
-from orchestrator.kernel.arch import Arch
 from orchestrator.base.errors import BuildError, MissingToolError, UsageError
 from orchestrator.base.runner import Runner
+from orchestrator.kernel.arch import Arch
+from orchestrator.store import cache
 
 CFLAGS = ["-static", "-O2", "-g0", "-Wall", "-Wextra", "-pthread"]
 

@@ -12,9 +12,10 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orchestrator.testing import ktap
+from orchestrator.results.record import TestCase, cap
 from orchestrator.targets.rootfs import TESTS_DIR
 from orchestrator.targets.ssh import Session
+from orchestrator.testing import ktap
 
 DMESG_PROBLEM_RE = re.compile(
     r"(WARNING:|BUG:|Oops|KASAN|UBSAN|general protection fault|Unable to handle kernel|"
@@ -133,3 +134,39 @@ def run_binary(ssh: Session, arch: str, name: str, timeout: float, outdir: Path,
     (outdir / f"{name}.ktap").write_text(suite.output)
     (outdir / f"{name}.dmesg").write_text(suite.dmesg)
     return suite
+
+
+def infra_suite(arch: str, stage: str, message: str, detail: str = "") -> Suite:
+    """A stage that failed before tests could run still shows up in JUnit, as an error."""
+    s = Suite(arch, f"orch-{stage}")
+    s.cases.append(ktap.TestResult(stage, "error", message=message,
+                              diagnostics=detail.splitlines(), kind="stage"))
+    return s
+
+
+def record_cases(cell: str, suite: Suite, file: str, logs: dict[str, str]) -> list[TestCase]:
+    """A test binary's results (a Suite) as record testcases.
+
+    A KTAP test's duration is its own `# time=` line (selftests/ktap.h prints one). When
+    a binary prints none, its wall time is split evenly over its KTAP tests and labelled
+    duration_source "binary-split"; orch's checks that stand for the whole binary
+    (timeout, ssh, exit_status, no_ktap) get the binary's time, "orch".
+    """
+    ktap_cases = [t for t in suite.cases if t.kind == "ktap"]
+    timed = any(t.duration is not None for t in ktap_cases)
+    split = suite.duration / len(ktap_cases) if ktap_cases and not timed else None
+    out = []
+    for t in suite.cases:
+        if t.duration is not None:
+            duration, source = round(t.duration, 6), "ktap"
+        elif t.kind == "ktap" and split is not None:
+            duration, source = round(split, 6), "binary-split"
+        elif t.kind in ("timeout", "ssh", "exit_status", "no_ktap", "crash", "qemu"):
+            duration, source = round(suite.duration, 3), "orch"
+        else:
+            duration, source = 0.0, ""
+        out.append(TestCase(cell=cell, binary=suite.binary, name=t.name, status=t.status,
+                            kind=t.kind, message=t.message, duration=duration,
+                            duration_source=source, file=file, logs=dict(logs),
+                            output=cap("\n".join(t.diagnostics))))
+    return out

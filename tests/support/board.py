@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from orchestrator.base.runner import Runner
+from orchestrator.kernel.arch import Arch
 from orchestrator.targets import keys as keysmod
 from orchestrator.targets import qemu, rootfs
-from orchestrator.kernel.arch import Arch
-from orchestrator.base.runner import Runner
 
 # kexec-tools and its library closure (Debian 12 builds it with Xen support), with the
 # guest's own userland.

@@ -1,0 +1,24 @@
+"""`orch merge DIR... -o OUT`: many runs into one record (orchestrator.results.merge)."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from pathlib import Path
+
+NAME = "merge"
+HELP = "combine runs (CI artifacts) into one results.json, junit.xml and summary.md"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("dirs", nargs="+", type=Path, metavar="DIR",
+                   help="orch output directories, or directories holding them")
+    p.add_argument("--output", "-o", type=Path, required=True, help="output directory")
+    p.add_argument("--kcidb", type=Path, metavar="FILE",
+                   help="also write the runs as a KCIDB document (JSON)")
+
+
+def main(args: argparse.Namespace, argv: list[str]) -> int:
+    from orchestrator.results import merge
+
+    return merge.run(args.dirs, args.output, shlex.join(["orch", *argv]), args.kcidb)

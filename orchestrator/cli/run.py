@@ -1,0 +1,39 @@
+"""`orch run`: apply, configure, build, boot, test and report one cell per arch (or the
+plan cell named by --plan/--cell)."""
+
+from __future__ import annotations
+
+import argparse
+
+from orchestrator.base.errors import bisect_code
+from orchestrator.base.opt import RUN
+from orchestrator.cli.common import add_run_options
+from orchestrator.options import options_from
+
+NAME = RUN
+HELP = "apply, build, boot, test, report"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_run_options(p, RUN)
+
+
+def main(args: argparse.Namespace, argv: list[str]) -> int:
+    from orchestrator.run.pipeline import Run
+
+    if args.plan or args.cell:
+        from orchestrator.cli.main import parser
+        from orchestrator.plan.model import cell_command
+
+        args = parser().parse_args(cell_command(args))
+    run = Run(options_from(args, argv))
+    code = run.execute()
+    if args.steps_log:
+        from orchestrator.run.bisect import record_step
+
+        record_step(args.steps_log, run, code)
+    if args.bisect_exit:
+        errors = [st.error for st in run.states.values() if st.error]
+        return bisect_code(code, errors[0] if errors else None,
+                           flaky=any(st.flaky for st in run.states.values()))
+    return code
