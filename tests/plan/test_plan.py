@@ -11,7 +11,7 @@ from orchestrator.cli import main as cli
 from orchestrator.plan import model as planmod
 from orchestrator.plan.model import PlanError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DEFAULT = ROOT / "configs/plans/default.yaml"
 DEFAULT_CELLS = ["x86_64-6.1-uffd-move", "x86_64-6.12", "arm64-6.1-uffd-move", "arm64-6.12",
                  "x86_64-6.1-uffd-move-debug"]

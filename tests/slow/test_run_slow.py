@@ -21,7 +21,7 @@ from junitparser import JUnitXml
 pytestmark = pytest.mark.slow
 
 ORCH = [sys.executable, "-m", "orchestrator"]
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXPECTED_BINARIES = sorted(p.stem for p in (ROOT / "selftests").glob("*.c"))
 
 

@@ -17,7 +17,7 @@ from orchestrator.store.cache import cache_root
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CELLS = ["x86_64-6.1-uffd-move", "x86_64-6.12"]
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import git
+from tests.conftest import git
 
 ORCH = [sys.executable, "-m", "orchestrator"]
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import git
+from tests.conftest import git
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ORCH = [sys.executable, "-m", "orchestrator"]
 DEMO = ROOT / "tests" / "data" / "bisect"
 PGOFF = sorted((ROOT / "patches" / "anon-pgoff-zero").glob("0*.patch"))

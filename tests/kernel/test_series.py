@@ -6,7 +6,7 @@ from orchestrator.base.errors import ApplyError, UsageError
 from orchestrator.base.runner import Runner
 from orchestrator.kernel import series, tree
 
-from .conftest import git, make_patch
+from tests.conftest import git, make_patch
 
 
 def _edit_line(n, new):

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TOOLS = Path(os.environ.get("ORCH_CI_TOOLS") or Path.home() / ".cache/orch-ci-tools")
 BIN = TOOLS / "node_modules/.bin"
 

@@ -27,7 +27,7 @@ from orchestrator.store import cache
 pytestmark = pytest.mark.slow
 
 ORCH = [sys.executable, "-m", "orchestrator"]
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 X86 = ["--arch", "x86_64"]
 
 # Test binaries: KTAP start, a line on the console (via /dev/kmsg) the test waits for,
