@@ -85,27 +85,6 @@ def default_output() -> Path:
     raise UsageError(f"orch-out/{stamp}: cannot make a fresh output directory")
 
 
-def make_target(opts: Options) -> targets.Target:
-    if opts.no_deploy and opts.reboot_cmd:
-        raise UsageError("--no-deploy and --reboot-cmd: choose one")
-    deploy = "none" if opts.no_deploy else "reboot-cmd" if opts.reboot_cmd else "kexec"
-    t = targets.select(opts.target, accel=opts.accel, memory=opts.memory, smp=opts.smp,
-                       append=opts.append, boot_timeout=opts.boot_timeout,
-                       ssh_timeout=opts.ssh_timeout, known_hosts=opts.known_hosts,
-                       deploy=deploy, reboot_cmd=opts.reboot_cmd,
-                       target_initrd=opts.target_initrd, reboot_after=opts.reboot_after)
-    ssh_only = [n for n, v in (("--known-hosts", opts.known_hosts),
-                               ("--no-deploy", opts.no_deploy),
-                               ("--reboot-cmd", opts.reboot_cmd),
-                               ("--target-initrd", opts.target_initrd),
-                               ("--reboot-after", opts.reboot_after)) if v]
-    if t.kind == "qemu" and ssh_only:
-        raise UsageError(f"{ssh_only[0]} is for --target ssh://...")
-    if t.remote and len(opts.arches) != 1:
-        raise UsageError(f"--target {opts.target}: one machine is one arch; give one --arch")
-    return t
-
-
 class Run:
     def __init__(self, opts: Options):
         self.opts = opts
@@ -129,7 +108,7 @@ class Run:
         self.versions: dict[str, dict[str, str]] = {"qemu": {}, "gcc": {}}
         self.fragments: dict[str, list[Path]] = {}
         # Validate cheap things now: bad input fails before anything slow starts.
-        self.target = make_target(opts)
+        self.target = targets.make(opts)
         self.stages: list[Stage] = [s for s in STAGES if s.wanted(self)]
         self.given = {s.gives for s in self.stages if s.gives}
         self.patches = opts.patches if opts.patches is not None else seriesmod.load(opts.series)

@@ -2,5 +2,6 @@
 guest's root filesystem and keys."""
 
 from orchestrator.targets.base import OPTIONS as TARGET_OPTIONS
+from orchestrator.targets.base import make
 
-__all__ = ["TARGET_OPTIONS"]
+__all__ = ["TARGET_OPTIONS", "make"]

@@ -448,3 +448,24 @@ QEMU_OPTS = {"accel", "memory", "smp", "append", "boot_timeout", "ssh_timeout"}
 SSH_OPTS = {"known_hosts", "deploy", "reboot_cmd", "target_initrd", "append", "boot_timeout",
             "ssh_timeout", "reboot_after"}
 
+
+def make(opts) -> Target:
+    """The target a run's options (orchestrator.options.Options) ask for, validated."""
+    if opts.no_deploy and opts.reboot_cmd:
+        raise UsageError("--no-deploy and --reboot-cmd: choose one")
+    deploy = "none" if opts.no_deploy else "reboot-cmd" if opts.reboot_cmd else "kexec"
+    t = select(opts.target, accel=opts.accel, memory=opts.memory, smp=opts.smp,
+                       append=opts.append, boot_timeout=opts.boot_timeout,
+                       ssh_timeout=opts.ssh_timeout, known_hosts=opts.known_hosts,
+                       deploy=deploy, reboot_cmd=opts.reboot_cmd,
+                       target_initrd=opts.target_initrd, reboot_after=opts.reboot_after)
+    ssh_only = [n for n, v in (("--known-hosts", opts.known_hosts),
+                               ("--no-deploy", opts.no_deploy),
+                               ("--reboot-cmd", opts.reboot_cmd),
+                               ("--target-initrd", opts.target_initrd),
+                               ("--reboot-after", opts.reboot_after)) if v]
+    if t.kind == "qemu" and ssh_only:
+        raise UsageError(f"{ssh_only[0]} is for --target ssh://...")
+    if t.remote and len(opts.arches) != 1:
+        raise UsageError(f"--target {opts.target}: one machine is one arch; give one --arch")
+    return t

@@ -5,7 +5,6 @@ import pytest
 from orchestrator.base.errors import ApplyError, UsageError
 from orchestrator.base.runner import Runner
 from orchestrator.kernel import series, tree
-
 from tests.conftest import git, make_patch
 
 

@@ -10,7 +10,7 @@ from orchestrator import options
 from orchestrator.base.errors import ApplyError, BuildError
 from orchestrator.kernel import arch
 from orchestrator.kernel import tree as treemod
-from orchestrator.run import pipeline, stages
+from orchestrator.run import stages
 from orchestrator.run.pipeline import Options, Run
 from orchestrator.run.stages import Stage
 from orchestrator.testing import ktap
@@ -144,8 +144,8 @@ def test_usage_errors_for_target_options(make_run):
     from orchestrator.base.errors import UsageError
 
     with pytest.raises(UsageError, match="--no-deploy is for --target ssh"):
-        pipeline.make_target(options.make(no_deploy=True))
+        targets.make(options.make(no_deploy=True))
     with pytest.raises(UsageError, match="one --arch"):
-        pipeline.make_target(Options(target="ssh://b", arches=[arch.X86_64, arch.ARM64]))
+        targets.make(Options(target="ssh://b", arches=[arch.X86_64, arch.ARM64]))
     with pytest.raises(UsageError, match="choose one"):
-        pipeline.make_target(options.make(target="ssh://b", no_deploy=True, reboot_cmd="x"))
+        targets.make(options.make(target="ssh://b", no_deploy=True, reboot_cmd="x"))
