@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import options
+from orchestrator import options, targets
 from orchestrator.base.errors import ApplyError, BuildError
 from orchestrator.kernel import arch
 from orchestrator.kernel import tree as treemod
