@@ -89,7 +89,8 @@ def test_gitlab_templates_cache_and_artifacts():
                                    ".orch-cache/selftests/", ".orch-cache/sysroot/"}
     assert not any("work" in p or "trees" in p for p in cache["paths"]), \
         "the imported tree (1.8 GB) must not travel"
-    assert 'export ORCH_CACHE="${ORCH_CACHE:-$PWD/.orch-cache}"' in jobs[".orch-job"]["before_script"]
+    assert 'export ORCH_CACHE="${ORCH_CACHE:-$PWD/.orch-cache}"' in \
+        jobs[".orch-job"]["before_script"]
     art = cell["artifacts"]
     assert art["name"] == "orch-$ORCH_CELL" and art["when"] == "always"
     assert art["paths"] == ["out/$ORCH_CELL/"]
