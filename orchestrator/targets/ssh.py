@@ -305,3 +305,20 @@ class RemoteSSH(Session):
                 except (OSError, paramiko.SSHException) as exc:
                     raise UsageError(f"known hosts file {f}: {exc}") from None
         return conn
+
+
+# --- commands over a session, shared by the ssh target and its deploy modes ---------------
+
+def out(sess: Session, command: str, what: str | None = None) -> str:
+    """`command`'s stdout, stripped; a failure is an SSHError naming `what` (or it)."""
+    res = sess.run(command, timeout=60)
+    if res.exit_code != 0:
+        raise SSHError(f"{what or command} failed on {sess.where}: "
+                       f"{(res.stderr or res.stdout).strip()[:200] or res.exit_code}")
+    return res.stdout.strip()
+
+
+def detached(command: str) -> str:
+    """Run after this SSH session has gone (kexec -e and reboot take the session down)."""
+    return (f"setsid sh -c {shlex.quote('sleep 1; ' + command)} "
+            f"</dev/null >/dev/null 2>&1 &")

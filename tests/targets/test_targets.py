@@ -6,10 +6,9 @@ from pathlib import Path
 import pytest
 
 from orchestrator.base.errors import EXIT_INFRA, EXIT_USAGE, InfraError, UsageError
-from orchestrator.base.runner import Runner
-from orchestrator.kernel import arch, build
 from orchestrator.targets import base as targets
 from orchestrator.targets.ssh import Address, CmdResult, parse_address
+from tests.targets.conftest import up_request
 
 
 def test_select_by_name():
@@ -77,15 +76,8 @@ class FakeSession:
         pass
 
 
-def _req(tmp_path, a=arch.X86_64):
-    store = tmp_path / "k"
-    store.mkdir(exist_ok=True)
-    (store / "bzImage").write_bytes(b"k" * 1000)
-    (store / "kernel.json").write_text('{"release": "6.1.99"}')
-    t = tmp_path / "uffd_move"
-    t.write_bytes(b"x")
-    return targets.UpRequest(a, build.Kernel(a, "abc123", store), None, [t],
-                             tmp_path / "console.log", Runner(), progress=lambda m: None)
+def _req(tmp_path):
+    return up_request(tmp_path)
 
 
 def test_preflight_wrong_arch_is_infra(tmp_path):
@@ -120,7 +112,7 @@ def test_kexec_load_keeps_cmdline_appends_and_cleans_up(tmp_path):
     s = FakeSession([("command -v kexec", "/sbin/kexec"),
                      ("cat /proc/cmdline", "BOOT_IMAGE=/vmlinuz console=ttyS0 root=/dev/sda"),
                      ("mktemp -d", "/tmp/orch.X")])
-    t.kexec_load(s, _req(tmp_path))
+    t.deploy.load(t, s, _req(tmp_path))
     load = next(c for c in s.ran if "kexec -l" in c)
     assert "kexec -l /tmp/orch.X/bzImage --initrd=/boot/initrd.cpio" in load
     assert "--command-line='console=ttyS0 root=/dev/sda quiet'" in load
@@ -133,7 +125,7 @@ def test_kexec_refused_is_infra_and_cleans_up(tmp_path):
     s = FakeSession([("command -v kexec", "/sbin/kexec"), ("mktemp -d", "/tmp/orch.Y"),
                      ("kexec -l", CmdResult(255, "", "Cannot load /tmp/orch.Y/bzImage", 0.0))])
     with pytest.raises(InfraError, match="kexec refused the kernel: Cannot load") as e:
-        t.kexec_load(s, _req(tmp_path))
+        t.deploy.load(t, s, _req(tmp_path))
     assert e.value.exit_code == EXIT_INFRA
     assert s.ran[-1] == "rm -rf /tmp/orch.Y"
     assert not any("kexec -e" in c for c in s.ran)  # the running kernel is left alone
@@ -144,7 +136,7 @@ def test_missing_target_initrd_is_usage(tmp_path):
     s = FakeSession([("command -v kexec", "/sbin/kexec"),
                      ("test -r", CmdResult(1, "", "", 0.0))])
     with pytest.raises(UsageError, match="--target-initrd /nope: not found on h"):
-        t.kexec_load(s, _req(tmp_path))
+        t.deploy.load(t, s, _req(tmp_path))
 
 
 def test_ssh_dry_run_names_the_deploy(tmp_path):

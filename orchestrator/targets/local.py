@@ -1,0 +1,117 @@
+"""The default target (`--target qemu`): a QEMU guest orch boots on this host, with orch's
+initramfs, reached over SSH on a forwarded local port. KVM when a probe shows it boots a
+kernel, else TCG."""
+
+from __future__ import annotations
+
+import shlex
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from orchestrator.base.errors import BootError, OrchError
+from orchestrator.base.runner import Runner
+from orchestrator.kernel import arch as archmod
+from orchestrator.kernel.arch import Arch
+from orchestrator.targets import keys as keysmod
+from orchestrator.targets import qemu
+from orchestrator.targets.protocol import Machine, Settings, UpRequest, setting
+from orchestrator.targets.rootfs import TESTS_DIR
+from orchestrator.targets.ssh import GuestSSH
+
+
+@dataclass
+class QemuTarget(Settings):
+    """A QEMU guest orch boots, with orch's initramfs, SSH on a forwarded local port."""
+
+    accel: str = setting("auto")  # auto | kvm | tcg
+    memory: str = setting("1G")
+    smp: int = setting(2)
+    append: str = setting("")
+    boot_timeout: float = setting(180.0)
+    ssh_timeout: float = setting(60.0)
+    kind = "qemu"
+    wants_initramfs = True
+    remote = False
+    SPEC = "qemu"
+    SHORT = "qemu"
+
+    @classmethod
+    def matches(cls, spec: str | None) -> bool:
+        return spec in (None, "", "qemu")
+
+    @classmethod
+    def build(cls, spec: str | None, values: Mapping[str, Any]) -> QemuTarget:
+        return cls(**cls.common(values))
+
+    def check(self, arch: Arch, runner: Runner) -> None:
+        pass
+
+    def cell(self) -> dict[str, str]:
+        return {"kind": "qemu"}
+
+    def properties(self) -> dict[str, str]:
+        return {"target": "qemu"}
+
+    def choose_accel(self, req: UpRequest) -> tuple[str, str]:
+        a = req.arch
+        if self.accel == "tcg" or not archmod.is_native(a):
+            return "tcg", ("requested" if self.accel == "tcg"
+                           else f"{a.name} guest on {archmod.host_arch()} host")
+        assert req.kernel is not None
+        ok, why = qemu.kvm_probe(a, req.kernel.image)
+        if ok:
+            return "kvm", why
+        if self.accel == "kvm":
+            raise BootError(f"--accel kvm requested but KVM does not work here: {why}")
+        req.progress(f"[{a.name}] KVM not usable ({why}); falling back to TCG (slower)")
+        return "tcg", why
+
+    def dry_run(self, req: UpRequest) -> list[str]:
+        spec = qemu.BootSpec(Path("IMAGE"), Path("INITRD"), 10022, "tcg", self.memory,
+                             self.smp, self.append)
+        return ["+ " + shlex.join(qemu.qemu_argv(req.arch, spec))]
+
+    @contextmanager
+    def up(self, req: UpRequest) -> Iterator[Machine]:
+        a = req.arch
+        assert req.kernel is not None and req.initrd is not None
+        accel, reason = self.choose_accel(req)
+        facts = req.facts
+        facts.update(accelerator=accel, accelerator_reason=reason,
+                     qemu_version=qemu.qemu_version(a))
+        keys = keysmod.ensure(req.runner)
+        for attempt in range(3):
+            with qemu.reserved_port() as port:
+                spec = qemu.BootSpec(req.kernel.image, req.initrd, port, accel, self.memory,
+                                     self.smp, self.append)
+                req.console.unlink(missing_ok=True)
+                with qemu.Guest(a, spec, req.console) as g:
+                    req.status(f"[{a.name}] booting ({accel})")
+                    try:
+                        facts["boot_to_ready"] = round(g.wait_ready(self.boot_timeout), 2)
+                    except qemu.PortClash:
+                        if attempt == 2:
+                            raise
+                        continue
+                    ssh = GuestSSH(port, keys)
+                    try:
+                        ssh.connect(self.ssh_timeout, alive=lambda: not g.exited.is_set())
+                    except OrchError:
+                        if g.panicked.is_set():
+                            raise BootError(f"kernel panic: {g.first_problem()}",
+                                            hint=g.excerpt()) from None
+                        raise
+                    facts["boot_to_ssh"] = round(time.monotonic() - g.started_at, 2)
+                    facts["port"] = port
+                    facts["release"] = g.marker.split()[-1] if g.marker else ""
+                    req.progress(f"[{a.name}] booted {facts['release']} under "
+                                 f"{accel.upper()}: init {facts['boot_to_ready']}s, "
+                                 f"SSH {facts['boot_to_ssh']}s")
+                    try:
+                        yield Machine(ssh, TESTS_DIR, facts, guest=g)
+                    finally:
+                        ssh.close()
+                    return
