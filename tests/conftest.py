@@ -1,10 +1,43 @@
+"""Fixtures for every test: a private orch cache, orch as a subprocess, fake kernel trees,
+and `golden` (whole-file comparison with a file under the test's folder's golden/, rewritten
+by `pytest --regen-golden`)."""
+
 import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from tests.support import orch as orchmod
+
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_addoption(parser):
+    parser.addoption("--regen-golden", action="store_true", default=False,
+                     help="rewrite the golden files (tests/*/golden/) from the current "
+                     "output instead of comparing with them; review the diff")
+
+
+@pytest.fixture
+def golden(request):
+    """`golden(name, text)`: assert that `text` is exactly the file golden/NAME beside the
+    test module; under --regen-golden, write the file instead."""
+    regen = request.config.getoption("--regen-golden")
+    where = request.path.parent / "golden"
+
+    def check(name: str, text: str) -> None:
+        path = where / name
+        if regen:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            return
+        assert path.is_file(), f"{path} is missing: run pytest --regen-golden"
+        want = path.read_text()
+        assert text == want, (f"{name} differs from {path} (if the change is meant, run "
+                              f"pytest --regen-golden and review the diff)")
+
+    return check
 
 
 @pytest.fixture
@@ -13,6 +46,15 @@ def isolated_cache(tmp_path, monkeypatch):
     d = tmp_path / "cache"
     monkeypatch.setenv("ORCH_CACHE", str(d))
     return d
+
+
+@pytest.fixture
+def orch(isolated_cache):
+    """Run orch as a subprocess (tests.support.orch.orch) with the private cache."""
+    def run(*args, env=None, **kw):
+        return orchmod.orch(*args, env={"ORCH_CACHE": str(isolated_cache), **(env or {})},
+                            **kw)
+    return run
 
 
 def git(cwd: Path, *args: str) -> str:

@@ -1,23 +1,17 @@
 """CLI tests against fakes: bad input gives one clear line and the documented exit code."""
 
 import json
-import os
+import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import git
+from tests.support.orch import orch, orch_popen
 
-ORCH = [sys.executable, "-m", "orchestrator"]
-
-
-def orch(*args, env=None, cwd=None):
-    e = dict(os.environ)
-    e.update(env or {})
-    return subprocess.run([*ORCH, *args], capture_output=True, text=True, env=e, cwd=cwd,
-                          timeout=120)
+# `orch --help` order; each is a module of orchestrator/cli.
+COMMANDS = ["run", "boot", "bisect", "plan", "merge", "compare", "gc", "doctor"]
 
 
 @pytest.fixture
@@ -111,17 +105,33 @@ def test_dry_run_prints_commands(cache_env, fake_kernel_repo, tmp_path):
 
 
 def test_help_lists_commands():
-    r = subprocess.run([*ORCH, "--help"], capture_output=True, text=True)
-    assert r.returncode == 0
-    for cmd in ("run", "boot", "doctor"):
-        assert cmd in r.stdout
+    """Every command is an entry of its own in `orch --help` (a word of another command's
+    help, or of the epilog, does not count), and each answers its own --help."""
+    r = orch("--help")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    # the description says what orch is for, not what the cli module does
+    assert lines[lines.index("") + 1].startswith("orch: prototype kernel patches"), r.stdout
+    assert f"{{{','.join(COMMANDS)}}}" in r.stdout  # the usage line's choices, in order
+    start = lines.index("positional arguments:") + 2
+    entries = [m.group(1) for ln in lines[start:]
+               if (m := re.match(r"^    (\S+)\s{2,}\S", ln))]
+    assert entries == COMMANDS, r.stdout
+    for cmd in COMMANDS:
+        sub = orch(cmd, "--help")
+        assert sub.returncode == 0, (cmd, sub.stderr)
+        assert sub.stdout.startswith(f"usage: orch {cmd} "), (cmd, sub.stdout[:200])
 
 
 def test_user_checkout_untouched_by_dry_run(cache_env, fake_kernel_repo, tmp_path):
     before = git(fake_kernel_repo, "status", "--porcelain", "--ignored")
     head = git(fake_kernel_repo, "rev-parse", "HEAD")
-    orch("run", "--tree", str(fake_kernel_repo), "--dry-run", "-o", str(tmp_path / "o"),
-         env=cache_env)
+    r = orch("run", "--tree", str(fake_kernel_repo), "--dry-run", "-o", str(tmp_path / "o"),
+             env=cache_env)
+    # The dry run went through (an orch that dies early leaves the checkout alone too) ...
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "tinyconfig" in r.stderr and "qemu-system-x86_64" in r.stderr, r.stderr[-2000:]
+    # ... and left the user's checkout as it was.
     assert git(fake_kernel_repo, "status", "--porcelain", "--ignored") == before
     assert git(fake_kernel_repo, "rev-parse", "HEAD") == head
     assert not (Path(fake_kernel_repo) / ".git" / "worktrees").exists()
@@ -152,9 +162,9 @@ def test_sigterm_stops_every_arch(cache_env, fake_kernel_repo, tmp_path):
     from junitparser import JUnitXml
 
     out = tmp_path / "o"
-    p = subprocess.Popen([*ORCH, "run", "--tree", str(fake_kernel_repo), "--arch",
-                          "x86_64,arm64", "-o", str(out)], stderr=subprocess.PIPE, text=True,
-                         env={**os.environ, **cache_env, "ORCH_TEST_HOLD": "config"})
+    p = orch_popen("run", "--tree", str(fake_kernel_repo), "--arch", "x86_64,arm64", "-o",
+                   str(out), stderr=subprocess.PIPE, text=True,
+                   env={**cache_env, "ORCH_TEST_HOLD": "config"})
     _wait_for_stage(out / "metadata.json", "x86_64", "config")
     p.send_signal(signal.SIGTERM)
     _, err = p.communicate(timeout=30)

@@ -2,8 +2,6 @@
 every option of the user's command line, and nonsense values are usage errors (exit 2)
 that name the option."""
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -12,8 +10,7 @@ import pytest
 from orchestrator import options
 from orchestrator.cli import main as cli
 from orchestrator.run.bisect import STEP_OWN, step_command
-
-ORCH = [sys.executable, "-m", "orchestrator"]
+from tests.support.orch import orch
 
 # The bisection's own options (not passed to a step) and those a step sets itself.
 BISECTION_ONLY = {"--good", "--bad", "--output", "--base", "--series"}
@@ -132,9 +129,8 @@ def test_relative_paths_are_written_absolute(tmp_path, monkeypatch):
     (["--accel", "hvf"], "--accel"),
 ])
 def test_nonsense_values_are_usage_errors_naming_the_option(args, flag, tmp_path):
-    env = dict(os.environ, ORCH_CACHE=str(tmp_path / "cache"))
-    r = subprocess.run([*ORCH, "run", *args, "-o", str(tmp_path / "o")], capture_output=True,
-                       text=True, env=env, timeout=60)
+    r = orch("run", *args, "-o", str(tmp_path / "o"),
+             env={"ORCH_CACHE": str(tmp_path / "cache")}, timeout=60)
     assert r.returncode == 2, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"orch: usage: {flag}: "), lines
@@ -142,16 +138,13 @@ def test_nonsense_values_are_usage_errors_naming_the_option(args, flag, tmp_path
 
 
 def test_smp_beyond_the_machine_of_the_arch(tmp_path):
-    env = dict(os.environ, ORCH_CACHE=str(tmp_path / "cache"))
-    r = subprocess.run([*ORCH, "run", "--arch", "arm64", "--smp", "9", "--dry-run", "-o",
-                        str(tmp_path / "o")], capture_output=True, text=True, env=env,
-                       timeout=60)
+    r = orch("run", "--arch", "arm64", "--smp", "9", "--dry-run", "-o", str(tmp_path / "o"),
+             env={"ORCH_CACHE": str(tmp_path / "cache")}, timeout=60)
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [
         "orch: usage: --smp 9: QEMU's virt machine (arm64) takes at most 8 CPUs"]
 
 
 def test_usage_error_under_bisect_exit_aborts(tmp_path):
-    r = subprocess.run([*ORCH, "run", "--bisect-exit", "--memory", "lots"], capture_output=True,
-                       text=True, env=dict(os.environ, ORCH_CACHE=str(tmp_path / "c")))
+    r = orch("run", "--bisect-exit", "--memory", "lots", env={"ORCH_CACHE": str(tmp_path / "c")})
     assert r.returncode == 128 and "orch: usage: --memory: " in r.stderr

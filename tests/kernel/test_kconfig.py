@@ -62,3 +62,19 @@ def test_fragments_for_arch_and_user_fragment(tmp_path):
 def test_shipped_fragments_parse():
     for f in sorted(Path(kconfig.CONFIGS).glob("*.config")):
         assert kconfig.parse_fragment(f), f
+
+
+def test_make_argv_cross_and_ccache():
+    argv = kconfig.make_argv(arch.ARM64, Path("/src"), Path("/b"), ["Image"], jobs=2,
+                             cc="ccache aarch64-linux-gnu-gcc")
+    assert argv[:5] == ["make", "-C", "/src", "O=/b", "ARCH=arm64"]
+    assert "CROSS_COMPILE=aarch64-linux-gnu-" in argv
+    assert "CC=ccache aarch64-linux-gnu-gcc" in argv
+    assert argv[-2:] == ["-j2", "Image"]
+
+
+def test_make_argv_native_has_no_cross_prefix():
+    if arch.host_arch() != "x86_64":
+        pytest.skip("native x86_64 host only")
+    argv = kconfig.make_argv(arch.X86_64, Path("/src"), Path("/b"), ["bzImage"])
+    assert not any(a.startswith("CROSS_COMPILE") for a in argv)

@@ -2,8 +2,6 @@
 
 import json
 import os
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -15,12 +13,7 @@ from orchestrator.results.record import Cell, Record
 from orchestrator.testing import ktap
 from orchestrator.testing import suite as suitemod
 from orchestrator.testing.suite import Suite
-
-ORCH = [sys.executable, "-m", "orchestrator"]
-
-
-def orch(*args, cwd=None):
-    return subprocess.run([*ORCH, *args], capture_output=True, text=True, timeout=60, cwd=cwd)
+from tests.support.orch import orch
 
 
 def ktap_text(outcomes: dict[str, str]) -> str:

@@ -3,17 +3,16 @@ regression; the VMA merge selftest is the test that finds it."""
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import git
+from tests.support.orch import orch as run_orch
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
-ORCH = [sys.executable, "-m", "orchestrator"]
 DEMO = ROOT / "tests" / "data" / "bisect"
 PGOFF = sorted((ROOT / "patches" / "anon-pgoff-zero").glob("0*.patch"))
 
@@ -33,7 +32,7 @@ def write_series(d: Path, patches: list[Path]) -> Path:
 
 
 def orch(*args):
-    return subprocess.run([*ORCH, *args], capture_output=True, text=True, timeout=3600)
+    return run_orch(*args, timeout=3600)
 
 
 def test_pgoff_zero_series_boots_and_merge_tests_fail(tmp_path):

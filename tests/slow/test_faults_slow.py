@@ -14,7 +14,6 @@ import shlex
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -23,10 +22,10 @@ import pytest
 from junitparser import Error, Failure, JUnitXml
 
 from orchestrator.store import cache
+from tests.support.orch import ORCH, orch
 
 pytestmark = pytest.mark.slow
 
-ORCH = [sys.executable, "-m", "orchestrator"]
 ROOT = Path(__file__).resolve().parents[2]
 X86 = ["--arch", "x86_64"]
 
@@ -191,7 +190,8 @@ def test_qemu_killed_during_a_test_is_infrastructure(tmp_path):
     st = selftests(tmp_path, "hold")
 
     def kill_qemu(o):
-        wait_until(lambda: console_has(o.out, "orch-fault: hold running"), 900, "the test")
+        wait_until(lambda o=o: console_has(o.out, "orch-fault: hold running"), 900,
+                       "the test")
         for pid in qemu_pids(o.marker):
             os.kill(pid, signal.SIGKILL)
 
@@ -263,8 +263,7 @@ def private_mount(mount: list[str], after: str = "") -> list[str]:
 def default_kernel(tmp_path_factory):
     """The default x86_64 kernel (a store hit when anyone built it before)."""
     out = tmp_path_factory.mktemp("ref") / "o"
-    r = subprocess.run([*ORCH, "run", *X86, "--test", "uffd_move_probe", "-o", str(out)],
-                       capture_output=True, text=True, timeout=3600)
+    r = orch("run", *X86, "--test", "uffd_move_probe", "-o", str(out), timeout=3600)
     assert r.returncode == 0, r.stderr[-3000:]
     return Path(meta(out)["arches"]["x86_64"]["kernel"]["store"])
 
@@ -342,11 +341,12 @@ def test_sigterm_in_each_stage_stops_the_whole_run(tmp_path, default_kernel, sta
         o = Orch(tmp_path, f"term-{stage}{'-bisect' if flags else ''}", *args, *flags,
                  env=env)
         if stage == "boot":
-            wait_until(lambda: console_has(o.out, "Linux version"), 900, "the boot")
+            wait_until(lambda o=o: console_has(o.out, "Linux version"), 900, "the boot")
         elif stage == "test":
-            wait_until(lambda: console_has(o.out, "orch-fault: hold running"), 900, "the test")
+            wait_until(lambda o=o: console_has(o.out, "orch-fault: hold running"), 900,
+                       "the test")
         else:
-            wait_until(lambda: stage_status(o.out, stage) == "running", 900, stage)
+            wait_until(lambda o=o: stage_status(o.out, stage) == "running", 900, stage)
         os.kill(o.proc.pid, signal.SIGTERM)
         rc, err = o.finish(timeout=120)
         codes.append(rc)

@@ -8,16 +8,16 @@ work; and the two guests get different SSH forwards.
 import datetime as dt
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from junitparser import JUnitXml
 
+from tests.support.orch import orch_popen
+
 pytestmark = pytest.mark.slow
 
-ORCH = [sys.executable, "-m", "orchestrator"]
 ROOT = Path(__file__).resolve().parents[2]
 EXPECTED_BINARIES = sorted(p.stem for p in (ROOT / "selftests").glob("*.c"))
 ARCHES = ("x86_64", "arm64")
@@ -37,9 +37,8 @@ def _overlap(a: tuple[float, float], b: tuple[float, float]) -> float:
 
 def test_two_runs_at_once(tmp_path):
     t0 = time.monotonic()
-    procs = {a: subprocess.Popen([*ORCH, "run", "--arch", a, "-o", str(tmp_path / a)],
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                 cwd=ROOT)
+    procs = {a: orch_popen("run", "--arch", a, "-o", str(tmp_path / a),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
              for a in ARCHES}
     errs = {a: p.communicate(timeout=2400)[1] for a, p in procs.items()}
     wall = time.monotonic() - t0

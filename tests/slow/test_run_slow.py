@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 import xml.etree.ElementTree as ET
@@ -18,15 +17,18 @@ from pathlib import Path
 import pytest
 from junitparser import JUnitXml
 
+from tests.support.doctor import acceleration, agrees_with_run
+from tests.support.orch import orch as run_orch
+from tests.support.orch import orch_popen
+
 pytestmark = pytest.mark.slow
 
-ORCH = [sys.executable, "-m", "orchestrator"]
 ROOT = Path(__file__).resolve().parents[2]
 EXPECTED_BINARIES = sorted(p.stem for p in (ROOT / "selftests").glob("*.c"))
 
 
 def orch(*args, timeout=2400):
-    return subprocess.run([*ORCH, *args], capture_output=True, text=True, timeout=timeout)
+    return run_orch(*args, timeout=timeout)
 
 
 def qemu_alive(marker: str) -> list[str]:
@@ -299,8 +301,8 @@ def test_hanging_test_is_killed_and_run_goes_on(full_run, tmp_path):
 def test_ctrl_c_mid_run(full_run, tmp_path):
     out = tmp_path / "o"
     marker = f"orch.test={uuid.uuid4().hex[:12]}"
-    p = subprocess.Popen([*ORCH, "run", "--arch", "x86_64", "-o", str(out), "--append", marker],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = orch_popen("run", "--arch", "x86_64", "-o", str(out), "--append", marker,
+                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     console = out / "x86_64" / "console.log"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
@@ -363,16 +365,25 @@ def test_boot_runs_one_command_over_ssh(full_run, tmp_path):
 
 @pytest.mark.skipif(os.environ.get("ORCH_SKIP_DOCTOR") == "1", reason="disabled")
 def test_doctor_reports_kvm_verdict(full_run):
+    """After a run built the x86_64 kernel, doctor probes KVM with it: its verdict is a
+    real one (not "not probed yet"), and the one the run acted on (kvm exactly when it says
+    KVM works). arm64 on this host is TCG."""
+    out, _ = full_run
     r = orch("doctor")
     assert r.returncode == 0, r.stdout
-    assert "x86_64:" in r.stdout and ("KVM works" in r.stdout or "TCG" in r.stdout)
+    accel = acceleration(r.stdout)
+    props = {p.name: p.value for p in junit_by_suite(out / "junit-both.xml")[
+        sid("x86_64", "uffd_move_probe")].properties()}
+    verdict, why = accel["x86_64"]
+    assert agrees_with_run(verdict, props["accelerator"]), (accel, props["accelerator"])
+    assert accel["arm64"][0] == "tcg", accel
 
 
 def test_sigkill_of_orch_takes_qemu_down(full_run, tmp_path):
     out = tmp_path / "o"
     marker = f"orch.test={uuid.uuid4().hex[:12]}"
-    p = subprocess.Popen([*ORCH, "run", "--arch", "x86_64", "-o", str(out), "--append", marker],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p = orch_popen("run", "--arch", "x86_64", "-o", str(out), "--append", marker,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and not qemu_alive(marker):
         time.sleep(0.05)

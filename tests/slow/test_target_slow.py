@@ -12,7 +12,6 @@ the board, 6.1 + patches/uffd-move for what gets deployed.
 import json
 import os
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +24,10 @@ from orchestrator.kernel import arch
 from orchestrator.store import cache
 from orchestrator.targets import qemu
 from tests.support import board
+from tests.support.orch import orch, orch_popen
 
 pytestmark = pytest.mark.slow
 
-ORCH = [sys.executable, "-m", "orchestrator"]
 ROOT = Path(__file__).resolve().parents[2]
 EXPECTED_BINARIES = sorted(p.stem for p in (ROOT / "selftests").glob("*.c"))
 
@@ -49,8 +48,7 @@ class Board:
 
     def orch(self, *args, timeout=2400):
         t0 = time.monotonic()
-        r = subprocess.run([*ORCH, *args], capture_output=True, text=True, timeout=timeout,
-                           env=self.env(), cwd=ROOT)
+        r = orch(*args, timeout=timeout, env=self.env(), inherit=False, cwd=ROOT)
         r.seconds = time.monotonic() - t0
         return r
 
@@ -71,9 +69,8 @@ def junit_by_binary(path: Path):
 def bare_kernel(tmp_path_factory):
     """The bare 6.1 x86_64 kernel (no series; CONFIG_KEXEC from configs/base.config)."""
     out = tmp_path_factory.mktemp("bare")
-    r = subprocess.run([*ORCH, "run", "--arch", "x86_64", "--series", "none",
-                        "--test", "uffd_move_probe", "-o", str(out)],
-                       capture_output=True, text=True, timeout=2400)
+    r = orch("run", "--arch", "x86_64", "--series", "none", "--test", "uffd_move_probe", "-o",
+             str(out), timeout=2400)
     assert r.returncode == 0, r.stderr[-3000:]
     meta = json.loads((out / "metadata.json").read_text())
     return Path(meta["arches"]["x86_64"]["kernel"]["store"]) / "bzImage"
@@ -155,9 +152,9 @@ def test_sigterm_during_a_test_leaves_nothing_on_the_board(board_guest, tmp_path
     st.mkdir()
     (st / "orch_hold.c").write_text(HOLD)
     out = tmp_path / "o"
-    proc = subprocess.Popen([*ORCH, "run", "--target", "ssh://board", "--no-deploy",
-                             "--selftests", str(st), "-o", str(out)], env=b.env(), cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = orch_popen("run", "--target", "ssh://board", "--no-deploy", "--selftests", str(st),
+                      "-o", str(out), env=b.env(), inherit=False, cwd=ROOT,
+                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 300
         while "orch_hold" not in b.ssh("ps -o args | grep [o]rch_hold || true"):
@@ -257,10 +254,9 @@ def test_wrong_arch_is_found_before_anything_slow(board_guest, tmp_path):
 
 def test_unreachable_host(tmp_path):
     with qemu.reserved_port() as port:  # nobody listens there
-        env = dict(os.environ, HOME=str(tmp_path), ORCH_CACHE=str(cache.cache_root()))
-        r = subprocess.run([*ORCH, "run", "--target", f"ssh://root@127.0.0.1:{port}",
-                            "--ssh-timeout", "3", "-o", str(tmp_path / "o")],
-                           capture_output=True, text=True, timeout=600, env=env)
+        r = orch("run", "--target", f"ssh://root@127.0.0.1:{port}", "--ssh-timeout", "3",
+                 "-o", str(tmp_path / "o"), timeout=600,
+                 env={"HOME": str(tmp_path), "ORCH_CACHE": str(cache.cache_root())})
     assert r.returncode == 3, r.stderr[-3000:]
     assert f"unreachable over SSH on 127.0.0.1:{port}" in r.stderr
     assert (tmp_path / "o" / "junit.xml").exists()
@@ -286,8 +282,8 @@ def test_arm64_board_kexec(tmp_path):
     """arm64 under TCG: an arm64 board (the default series' kernel, a store hit) deploys
     the same kernel again by kexec; a new boot id and the stamp prove it was reloaded."""
     out = tmp_path / "k"
-    r = subprocess.run([*ORCH, "run", "--arch", "arm64", "--test", "uffd_move_probe",
-                        "-o", str(out)], capture_output=True, text=True, timeout=2400)
+    r = orch("run", "--arch", "arm64", "--test", "uffd_move_probe", "-o", str(out),
+             timeout=2400)
     assert r.returncode == 0, r.stderr[-3000:]
     meta = json.loads((out / "metadata.json").read_text())
     image = Path(meta["arches"]["arm64"]["kernel"]["store"]) / "Image"

@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 
 from orchestrator.store import cache, gc
+from tests.support.orch import orch
 
-ORCH = [sys.executable, "-m", "orchestrator"]
 OLD = time.time() - 40 * 86400
 
 
@@ -83,8 +83,7 @@ def test_gc_prunes_what_is_stale_and_keeps_the_rest(isolated_cache, tmp_path,
 
 def test_gc_dry_run_removes_nothing(isolated_cache):
     k = _entry(isolated_cache, "kernels", "x86_64-old", used=OLD)
-    r = subprocess.run([*ORCH, "gc", "--dry-run"], capture_output=True, text=True,
-                       env=dict(os.environ, ORCH_CACHE=str(isolated_cache)))
+    r = orch("gc", "--dry-run", env={"ORCH_CACHE": str(isolated_cache)})
     assert r.returncode == 0, r.stderr
     assert f"would remove {k}" in r.stdout and k.exists()
 
@@ -93,8 +92,7 @@ def test_doctor_shows_cache_size_by_part(isolated_cache):
     _entry(isolated_cache, "kernels", "x86_64-a", used=time.time())
     (isolated_cache / "work" / "linux-6.1-x").mkdir(parents=True)
     (isolated_cache / "work" / "linux-6.1-x" / "f").write_bytes(b"y" * 100000)
-    r = subprocess.run([*ORCH, "doctor", "--arch", "x86_64"], capture_output=True, text=True,
-                       env=dict(os.environ, ORCH_CACHE=str(isolated_cache)))
+    r = orch("doctor", "--arch", "x86_64", env={"ORCH_CACHE": str(isolated_cache)})
     lines = r.stdout.splitlines()
     i = next(i for i, ln in enumerate(lines) if ln.startswith(f"cache: {isolated_cache}"))
     parts = {ln.split()[0]: ln.split()[1] for ln in lines[i + 1:] if ln.startswith("  ")

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 from orchestrator.targets import qemu
 from orchestrator.testing import faults
+from tests.support.fakes import FakeSession
 
 
 class FakeGuest(qemu.Guest):
@@ -89,22 +90,6 @@ def test_reclassify_qemu_killed_as_infrastructure():
         "QEMU was killed by SIGKILL during crash"]
 
 
-class FakeSession:
-    """The guest's SSH: the kmsg marker works, the test binary loses the connection."""
-
-    def __init__(self, on_test):
-        self.on_test = on_test
-
-    def run(self, command, timeout=None):
-        from orchestrator.targets.ssh import CmdResult
-
-        if "/dev/kmsg" in command:
-            return CmdResult(0, "", "", 0.01)
-        if "/opt/orch/selftests/" in command:
-            return self.on_test(command)
-        return CmdResult(0, "", "", 0.01)
-
-
 def _run_tests(tmp_path, isolated_cache, guest):
     from orchestrator.run import pipeline, stages
     from orchestrator.targets import base as targets
@@ -123,7 +108,9 @@ def _run_tests(tmp_path, isolated_cache, guest):
                              lost=True)
         raise AssertionError("the second binary must not run")
 
-    st.machine = targets.Machine(FakeSession(lose), "/opt/orch/selftests", guest=guest)
+    # the kmsg marker works, the first test binary loses the connection
+    session = FakeSession([("/dev/kmsg", ""), ("/opt/orch/selftests/", lose)])
+    st.machine = targets.Machine(session, "/opt/orch/selftests", guest=guest)
     return run, stages.run_tests(run, st)
 
 
