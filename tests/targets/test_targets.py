@@ -1,13 +1,12 @@
 """Targets as records: selection, addresses, and the SSH target's decisions against a fake
 session (the real thing is in test_target_slow.py: a QEMU board, kexec, dropbear)."""
 
-from pathlib import Path
-
 import pytest
 
 from orchestrator.base.errors import EXIT_INFRA, EXIT_USAGE, InfraError, UsageError
 from orchestrator.targets import base as targets
 from orchestrator.targets.ssh import Address, CmdResult, parse_address
+from tests.support.fakes import FakeSession
 from tests.targets.conftest import up_request
 
 
@@ -47,33 +46,6 @@ def test_known_hosts_file_must_exist(tmp_path):
         targets.select("ssh://h", known_hosts=tmp_path / "nope")
     with pytest.raises(UsageError, match="--reboot-cmd"):
         targets.select("ssh://h", deploy="reboot-cmd")
-
-
-class FakeSession:
-    """Answers commands from a table of (substring -> result), records what ran."""
-
-    where = "fake:22"
-
-    def __init__(self, answers):
-        self.answers = answers
-        self.ran: list[str] = []
-        self.uploads: list[tuple[str, str]] = []
-        self.sudo = False
-
-    def run(self, command, timeout=None):
-        self.ran.append(command)
-        for key, ans in self.answers:
-            if key in command:
-                if isinstance(ans, CmdResult):
-                    return ans
-                return CmdResult(0, ans, "", 0.0)
-        return CmdResult(0, "", "", 0.0)
-
-    def put(self, local, remote_command, timeout=300.0):
-        self.uploads.append((Path(local).name, remote_command))
-
-    def close(self):
-        pass
 
 
 def _req(tmp_path):

@@ -1,0 +1,96 @@
+"""A target's own option is declared once (an `Opt` in its class's OPTIONS): the option
+table takes it in, the target reads it by dest, and make() refuses it for any other
+target, with the same message for each."""
+
+from pathlib import Path
+
+import pytest
+
+from orchestrator import options
+from orchestrator.base.errors import EXIT_USAGE, UsageError
+from orchestrator.base.opt import RUN
+from orchestrator.kernel import arch
+from orchestrator.targets import TARGET_OPTIONS, base
+
+
+def example(opt, tmp_path):
+    """The option's example value, made real where the target checks it (a file)."""
+    if opt.type is Path:
+        p = tmp_path / Path(opt.example).name
+        p.write_text("")
+        return p
+    return opt.example
+
+
+def spec_for(target_class):
+    return {base.QemuTarget: "qemu", base.SshTarget: "ssh://root@board:22"}[target_class]
+
+
+def test_every_target_is_covered_here():
+    assert set(base.TARGETS) == {base.QemuTarget, base.SshTarget}
+
+
+def test_the_table_takes_in_every_targets_options_once():
+    table = [o.dest for o in options.OPTIONS]
+    assert TARGET_OPTIONS is base.OPTIONS
+    for o in TARGET_OPTIONS:
+        assert table.count(o.dest) == 1, o.dest
+    assert [o.flags[0] for o in TARGET_OPTIONS] == [
+        "--known-hosts", "--no-deploy", "--reboot-cmd", "--target-initrd", "--reboot-after"]
+
+
+@pytest.mark.parametrize("opt", TARGET_OPTIONS, ids=lambda o: o.dest)
+@pytest.mark.parametrize("target_class", base.TARGETS, ids=lambda t: t.kind)
+def test_an_option_is_accepted_by_exactly_its_owners(opt, target_class, tmp_path):
+    value = example(opt, tmp_path)
+    opts = options.make(target=spec_for(target_class), **{opt.dest: value})
+    if opt in target_class.OPTIONS:
+        t = base.make(opts)
+        assert isinstance(t, target_class)
+        assert getattr(t, opt.dest) == value  # read from the options by dest
+    else:
+        with pytest.raises(UsageError) as e:
+            base.make(opts)
+        assert str(e.value) == f"{opt.flags[0]} is for --target ssh://..."
+        assert e.value.exit_code == EXIT_USAGE
+    assert base.owners(opt.dest) == [t for t in base.TARGETS if opt in t.OPTIONS]
+
+
+def test_unset_options_read_as_their_declared_defaults():
+    t = base.select("ssh://h")
+    for o in base.SshTarget.OPTIONS:
+        assert getattr(t, o.dest) == o.parsed_default(RUN)
+    with pytest.raises(AttributeError):
+        t.no_such_option  # noqa: B018
+
+
+def test_a_target_reads_its_settings_and_its_own_options_only():
+    assert base.QemuTarget.reads() == ["accel", "memory", "smp", "append", "boot_timeout",
+                                       "ssh_timeout"]
+    assert base.SshTarget.reads() == ["append", "boot_timeout", "ssh_timeout",
+                                      *(o.dest for o in base.SshTarget.OPTIONS)]
+    # make() hands over what the targets read, from the run's options
+    t = base.make(options.make(target="ssh://h", boot_timeout=7.0, append="quiet",
+                               reboot_cmd="go", accel="tcg"))
+    assert (t.boot_timeout, t.append, t.deploy.name, t.reboot_cmd) == (7.0, "quiet",
+                                                                        "reboot-cmd", "go")
+    q = base.make(options.make(memory="2G", smp=3, accel="tcg", append="x"))
+    assert (q.memory, q.smp, q.accel, q.append) == ("2G", 3, "tcg", "x")
+
+
+@pytest.mark.parametrize("kw,message", [
+    ({"no_deploy": True}, "--no-deploy is for --target ssh://..."),
+    ({"no_deploy": True, "reboot_cmd": "x"}, "--no-deploy and --reboot-cmd: choose one"),
+    ({"target": "ssh://h", "no_deploy": True, "reboot_cmd": "x"},
+     "--no-deploy and --reboot-cmd: choose one"),
+    ({"target": "lava://x", "no_deploy": True},
+     "--target lava://x: expected qemu or ssh://[user@]host[:port]"),
+    ({"target": "ssh://h", "arches": [arch.X86_64, arch.ARM64]},
+     "--target ssh://h: one machine is one arch; give one --arch"),
+    ({"target": "ssh://h", "known_hosts": Path("/nonexistent/kh")},
+     "--known-hosts /nonexistent/kh: no such file"),
+])
+def test_make_messages(kw, message):
+    with pytest.raises(UsageError) as e:
+        base.make(options.make(**kw))
+    assert str(e.value) == message and e.value.exit_code == EXIT_USAGE
