@@ -14,6 +14,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from orchestrator.base import files
 from orchestrator.base.errors import InfraError, MissingToolError
 from orchestrator.base.runner import Runner
 from orchestrator.kernel.arch import Arch, is_native
@@ -151,29 +152,29 @@ def _find_lib(root: Path, arch: Arch, name: str) -> Path | None:
 
 def closure(root: Path, arch: Arch, binary: str) -> dict[str, Path]:
     """guest path -> host file for `binary` and every shared library it needs."""
-    files: dict[str, Path] = {}
+    found: dict[str, Path] = {}
     main = root / binary.lstrip("/")
     if not main.exists():
         raise MissingToolError(f"{main} not found in the {arch.name} userland")
-    files[binary] = main
+    found[binary] = main
     todo = [main]
     while todo:
         cur = todo.pop()
         interp = _interp(cur)
-        if interp and interp not in files:
+        if interp and interp not in found:
             p = root / interp.lstrip("/")
             if not p.exists():
                 raise MissingToolError(f"{arch.name}: loader {interp} missing (libc6)")
-            files[interp] = p
+            found[interp] = p
         for lib in _needed(cur):
             host = _find_lib(root, arch, lib)
             if host is None:
                 raise MissingToolError(f"{arch.name}: {lib} needed by {cur.name} not found")
             gp = f"/lib/{arch.gnu_triplet}/{lib}"
-            if gp not in files:
-                files[gp] = host
+            if gp not in found:
+                found[gp] = host
                 todo.append(host)
-    return files
+    return found
 
 
 def build_initramfs(arch: Arch, keys: Keys, tests: list[Path], runner: Runner,
@@ -185,10 +186,10 @@ def build_initramfs(arch: Arch, keys: Keys, tests: list[Path], runner: Runner,
     and `name`: a userland other than the guest's own (see `sysroot`).
     """
     root = sysroot(arch, runner, progress, packages, name)
-    files = {"/bin/busybox": root / "bin/busybox"}
+    userland = {"/bin/busybox": root / "bin/busybox"}
     for prog in ("/usr/sbin/dropbear", *extra):
-        files.update(closure(root, arch, prog))
-    parts = [f"{g}={cache.file_digest(h)}" for g, h in sorted(files.items())]
+        userland.update(closure(root, arch, prog))
+    parts = [f"{g}={cache.file_digest(h)}" for g, h in sorted(userland.items())]
     parts += [f"test:{t.name}={cache.file_digest(t)}" for t in tests]
     parts += [init, keys.client_pub, cache.file_digest(keys.host_dropbear)]
     key = cache.digest("initramfs-v1", arch.name, *parts)[:20]
@@ -204,7 +205,7 @@ def build_initramfs(arch: Arch, keys: Keys, tests: list[Path], runner: Runner,
         for d in ("bin", "sbin", "usr/bin", "usr/sbin", "etc/dropbear", "root/.ssh", "proc",
                   "sys", "dev", "tmp", "run", "var/log", TESTS_DIR.lstrip("/")):
             (stage / d).mkdir(parents=True, exist_ok=True)
-        for guest, host in files.items():
+        for guest, host in userland.items():
             dest = stage / guest.lstrip("/")
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(host, dest)  # follows symlinks: the real file goes in
