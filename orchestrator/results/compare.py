@@ -174,7 +174,8 @@ def load_side(path: Path) -> Record:
     found = mergemod.find_results(path)
     if len(found) == 1:
         return results.load(found[0])
-    return mergemod.merge([path], path)
+    # Read in place, not written: nothing under `path` is excluded (it all is the side).
+    return mergemod.merge([path], path, exclude_out=False)
 
 
 def run(base_path: Path, new_path: Path, out: Path | None = None) -> int:

@@ -49,15 +49,20 @@ def _rel(path: Path, start: Path) -> str:
     return os.path.relpath(path, start)
 
 
-def merge(dirs: list[Path], out: Path) -> Record:
+def merge(dirs: list[Path], out: Path, exclude_out: bool = True) -> Record:
     """The merged record. The same cell in two inputs is an error naming both: merging it
-    twice would count its tests twice, and dropping one would hide a result."""
+    twice would count its tests twice, and dropping one would hide a result.
+
+    Log paths are re-based on `out`, where the record is to be written. With `exclude_out`
+    (orch merge) nothing under `out` is an input: `orch merge art -o art/merged` run twice
+    must not read the first merge as a third input. A merge that is not written there
+    (compare's view of a directory of runs, with `out` that directory) reads all of it."""
     out = out.resolve()
     merged = Record(kind="merge", orch_version=__version__,
                     created=dt.datetime.now(dt.timezone.utc).isoformat())
     seen: dict[str, Path] = {}
     for d in dirs:
-        for path in find_results(d.resolve(), exclude=out):
+        for path in find_results(d.resolve(), exclude=out if exclude_out else None):
             rec = results.load(path)
             src = path.parent
             for cell in rec.cells:

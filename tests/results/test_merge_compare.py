@@ -3,57 +3,17 @@
 import json
 import os
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import pytest
 
 from orchestrator.results import compare, merge
 from orchestrator.results import record as results
-from orchestrator.results.record import Cell, Record
+from orchestrator.results.record import Record
 from orchestrator.testing import ktap
 from orchestrator.testing import suite as suitemod
 from orchestrator.testing.suite import Suite
 from tests.support.orch import orch
-
-
-def ktap_text(outcomes: dict[str, str]) -> str:
-    lines = ["KTAP version 1", f"1..{len(outcomes)}"]
-    for i, (name, st) in enumerate(outcomes.items(), 1):
-        lines.append("# time=1.000ms")
-        if st == "pass":
-            lines.append(f"ok {i} {name}")
-        elif st == "skip":
-            lines.append(f"ok {i} {name} # SKIP not here")
-        else:
-            lines += [f"# {name}: expected 1 VMA, found 2", f"not ok {i} {name}"]
-    return "\n".join(lines) + "\n"
-
-
-def write_run(d: Path, cells: list[tuple[Cell, dict[str, dict[str, str]]]]) -> Path:
-    """An orch output directory as a run writes it: results.json plus the logs it names."""
-    rec = Record(command="orch run")
-    for cell, binaries in cells:
-        rec.cells.append(cell)
-        for binary, outcomes in binaries.items():
-            text = ktap_text(outcomes)
-            log = f"{cell.arch}/tests/{binary}.ktap"
-            (d / log).parent.mkdir(parents=True, exist_ok=True)
-            (d / log).write_text(text)
-            s = Suite(cell.arch, binary, duration=1.0, output=text)
-            s.cases = ktap.parse(text).results + [
-                ktap.TestResult("dmesg_clean", "pass", kind="dmesg_clean")]
-            rec.tests += suitemod.record_cases(cell.id, s, f"selftests/{binary}.c",
-                                                  {"output": log})
-    results.write(d / "results.json", rec)
-    return d
-
-
-def cell(arch, tree="linux-6.1", series="uffd-move", code=0, **kw):
-    return Cell(arch, tree, series=series, exit_code=code, status=results.status_of(code), **kw)
-
-
-MOVE = {"uffd_move": {"basic_move": "pass", "thp_ebusy": "pass", "zeropage": "skip"},
-        "vma_merge": {"new_before": "pass", "new_after": "pass"}}
+from tests.support.records import MOVE, cell, write_run
 
 
 def test_merge_two_runs_summary_junit_exit(tmp_path):
