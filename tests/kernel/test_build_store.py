@@ -33,10 +33,23 @@ def test_intact_entry_passes(isolated_cache):
 
 
 def test_truncated_image_is_damaged(isolated_cache):
+    """A truncated image is caught by its own header (the size it announces), whether or not
+    a digest was recorded: the check must be reachable, not shadowed by the sha256 one."""
+    whole = _bzimage()  # setup 1 sector + 64 paragraphs: (1 + 1) * 512 + 64 * 16 = 2048
+    assert len(whole) == 2048
+    cut = whole[:-100]
+    k = _store(isolated_cache, cut, digest=False)  # an entry from before digests
+    assert build.store_problem(k) == "bzImage is truncated (1948 bytes, its header says 2048)"
+    assert build.format_problem(arch.X86_64, k.image) == build.store_problem(k)
+    assert "image_sha256" not in k.info()  # a damaged image's digest is not recorded
+
+
+def test_truncated_image_with_a_digest_is_damaged(isolated_cache):
     k = _store(isolated_cache, _bzimage())
     k.image.write_bytes(_bzimage()[:-100])
     why = build.store_problem(k)
-    assert why and "bzImage" in why and "recorded when it was stored" in why
+    assert why.startswith("bzImage (1948 bytes) has sha256 ")
+    assert why.endswith("recorded when it was stored")
 
 
 def test_flipped_byte_and_missing_parts(isolated_cache):

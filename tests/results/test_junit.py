@@ -1,9 +1,7 @@
-import json
 import xml.etree.ElementTree as ET
 
 from junitparser import JUnitXml
 
-from orchestrator.base import files
 from orchestrator.base.errors import BuildError, ConfigError, bisect_code
 from orchestrator.base.errors import worst as max_code
 from orchestrator.results import junit as report
@@ -80,11 +78,6 @@ def test_system_out_is_capped_keeping_the_tail(tmp_path):
     out = ET.parse(tmp_path / "j.xml").getroot().find(".//testcase/system-out").text
     assert 60 * 1024 < len(out.encode()) < 66 * 1024
     assert "line 001999" in out and "line 000000" not in out and "bytes cut" in out
-
-
-def test_metadata_json_atomic(tmp_path):
-    files.write_json(tmp_path / "m.json", {"a": 1})
-    assert json.loads((tmp_path / "m.json").read_text()) == {"a": 1}
 
 
 def test_dmesg_problem_detection():
