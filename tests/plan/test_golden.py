@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli import main as cli
-from orchestrator.plan import model as planmod
+from orchestrator.plan import command, schema
+from orchestrator.plan.model import PlanError
 
 ROOT = Path(__file__).resolve().parents[2]
 PLANS = {"default": "configs/plans/default.yaml", "smoke": "configs/plans/smoke.yaml",
@@ -48,10 +49,10 @@ def test_cell_commands(plan, monkeypatch, golden):
     words it stands for (the checkout's path written $ROOT)."""
     monkeypatch.chdir(ROOT)
     lines = []
-    for cell in planmod.load(PLANS[plan]).cells:
+    for cell in schema.load(PLANS[plan]).cells:
         args = cli.parser().parse_args(["run", "--plan", PLANS[plan], "--cell", cell.name,
                                         "-o", f"out/{cell.name}", "--accel", "tcg"])
-        words = shlex.join(["orch", *planmod.cell_command(args)])
+        words = shlex.join(["orch", *command.cell_command(args)])
         lines.append(f"{cell.name}: {words.replace(str(ROOT), '$ROOT')}\n")
     golden(f"{plan}.argv.txt", "".join(lines))
 
@@ -190,7 +191,7 @@ def test_command_messages(tmp_path, capsys, monkeypatch, golden):
             assert stdout == ""
     # An orch whose `run` has no --target takes no ssh target in a plan.
     try:
-        planmod.load(tmp_path / "ssh.yaml", cli_options=set())
-    except planmod.PlanError as exc:
+        schema.load(tmp_path / "ssh.yaml", cli_options=set())
+    except PlanError as exc:
         out.append(f"ssh-target-without-target-option\n{normal(str(exc), tmp_path)}\n")
     golden("command-errors.txt", "".join(out))

@@ -8,7 +8,7 @@ import yaml
 
 from orchestrator import options
 from orchestrator.cli import main as cli
-from orchestrator.plan import model as planmod
+from orchestrator.plan import command, schema
 from orchestrator.plan.model import PlanError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,7 +24,7 @@ def write(tmp_path: Path, text: str, name: str = "p.yaml") -> Path:
 
 
 def test_default_plan_cells():
-    p = planmod.load(DEFAULT)
+    p = schema.load(DEFAULT)
     assert [c.name for c in p.cells] == DEFAULT_CELLS
     debug = p.cell("x86_64-6.1-uffd-move-debug")
     assert debug.profile.debug and debug.series.value == "patches/uffd-move"
@@ -36,8 +36,8 @@ def test_default_plan_cells():
 
 
 def test_shipped_plans_load_by_name():
-    assert planmod.load("default").path == DEFAULT
-    smoke = planmod.load("smoke")
+    assert schema.load("default").path == DEFAULT
+    smoke = schema.load("smoke")
     assert [c.name for c in smoke.cells] == ["x86_64-6.1-uffd-move", "x86_64-6.12"]
     assert all(c.tests == ["uffd_move_probe", "uffd_move"] for c in smoke.cells)
 
@@ -45,7 +45,7 @@ def test_shipped_plans_load_by_name():
 def _opts(argv: list[str]):
     args = cli.parser().parse_args(argv)
     if getattr(args, "plan", None) or getattr(args, "cell", None):
-        args = cli.parser().parse_args(planmod.cell_command(args))
+        args = cli.parser().parse_args(command.cell_command(args))
     o = options.options_from(args, argv)
     o.argv = []
     return o
@@ -89,7 +89,7 @@ def test_run_plan_errors(capsys):
 
 def test_exclude_include_and_names(tmp_path):
     (tmp_path / "s1").mkdir()
-    p = planmod.load(write(tmp_path, """
+    p = schema.load(write(tmp_path, """
 arches: [x86_64, arm64]
 trees: [linux-6.1, {name: ref, tree: linux-6.12, base: v6.12}]
 series: [none, {path: s1}]
@@ -122,7 +122,7 @@ include:
 def test_ssh_targets_are_cells(tmp_path):
     """A target is one more axis: `ssh://` URLs (named after the host, or by name:) next to
     qemu; each cell's command line carries the URL."""
-    p = planmod.load(write(tmp_path, """
+    p = schema.load(write(tmp_path, """
 arches: [x86_64]
 trees: [linux-6.1]
 targets: [qemu, "ssh://root@lab1:2222", {name: desk, target: "ssh://desk"}]
@@ -144,7 +144,7 @@ def test_root_makes_paths_relative_to_it(tmp_path):
     (tmp_path / "repo/plans").mkdir()
     f = write(tmp_path / "repo/plans", "root: ..\narches: [x86_64]\ntrees: [linux-6.1]\n"
               "series: [patches/x]\n")
-    p = planmod.load(f)
+    p = schema.load(f)
     assert p.cells[0].name == "x86_64-6.1-x"
     a = p.cell_argv(p.cells[0])
     assert a[a.index("--series") + 1] == str(tmp_path / "repo/patches/x")
@@ -189,7 +189,7 @@ def test_root_makes_paths_relative_to_it(tmp_path):
 def test_bad_plans_name_file_and_key(tmp_path, capsys, text, where, what):
     f = write(tmp_path, text)
     with pytest.raises(PlanError) as e:
-        planmod.load(f, cli_options=planmod.cli_option_flags())
+        schema.load(f, cli_options=command.cli_option_flags())
     msg = str(e.value)
     assert msg.startswith(f"{f}: {where}: ") and what in msg and "\n" not in msg
     # The command line says it in one line, exit 2.

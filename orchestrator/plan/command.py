@@ -1,0 +1,48 @@
+"""The plan's two commands: `orch plan FILE --format F` prints a plan's cells, and
+`orch run --plan F --cell N` becomes the `orch run` command line that cell stands for."""
+
+from __future__ import annotations
+
+import sys
+
+from orchestrator.base.errors import UsageError
+from orchestrator.options import OPTIONS, RUN, command_line, options_for
+from orchestrator.plan.axes import AXES
+from orchestrator.plan.emit import FORMATS, Request
+from orchestrator.plan.schema import load
+
+# What a cell decides; `orch run --plan F --cell N` takes everything else from its own line.
+CELL_OWNS = (*(dest for a in AXES for dest in a.owns), "tests")
+
+
+def cli_option_flags() -> set[str]:
+    """The flags `orch run` takes: what a plan may ask of it."""
+    return {f for o in OPTIONS if RUN in o.commands for f in o.flags}
+
+
+def cell_command(args) -> list[str]:
+    """`orch run --plan F --cell N [other options]` as the `orch run` words it stands for:
+    the cell's options, then the user's own (output, accel, timeouts...)."""
+    if not args.plan:
+        raise UsageError("--cell needs --plan FILE")
+    plan = load(args.plan, cli_options=cli_option_flags())
+    if not args.cell:
+        raise UsageError(f"--plan {args.plan}: give --cell NAME; cells: "
+                         f"{', '.join(c.name for c in plan.cells)}")
+    cell = plan.cell(args.cell)
+    for o in options_for(RUN):
+        if o.dest in CELL_OWNS and o.tokens(getattr(args, o.dest, None)) != \
+                o.tokens(o.parsed_default(RUN)):
+            raise UsageError(f"{o.flags[0]} cannot be combined with --plan: cell "
+                             f"{cell.name} sets it (edit the plan, or run without --plan)")
+    rest = command_line(RUN, args, keep=lambda o: o.dest not in (*CELL_OWNS, "plan", "cell"))
+    return [RUN, *plan.cell_argv(cell), *rest[2:]]
+
+
+def plan_cmd(args) -> int:
+    plan = load(args.file, cli_options=cli_option_flags())
+    fmt = FORMATS[args.format]
+    if args.side and not fmt.sides:
+        raise UsageError("--side goes with --format names")
+    sys.stdout.write(fmt.emit(plan, Request(args.file, args.template, args.side)))
+    return 0

@@ -1,0 +1,231 @@
+"""Reading a plan file: YAML in, a checked `Plan` out, or one line that names the file and
+the key at fault (`p.yaml: trees[0].tree: linux-7.0: not an embedded tree ...`).
+
+    root: ../..                    # relative paths below start here (default: the plan's dir)
+    arches: [x86_64, arm64]
+    trees:                         # an embedded name, a checkout or a tarball; + base
+      - {name: "6.1", tree: linux-6.1}
+      - {name: "6.12", tree: linux-6.12}
+    series:                        # a path or none
+      - {name: uffd-move, path: patches/uffd-move}
+      - none
+    profiles: [default]            # default, debug, or {name, debug: true, configs: [...]}
+    targets: [qemu]                # qemu, ssh://[user@]host[:port], or {name, target}
+    tests: [uffd_move, vma_merge]  # binaries every cell runs (default: all)
+    exclude:                       # a cell matching every key of an entry is dropped
+      - {tree: "6.1", series: none}
+      - {tree: "6.12", series: uffd-move}
+    include:                       # extra cells, one value per axis (defaults: first entry)
+      - {arch: x86_64, tree: "6.1", series: uffd-move, profile: debug}
+    compare:                       # optional: the CI compare job, BASE cells vs NEW cells
+      base: {tree: "6.12"}
+      new: {tree: "6.1", profile: default}
+
+The cells are the cross product of the axes, minus `exclude`, plus `include`. The checks
+run in a fixed order (top-level keys, root, name, each axis, tests, exclude, include,
+compare) and the first fault is the one reported. How each axis's entries are checked is
+in orchestrator.plan.axes.
+"""
+
+from __future__ import annotations
+
+from itertools import product
+from pathlib import Path
+
+import yaml
+
+from orchestrator.base.paths import PROJECT
+from orchestrator.plan.axes import AXES, BY_KEY, KEYS, NAME_RE, Where
+from orchestrator.plan.model import Cell, Entry, Plan, PlanError, make_cell
+
+PLANS = PROJECT / "configs" / "plans"
+PLURAL = {a.key: a.plural for a in AXES}
+TOP_KEYS = {"name", "root", "tests", "exclude", "include", "compare", *PLURAL.values()}
+INCLUDE_KEYS = (*KEYS, "tests")
+
+
+def resolve_path(spec: str) -> Path:
+    """A plan file, or the name of one shipped in configs/plans/ ("default")."""
+    p = Path(spec).expanduser()
+    if p.is_file():
+        return p
+    shipped = PLANS / f"{spec}.yaml"
+    if "/" not in spec and shipped.is_file():
+        return shipped
+    known = ", ".join(sorted(q.stem for q in PLANS.glob("*.yaml")))
+    raise PlanError(f"{spec}: no such plan file (shipped plans: {known})")
+
+
+def load(spec: str | Path, *, cli_options: set[str] | None = None) -> Plan:
+    """The plan in file `spec` (or shipped under that name). `cli_options`: the flags of
+    this orch's `orch run`, to refuse what it cannot run (None: no such check)."""
+    path = resolve_path(str(spec))
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise PlanError(f"{where}: not valid YAML: {problem}") from None
+    except OSError as exc:
+        raise PlanError(f"{path}: {exc.strerror}") from None
+    return parse(data, path, cli_options=cli_options)
+
+
+def parse(data, path: Path, *, cli_options: set[str] | None = None) -> Plan:
+    """A plan from its YAML document (`path` is for messages and the default root)."""
+    if not isinstance(data, dict):
+        raise PlanError(f"{path}: a plan is a YAML mapping (arches:, trees:, ...)")
+    check_keys(data, path)
+    at = Where(path, root(data, path), cli_options)
+    name = data.get("name", path.stem)
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        at.fail("name", f"{name!r}: use letters, digits, '.', '_' and '-'")
+    axes = {a.key: axis_entries(data, a.key, at) for a in AXES}
+    tests = parse_tests(data.get("tests"), "tests", at)
+    cells = product_cells(data, axes, tests, at)
+    includes = data.get("include") or []
+    cells += include_cells(includes, axes, tests, at)
+    check_unique(cells, "include" if includes else "exclude", at)
+    plan = Plan(path=path, name=name, root=at.root, axes=axes, cells=cells)
+    if data.get("compare") is not None:
+        plan.compare = compare_sides(data["compare"], plan, at)
+    return plan
+
+
+def check_keys(data: dict, path: Path) -> None:
+    for k in data:
+        if k not in TOP_KEYS:
+            hint = f" (did you mean {PLURAL[k]}?)" if k in PLURAL and PLURAL[k] != k else ""
+            raise PlanError(f"{path}: {k}: unknown key{hint}; known: "
+                            f"{', '.join(sorted(TOP_KEYS))}")
+
+
+def root(data: dict, path: Path) -> Path:
+    spec = data.get("root", ".")
+    at = Where(path, path.parent)
+    if not isinstance(spec, str):
+        at.fail("root", "must be a directory path")
+    directory = (path.parent / spec).resolve()
+    if not directory.is_dir():
+        at.fail("root", f"{directory} is not a directory")
+    return directory
+
+
+def axis_entries(data: dict, key: str, at: Where) -> list[Entry]:
+    """The entries of one axis, each checked, names distinct."""
+    axis = BY_KEY[key]
+    raw = data.get(axis.plural)
+    if raw is None:
+        if axis.default is None:
+            at.fail(axis.plural, "missing (list at least one)")
+        raw = list(axis.default)
+    if not isinstance(raw, list) or not raw:
+        at.fail(axis.plural, "must be a non-empty list")
+    entries = [axis.entry(v, f"{axis.plural}[{i}]", at) for i, v in enumerate(raw)]
+    seen: set[str] = set()
+    for i, e in enumerate(entries):
+        if e.name in seen:
+            at.fail(f"{axis.plural}[{i}]", f"'{e.name}' is listed twice")
+        seen.add(e.name)
+    return entries
+
+
+def parse_tests(raw, where: str, at: Where) -> list[str]:
+    if raw is None:
+        return []
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list) or not all(isinstance(t, str) and NAME_RE.match(t)
+                                            for t in raw):
+        at.fail(where, "must be a list of selftest binary names")
+    return list(raw)
+
+
+def parse_match(m, where: str, at: Where, axes: dict[str, list[Entry]],
+                cells: list[Cell] | None = None) -> dict[str, str]:
+    """An {axis: entry name} mapping (exclude:, compare:), each name known on its axis
+    (or, with `cells`, in a cell)."""
+    if not isinstance(m, dict) or not m:
+        at.fail(where, "must be a mapping like {arch: arm64, profile: debug}")
+    out = {}
+    for k, v in m.items():
+        if k not in KEYS:
+            at.fail(f"{where}.{k}", f"not an axis ({', '.join(KEYS)})")
+        v = str(v)
+        known = {e.name for e in axes[k]}
+        if cells is not None:
+            known |= {c.axis(k).name for c in cells}
+        if v not in known:
+            at.fail(f"{where}.{k}", f"'{v}' is not on the {PLURAL[k]} axis "
+                    f"({', '.join(sorted(known))})")
+        out[k] = v
+    return out
+
+
+def product_cells(data: dict, axes: dict[str, list[Entry]], tests: list[str],
+                  at: Where) -> list[Cell]:
+    """The cross product of the axes, minus the cells that match an `exclude:` entry."""
+    excludes = data.get("exclude") or []
+    if not isinstance(excludes, list):
+        at.fail("exclude", "must be a list of {axis: name} mappings")
+    matches = [parse_match(x, f"exclude[{i}]", at, axes) for i, x in enumerate(excludes)]
+    cells = []
+    for combo in product(*(axes[k] for k in KEYS)):
+        entries = dict(zip(KEYS, combo, strict=True))
+        if not any(all(entries[k].name == v for k, v in m.items()) for m in matches):
+            cells.append(make_cell(entries, tests))
+    return cells
+
+
+def include_cells(includes, axes: dict[str, list[Entry]], tests: list[str],
+                  at: Where) -> list[Cell]:
+    """The `include:` cells: per axis an entry's name, a new entry, or the axis's first."""
+    if not isinstance(includes, list):
+        at.fail("include", "must be a list of cells ({arch: ..., tree: ..., ...})")
+    cells = []
+    for i, inc in enumerate(includes):
+        where = f"include[{i}]"
+        if not isinstance(inc, dict):
+            at.fail(where, "must be a mapping like {arch: x86_64, tree: '6.1'}")
+        for k in inc:
+            if k not in INCLUDE_KEYS:
+                at.fail(f"{where}.{k}", f"unknown key; known: {', '.join(INCLUDE_KEYS)}")
+        entries = {}
+        for a in AXES:
+            if a.key not in inc:
+                entries[a.key] = axes[a.key][0]
+                continue
+            v = inc[a.key]
+            named = next((e for e in axes[a.key] if e.name == str(v)), None)
+            entries[a.key] = named or a.entry(v, f"{where}.{a.key}", at)
+        own = parse_tests(inc["tests"], f"{where}.tests", at) if "tests" in inc else tests
+        cells.append(make_cell(entries, own))
+    return cells
+
+
+def check_unique(cells: list[Cell], key: str, at: Where) -> None:
+    if not cells:
+        at.fail("exclude", "every cell is excluded: the plan has no cells")
+    seen: set[str] = set()
+    for c in cells:
+        if c.name in seen:
+            at.fail(key, f"two cells named '{c.name}' (the same combination twice, or names "
+                    f"that collide: give the entries distinct names)")
+        seen.add(c.name)
+
+
+def compare_sides(comp, plan: Plan, at: Where) -> dict[str, dict[str, str]]:
+    if not isinstance(comp, dict) or set(comp) != {"base", "new"}:
+        at.fail("compare", "must be {base: {axis: name, ...}, new: {axis: name, ...}}")
+    sides = {}
+    for side in ("base", "new"):
+        # Match against the cells, so a value that only an include adds is known too.
+        m = parse_match(comp[side], f"compare.{side}", at, plan.axes, plan.cells)
+        if not plan.select(m):
+            at.fail(f"compare.{side}", f"{comp[side]} matches no cell")
+        sides[side] = m
+    base = {c.name for c in plan.select(sides["base"])}
+    if base & {c.name for c in plan.select(sides["new"])}:
+        at.fail("compare", "a cell is on both sides (base and new must not overlap)")
+    return sides
