@@ -1,7 +1,14 @@
 """Where the tests run: targets chosen by name (qemu, ssh://...), QEMU, SSH sessions, the
-guest's root filesystem and keys."""
+SSH target's deploy modes, the guest's root filesystem and keys.
+
+base.py: the registry (`select`, `make`) · protocol.py: the target protocol, `UpRequest`,
+`Machine` · local.py: `QemuTarget` · remote.py: `SshTarget` · deploy.py: kexec, reboot-cmd,
+none · qemu.py: QEMU's argv, the KVM probe, `Guest` · ssh.py: sessions · rootfs.py: the
+initramfs · keys.py: SSH keys.
+"""
 
 from orchestrator.targets.base import OPTIONS as TARGET_OPTIONS
-from orchestrator.targets.base import make
+from orchestrator.targets.base import make, select
+from orchestrator.targets.protocol import Machine, Target, UpRequest
 
-__all__ = ["TARGET_OPTIONS", "make"]
+__all__ = ["TARGET_OPTIONS", "Machine", "Target", "UpRequest", "make", "select"]

@@ -22,16 +22,16 @@ from orchestrator.base.errors import UsageError
 from orchestrator.base.opt import Opt
 from orchestrator.targets.deploy import DEPLOY, DEPLOY_MODES
 from orchestrator.targets.local import QemuTarget
-from orchestrator.targets.protocol import Machine, Settings, Target, UpRequest
+from orchestrator.targets.protocol import Machine, Target, TargetBase, UpRequest
 from orchestrator.targets.remote import SSH_SPEC, SshTarget
 
-TARGETS: tuple[type[Settings], ...] = (QemuTarget, SshTarget)
+TARGETS: tuple[type[TargetBase], ...] = (QemuTarget, SshTarget)
 
 # Every target's own options, in order (a target may share one with another: once here).
 OPTIONS: list[Opt] = list({o.dest: o for t in TARGETS for o in t.OPTIONS}.values())
 
 
-def owners(dest: str) -> list[type[Settings]]:
+def owners(dest: str) -> list[type[TargetBase]]:
     """The targets that take the option `dest` as their own."""
     return [t for t in TARGETS if any(o.dest == dest for o in t.OPTIONS)]
 

@@ -17,13 +17,13 @@ from orchestrator.kernel import arch as archmod
 from orchestrator.kernel.arch import Arch
 from orchestrator.targets import keys as keysmod
 from orchestrator.targets import qemu
-from orchestrator.targets.protocol import Machine, Settings, UpRequest, setting
+from orchestrator.targets.protocol import Machine, TargetBase, UpRequest, setting
 from orchestrator.targets.rootfs import TESTS_DIR
 from orchestrator.targets.ssh import GuestSSH
 
 
 @dataclass
-class QemuTarget(Settings):
+class QemuTarget(TargetBase):
     """A QEMU guest orch boots, with orch's initramfs, SSH on a forwarded local port."""
 
     accel: str = setting("auto")  # auto | kvm | tcg

@@ -1,8 +1,8 @@
-"""What a target is: the protocol every target follows, what it is given to run a kernel
-(`UpRequest`), what it yields once the kernel runs (`Machine`), and how a target reads the
-run's options (`Settings`): its own options declared once, as `Opt` records in its
-`OPTIONS`, and the run's common ones (--append, --boot-timeout...) as fields made with
-`setting()`.
+"""What a target is: the protocol every target follows (`Target`), what it is given to run
+a kernel (`UpRequest`), what it yields once the kernel runs (`Machine`), and what every
+target class shares (`TargetBase`): how it is chosen by name, and how it reads the run's
+options: its own ones declared once, as `Opt` records in its `OPTIONS`, and the run's
+common ones (--append, --boot-timeout...) as dataclass fields made with `setting()`.
 
 The targets themselves are in local.py (QEMU) and remote.py (a machine over SSH); base.py
 chooses one by name.
@@ -70,8 +70,8 @@ def setting(default: Any) -> Any:
     return field(default=default, metadata={"setting": True})
 
 
-class Settings:
-    """How a target class is chosen by name and reads the run's options.
+class TargetBase:
+    """What every target class shares: how it is chosen by name and reads the run's options.
 
     SPEC: what `--target` looks like for it, in messages; SHORT: the same, shorter, for
     "--x is for --target SHORT". OPTIONS: the options only this target takes (declared here

@@ -20,7 +20,7 @@ from orchestrator.base.runner import Runner
 from orchestrator.kernel import arch as archmod
 from orchestrator.kernel.arch import Arch
 from orchestrator.targets import deploy as deploymod
-from orchestrator.targets.protocol import Machine, Settings, UpRequest, setting
+from orchestrator.targets.protocol import Machine, TargetBase, UpRequest, setting
 from orchestrator.targets.ssh import (
     Address,
     RemoteSSH,
@@ -34,7 +34,7 @@ SSH_SPEC = re.compile(r"^ssh://")
 
 
 @dataclass
-class SshTarget(Settings):
+class SshTarget(TargetBase):
     """A machine orch did not start, reached over SSH. The kernel orch built is deployed
     by kexec (default), by the user's `--reboot-cmd`, or not at all (`--no-deploy`)."""
 
