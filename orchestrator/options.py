@@ -241,9 +241,8 @@ def bisect_step_argv(values) -> list[str]:
     return command_line(RUN, values, keep=lambda o: o.step)[2:]
 
 
-def options_from(args: argparse.Namespace, argv: list[str]):
-    from orchestrator.run.pipeline import Options
-
+def options_from(args: argparse.Namespace, argv: list[str]) -> Options:
+    """What the parsed command line asks a run to do."""
     names = {f.name for f in fields(Options)}
     kw = {o.dest: getattr(args, o.dest) for o in OPTIONS
           if o.dest in names and hasattr(args, o.dest)}

@@ -30,7 +30,8 @@ def boot(opts: Options, command: str | None) -> int:
     from orchestrator.run.pipeline import Run
 
     run = Run(opts)
-    st = next(iter(run.states.values()))
+    state = run.state
+    st = next(iter(state.states.values()))
     code = run.execute(until="boot")
     if opts.dry_run or st.machine is None:
         return code if code != EXIT_PASS or opts.dry_run else EXIT_INFRA
@@ -41,9 +42,9 @@ def boot(opts: Options, command: str | None) -> int:
             sys.stdout.write(res.stdout)
             sys.stderr.write(res.stderr)
             return res.exit_code if res.exit_code is not None else EXIT_INFRA
-        where = "guest; exit to power off" if run.target.kind == "qemu" else \
-            f"{run.target.cell().get('host')}; exit to leave it running"
-        run.progress.line(f"[{st.arch.name}] shell on the {where}")
-        return sess.interactive(run.out / "known_hosts")
+        where = "guest; exit to power off" if state.target.kind == "qemu" else \
+            f"{state.target.cell().get('host')}; exit to leave it running"
+        state.progress.line(f"[{st.arch.name}] shell on the {where}")
+        return sess.interactive(state.out / "known_hosts")
     finally:
         run.close_machine(st)

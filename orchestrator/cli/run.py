@@ -7,7 +7,7 @@ import argparse
 
 from orchestrator.base.errors import bisect_code
 from orchestrator.base.opt import RUN
-from orchestrator.cli.common import add_run_options
+from orchestrator.cli.common import Parser, add_run_options
 from orchestrator.options import options_from
 
 NAME = RUN
@@ -22,18 +22,21 @@ def main(args: argparse.Namespace, argv: list[str]) -> int:
     from orchestrator.run.pipeline import Run
 
     if args.plan or args.cell:
-        from orchestrator.cli.main import parser
         from orchestrator.plan.model import cell_command
 
-        args = parser().parse_args(cell_command(args))
+        cell_argv = cell_command(args)  # ["run", options...]
+        p = Parser(prog="orch run")
+        add_arguments(p)
+        args = p.parse_args(cell_argv[1:])
     run = Run(options_from(args, argv))
     code = run.execute()
     if args.steps_log:
         from orchestrator.run.bisect import record_step
 
-        record_step(args.steps_log, run, code)
+        record_step(args.steps_log, run.state, code)
     if args.bisect_exit:
-        errors = [st.error for st in run.states.values() if st.error]
+        states = run.state.states.values()
+        errors = [st.error for st in states if st.error]
         return bisect_code(code, errors[0] if errors else None,
-                           flaky=any(st.flaky for st in run.states.values()))
+                           flaky=any(st.flaky for st in states))
     return code

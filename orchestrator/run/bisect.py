@@ -30,7 +30,9 @@ from orchestrator.base.progress import Progress
 from orchestrator.base.runner import Runner
 from orchestrator.kernel import series as seriesmod
 from orchestrator.kernel import tree as treemod
-from orchestrator.run.pipeline import Options, Run
+from orchestrator.options import Options
+from orchestrator.run.pipeline import Run, tree_lock
+from orchestrator.run.state import RunState
 
 # Exit codes of `orch bisect`.
 EXIT_FOUND = 0  # a first bad patch/commit was identified
@@ -49,7 +51,7 @@ class Step:
     junit: str
 
 
-def outcome_of(run: Run, code: int) -> tuple[str, str]:
+def outcome_of(run: RunState, code: int) -> tuple[str, str]:
     errors = [st.error for st in run.states.values() if st.error]
     flaky = any(st.flaky for st in run.states.values())
     b = bisect_code(code, errors[0] if errors else None, flaky=flaky)
@@ -67,8 +69,9 @@ def run_step(opts: Options, out: Path, label: str, ident: str, subject: str,
     opts = dataclasses.replace(opts, output=out, junit=None, quiet=True)
     start = time.monotonic()
     try:
-        run = Run(opts)
-        code = run.execute()
+        step_run = Run(opts)
+        code = step_run.execute()
+        run = step_run.state
         if code == EXIT_INTERRUPTED:
             raise Interrupted(run.status)  # SIGTERM/Ctrl-C stops the bisection too
         result, why = outcome_of(run, code)
@@ -186,9 +189,8 @@ def bisect_commits(opts: Options, good: str, bad: str, out: Path, argv: list[str
     good_c = treemod.resolve_base(tree, good, r)
     bad_c = treemod.resolve_base(tree, bad, r)
     out.mkdir(parents=True, exist_ok=True)
-    run_probe = Run(dataclasses.replace(opts, output=out / "prepare", series="none"))
-    run_probe.tree = tree
-    with run_probe.tree_lock():
+    Run(dataclasses.replace(opts, output=out / "prepare", series="none")).validate()
+    with tree_lock(tree):
         wt = treemod.prepare_worktree(tree, bad_c, r)
         g = ["git", "-C", str(wt)]
         r.run([*g, "bisect", "reset"], always=True)
@@ -255,7 +257,7 @@ def step_command(opts: Options, out: Path) -> list[str]:
 STEP_OWN = ["--in-worktree", "--series", "none", "--bisect-exit", "-q"]
 
 
-def record_step(path: Path, run: Run, code: int) -> None:
+def record_step(path: Path, run: RunState, code: int) -> None:
     """Called by `orch run --steps-log`: one JSON line per git bisect step."""
     result, why = outcome_of(run, code)
     compiled = [st.compiled for st in run.states.values() if st.compiled is not None]

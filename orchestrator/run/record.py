@@ -1,6 +1,6 @@
 """What a run writes about itself, as it goes: metadata.json (inputs, versions, stages),
 results.json (the cells and every testcase, see results.py) and the JUnit rendered from
-it. Functions of a `pipeline.Run`; nothing here runs anything.
+it. Functions of a run's state (state.RunState); nothing here runs anything.
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ from orchestrator.store import cache
 from orchestrator.testing import suite as testrun
 
 if TYPE_CHECKING:
-    from orchestrator.run.pipeline import ArchState, Run
+    from orchestrator.run.state import ArchState, RunState
 
 FILENAME = results.FILENAME
 
 
-def reproduce(run: Run) -> str:
+def reproduce(run: RunState) -> str:
     """The `orch run` command line that redoes this run (from cli's option table)."""
     from orchestrator.options import command_line
 
@@ -42,7 +42,7 @@ def reproduce(run: Run) -> str:
                                    always=("arches", "tree", "series"), overrides=over))
 
 
-def metadata(run: Run) -> dict:
+def metadata(run: RunState) -> dict:
     frag = sorted({p for ps in run.fragments.values() for p in ps})
     arches = {}
     for name, st in run.states.items():
@@ -103,12 +103,13 @@ def metadata(run: Run) -> dict:
             "kernel": platform.release(),
             **run.versions,
         },
+        "check": run.run_stages.get("check", {}),
         "apply": run.apply_stage,
         "arches": arches,
     }
 
 
-def cell(run: Run, st: ArchState) -> results.Cell:
+def cell(run: RunState, st: ArchState) -> results.Cell:
     """The cell this arch's part of the run is (see results.py)."""
     tree_spec = run.tree.spec if run.tree else (run.opts.tree or treemod.DEFAULT_TREE)
     fp = seriesmod.fingerprint(run.patches)
@@ -144,7 +145,7 @@ def cell(run: Run, st: ArchState) -> results.Cell:
     )
 
 
-def record(run: Run) -> results.Record:
+def record(run: RunState) -> results.Record:
     """The run as data: results.json, and the JUnit rendered from it."""
     rec = results.Record(kind="run", orch_version=__version__,
                          command=shlex.join(run.opts.argv) if run.opts.argv else "",
@@ -159,7 +160,7 @@ def record(run: Run) -> results.Record:
     return rec
 
 
-def source_file(run: Run, s: testrun.Suite) -> str:
+def source_file(run: RunState, s: testrun.Suite) -> str:
     if s.binary.startswith("orch-"):
         return ""
     if run.opts.selftests == SELFTESTS:
@@ -167,7 +168,7 @@ def source_file(run: Run, s: testrun.Suite) -> str:
     return str(run.opts.selftests / f"{s.binary}.c")
 
 
-def logs_of(run: Run, arch: str, s: testrun.Suite) -> dict[str, str]:
+def logs_of(run: RunState, arch: str, s: testrun.Suite) -> dict[str, str]:
     """A suite's logs, relative to the output directory, those that exist."""
     if s.binary.startswith("orch-"):
         stage = s.binary.removeprefix("orch-")
@@ -181,7 +182,7 @@ def logs_of(run: Run, arch: str, s: testrun.Suite) -> dict[str, str]:
     return {k: v for k, v in cands.items() if (run.out / v).exists()}
 
 
-def write(run: Run) -> None:
+def write(run: RunState) -> None:
     write_json(run.out / "metadata.json", metadata(run))
     rec = record(run)
     results.write(run.out / FILENAME, rec)

@@ -11,16 +11,27 @@ whose need was not given (its producer failed or was skipped) is recorded as ski
 
 from __future__ import annotations
 
+import os
+import shutil
 from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
 
-from orchestrator.base.errors import EXIT_INFRA, EXIT_PASS, EXIT_TEST_FAILED, InfraError, UsageError
+from orchestrator.base.errors import (
+    EXIT_INFRA,
+    EXIT_PASS,
+    EXIT_TEST_FAILED,
+    InfraError,
+    MissingToolError,
+    UsageError,
+)
+from orchestrator.kernel import arch as archmod
 from orchestrator.kernel import build, kconfig
 from orchestrator.kernel import series as seriesmod
 from orchestrator.kernel import tree as treemod
+from orchestrator.kernel.arch import Arch
+from orchestrator.run.state import CHECK, MACHINE, TREE, ArchState, RunState, Stage
 from orchestrator.store import cache
+from orchestrator.targets import base as targets
 from orchestrator.targets import keys as keysmod
 from orchestrator.targets import rootfs
 from orchestrator.targets.base import UpRequest
@@ -28,26 +39,54 @@ from orchestrator.testing import compile as selftests
 from orchestrator.testing import faults
 from orchestrator.testing import suite as testrun
 
-if TYPE_CHECKING:
-    from orchestrator.run.pipeline import ArchState, Run
-
-CHECK, TREE, MACHINE = "check", "tree", "machine"
-
-
-@dataclass(frozen=True)
-class Stage:
-    name: str
-    do: Callable[["Run", "ArchState | None"], None]
-    needs: tuple[str, ...] = ()
-    gives: str = ""
-    phase: str = MACHINE  # check: before anything slow; tree: in orch's worktree; machine
-    per_arch: bool = True
-    wanted: Callable[["Run"], bool] = lambda run: True
-
+__all__ = ["CHECK", "MACHINE", "TREE", "STAGES", "RETRY_FROM", "Stage", "check"]
 
 # --- check ---------------------------------------------------------------------------------
 
-def check_target(run: Run, st: ArchState | None) -> None:
+def check(run: RunState, st: ArchState | None) -> None:
+    """Bad input and missing host programs fail here, before anything slow starts."""
+    opts = run.opts
+    run.patches = opts.patches if opts.patches is not None else seriesmod.load(opts.series)
+    if opts.in_worktree and run.patches:
+        raise UsageError("--in-worktree takes no --series (it would move git bisect's HEAD)")
+    for a in opts.arches:
+        run.fragments[a.name] = kconfig.fragments_for(a, opts.configs, opts.profiles)
+        for f in run.fragments[a.name]:
+            kconfig.parse_fragment(f)
+    selftests.sources(opts.selftests, opts.tests)
+    for a in opts.arches:
+        if opts.smp > a.max_cpus:
+            raise UsageError(f"--smp {opts.smp}: QEMU's {a.machine} machine ({a.name}) "
+                             f"takes at most {a.max_cpus} CPUs")
+    if not opts.dry_run:
+        preflight(opts.arches, run.target)
+    if opts.accel not in ("auto", "kvm", "tcg"):
+        raise UsageError(f"--accel {opts.accel}: choose auto, kvm or tcg")
+
+
+def preflight(arches: list[Arch], target: targets.Target | None = None) -> None:
+    """Missing host programs are found before a 3-minute build, not after it."""
+    needed = [("git", "git"), ("make", "make"), ("flex", "flex"), ("bison", "bison"),
+              ("bc", "bc"), ("cpio", "cpio"), ("readelf", "binutils")]
+    local = target is None or target.kind == "qemu"
+    if local:
+        needed.append(("dropbearconvert", "dropbear-bin"))
+    for a in arches:
+        needed.append((a.cc(), a.cross_package if a.cross_compile() else "gcc"))
+        if local:
+            needed.append((a.qemu, a.qemu_package))
+            if archmod.is_native(a):
+                needed += [("busybox", "busybox-static"), ("dropbear", "dropbear-bin")]
+            else:
+                needed += [("apt-get", "apt"), ("dpkg-deb", "dpkg")]
+    path = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
+    for tool, pkg in needed:
+        if not shutil.which(tool, path=path):
+            raise MissingToolError(f"{tool} not found (apt-get install {pkg})")
+
+
+
+def check_target(run: RunState, st: ArchState | None) -> None:
     """A machine orch does not start: reachable, the right arch, root; before the build."""
     assert st is not None
     if run.opts.dry_run:
@@ -58,7 +97,7 @@ def check_target(run: Run, st: ArchState | None) -> None:
 
 # --- tree ----------------------------------------------------------------------------------
 
-def apply(run: Run, st: ArchState | None) -> None:
+def apply(run: RunState, st: ArchState | None) -> None:
     r, opts = run.runner, run.opts
     assert run.tree is not None
     if opts.in_worktree:
@@ -86,14 +125,14 @@ def apply(run: Run, st: ArchState | None) -> None:
                       f"{len(run.patches)} patch(es) -> {run.worktree}")
 
 
-def _builddir(run: Run, st: ArchState) -> Path:
+def _builddir(run: RunState, st: ArchState) -> Path:
     # One build dir per arch and profile: a --debug run must not turn the plain kernel's
     # objects over (and back) in a shared dir.
     assert run.worktree is not None
     return treemod.build_dir(run.worktree, "-".join([st.arch.name, *run.opts.profiles]))
 
 
-def config(run: Run, st: ArchState | None) -> None:
+def config(run: RunState, st: ArchState | None) -> None:
     assert st is not None and run.worktree is not None
     a, r = st.arch, run.runner
     run.versions["gcc"][a.name] = build.compiler_version(a, r)
@@ -107,7 +146,7 @@ def config(run: Run, st: ArchState | None) -> None:
         run.log(a.name, "config").write_text(st.config_text)
 
 
-def build_kernel(run: Run, st: ArchState | None) -> None:
+def build_kernel(run: RunState, st: ArchState | None) -> None:
     assert st is not None and run.worktree is not None
     a, r = st.arch, run.runner
     key = build.build_key(a, run.source_tree, st.config_text, run.versions["gcc"][a.name])
@@ -125,14 +164,14 @@ def build_kernel(run: Run, st: ArchState | None) -> None:
 
 # --- machine (no tree needed: the kernel and its headers are in the store) -----------------
 
-def build_selftests(run: Run, st: ArchState | None) -> None:
+def build_selftests(run: RunState, st: ArchState | None) -> None:
     assert st is not None and st.kernel is not None
     st.tests = selftests.build(st.arch, run.opts.selftests, st.kernel.headers, st.kernel.key,
                                run.runner, run.log(st.arch.name, "selftests.log"),
                                run.opts.tests, progress=run.progress.status)
 
 
-def build_rootfs(run: Run, st: ArchState | None) -> None:
+def build_rootfs(run: RunState, st: ArchState | None) -> None:
     assert st is not None
     r = run.runner
     keys = keysmod.ensure(r)
@@ -141,13 +180,13 @@ def build_rootfs(run: Run, st: ArchState | None) -> None:
         if not r.dry_run else Path("initramfs.cpio")
 
 
-def up_request(run: Run, st: ArchState) -> UpRequest:
+def up_request(run: RunState, st: ArchState) -> UpRequest:
     return UpRequest(st.arch, st.kernel, st.initrd, st.tests,
                      run.log(st.arch.name, "console.log"), run.runner,
                      progress=run.progress.line, status=run.progress.status)
 
 
-def boot(run: Run, st: ArchState | None) -> None:
+def boot(run: RunState, st: ArchState | None) -> None:
     """Boot (QEMU) or deploy (a machine over SSH); the machine stays up for the tests."""
     assert st is not None
     req = up_request(run, st)
@@ -166,7 +205,7 @@ def boot(run: Run, st: ArchState | None) -> None:
         run.learn(st, req.facts)
 
 
-def test(run: Run, st: ArchState | None) -> None:
+def test(run: RunState, st: ArchState | None) -> None:
     assert st is not None
     if run.opts.dry_run:
         return
@@ -174,7 +213,7 @@ def test(run: Run, st: ArchState | None) -> None:
     st.test_code = run_tests(run, st)
 
 
-def run_tests(run: Run, st: ArchState) -> int:
+def run_tests(run: RunState, st: ArchState) -> int:
     a = st.arch
     m = st.machine
     assert m is not None
@@ -225,6 +264,7 @@ def run_tests(run: Run, st: ArchState) -> int:
 
 
 STAGES: list[Stage] = [
+    Stage("check", check, gives="checked", phase=CHECK, per_arch=False),
     Stage("preflight", check_target, gives="target", phase=CHECK,
           wanted=lambda run: run.target.remote),
     Stage("apply", apply, gives="source", phase=TREE, per_arch=False),

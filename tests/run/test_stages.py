@@ -10,7 +10,7 @@ from orchestrator import options, targets
 from orchestrator.base.errors import ApplyError, BuildError
 from orchestrator.kernel import arch
 from orchestrator.kernel import tree as treemod
-from orchestrator.run import stages
+from orchestrator.run import pipeline, stages
 from orchestrator.run.pipeline import Options, Run
 from orchestrator.run.stages import Stage
 from orchestrator.testing import ktap
@@ -27,13 +27,13 @@ class FakeTree:
 @pytest.fixture
 def make_run(tmp_path, monkeypatch, isolated_cache):
     monkeypatch.setattr(treemod, "resolve", lambda *a, **k: FakeTree())
-    monkeypatch.setattr(Run, "tree_lock", lambda self: nullcontext())
+    monkeypatch.setattr(pipeline, "tree_lock", lambda tree: nullcontext())
 
     def make(table, **kw):
         opts = options.make(output=tmp_path / "o", quiet=True, **kw)
         run = Run(opts)
-        run.stages = [s for s in table if s.wanted(run)]
-        run.given = {s.gives for s in run.stages if s.gives}
+        run.state.stages = [s for s in table if s.wanted(run.state)]
+        run.state.given = {s.gives for s in run.state.stages if s.gives}
         return run
 
     return make
@@ -72,10 +72,10 @@ def table(build=_ok, test=None, apply=_ok):
 def test_all_stages_run_in_order(make_run):
     run = make_run(table())
     assert run.execute() == 0
-    st = run.states["x86_64"]
+    st = run.state.states["x86_64"]
     assert list(st.stages) == ["config", "build", "selftests", "rootfs", "boot", "test"]
     assert all(r["status"] == "ok" for r in st.stages.values())
-    assert run.apply_stage["status"] == "ok"
+    assert run.state.apply_stage["status"] == "ok"
 
 
 def test_stages_after_a_failure_are_skipped(make_run):
@@ -85,12 +85,12 @@ def test_stages_after_a_failure_are_skipped(make_run):
 
     run = make_run(table(build=broken), arches=[arch.X86_64, arch.ARM64])
     assert run.execute() == 3
-    arm, x86 = run.states["arm64"], run.states["x86_64"]
+    arm, x86 = run.state.states["arm64"], run.state.states["x86_64"]
     assert arm.stages["build"]["status"] == "failed"
     assert {arm.stages[n]["status"] for n in ("selftests", "rootfs", "boot", "test")} == \
         {"skipped"}
     assert arm.exit_code == 3 and x86.exit_code == 0  # each cell has its own verdict
-    assert [s.binary for s in run.suites if s.arch == "arm64"] == ["orch-build"]
+    assert [s.binary for s in run.state.suites if s.arch == "arm64"] == ["orch-build"]
 
 
 def test_a_run_wide_failure_concerns_every_arch(make_run):
@@ -99,27 +99,27 @@ def test_a_run_wide_failure_concerns_every_arch(make_run):
 
     run = make_run(table(apply=no_apply), arches=[arch.X86_64, arch.ARM64])
     assert run.execute() == 3
-    for st in run.states.values():
+    for st in run.state.states.values():
         assert st.stages["config"] == {"status": "skipped", "reason": "apply failed"}
         assert st.exit_code == 3
-    assert sorted(s.name for s in run.suites) == ["arm64.orch-apply", "x86_64.orch-apply"]
+    assert sorted(s.name for s in run.state.suites) == ["arm64.orch-apply", "x86_64.orch-apply"]
 
 
 def test_ssh_target_has_no_rootfs_stage_and_checks_first(make_run):
     run = make_run(stages.STAGES, target="ssh://board", no_deploy=True)
-    names = [s.name for s in run.stages]
-    assert "rootfs" not in names and names[0] == "preflight"
+    names = [s.name for s in run.state.stages]
+    assert "rootfs" not in names and names[:2] == ["check", "preflight"]
     qemu = make_run(stages.STAGES)
-    assert [s.name for s in qemu.stages] == ["apply", "config", "build", "selftests",
-                                             "rootfs", "boot", "test"]
+    assert [s.name for s in qemu.state.stages] == ["check", "apply", "config", "build",
+                                                   "selftests", "rootfs", "boot", "test"]
 
 
 def test_retry_fail_then_pass_is_flaky(make_run):
     run = make_run(table(test=_tests([[("a", "fail")], [("a", "pass")]])), retries=1)
     assert run.execute() == 1
-    st = run.states["x86_64"]
+    st = run.state.states["x86_64"]
     assert st.flaky
-    assert [c.status for s in run.suites for c in s.cases] == ["fail"]  # the first verdict
+    assert [c.status for s in run.state.suites for c in s.cases] == ["fail"]  # the first verdict
 
 
 def test_until_keeps_the_machine_up(make_run):
@@ -134,7 +134,7 @@ def test_until_keeps_the_machine_up(make_run):
     t[5] = Stage("boot", boot, needs=("kernel",), gives="machine")
     run = make_run(t)
     assert run.execute(until="boot") == 0
-    st = run.states["x86_64"]
+    st = run.state.states["x86_64"]
     assert "test" not in st.stages and st.machine is not None and closed == []
     run.close_machine(st)
     assert closed == ["x86_64"] and st.machine is None
@@ -149,3 +149,25 @@ def test_usage_errors_for_target_options(make_run):
         targets.make(Options(target="ssh://b", arches=[arch.X86_64, arch.ARM64]))
     with pytest.raises(UsageError, match="choose one"):
         targets.make(options.make(target="ssh://b", no_deploy=True, reboot_cmd="x"))
+
+
+def test_building_a_run_checks_nothing_the_check_stage_does(make_run, tmp_path, monkeypatch):
+    """Run() is pure: bad input and a bare host fail in the check stage, with exit 2, the
+    one line, and results written (an error testcase), not in the constructor."""
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no flex, bison, qemu, gcc
+    run = make_run(stages.STAGES, series=str(tmp_path / "no-such.mbox"))
+    assert run.execute() == 2
+    st = run.state.states["x86_64"]
+    assert run.state.run_stages["check"]["status"] == "failed"
+    assert "no-such.mbox" in run.state.run_stages["check"]["error"]
+    assert st.stages["config"]["status"] == "skipped"
+    assert [s.name for s in run.state.suites] == ["x86_64.orch-usage"]
+    assert (tmp_path / "o" / "junit.xml").is_file()
+
+
+def test_the_check_stage_finds_a_missing_host_tool(make_run, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    run = make_run(stages.STAGES, series="none")
+    assert run.execute() == 2
+    assert run.state.run_stages["check"]["error"].startswith("git not found")
+    assert run.state.run_stages.get("apply", {}).get("status") == "skipped"
