@@ -8,8 +8,9 @@ product, minus `exclude`, plus `include`. Every cell has a stable name
 hand-written `orch run`.
 
     axes     one record per axis: how an entry is written, checked, named and run
-    model    Plan and Cell: the cells, and the `orch run` options of each
+    cells    Plan and Cell: the cells, and the `orch run` options of each
     schema   reading a plan file: YAML in, a checked Plan or a one-line error out
     emit     the formats of `orch plan` (json, github, gitlab, names), one table
     command  `orch plan`, and `orch run --plan/--cell`
+    model    the old single module, re-exporting the above while callers move
 """

@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from orchestrator.plan.axes import AXES
-from orchestrator.plan.model import Plan, PlanError
+from orchestrator.plan.cells import Plan, PlanError
 
 DEFAULT_TEMPLATE = "ci/gitlab-jobs.yml"
 

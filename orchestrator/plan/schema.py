@@ -36,7 +36,7 @@ import yaml
 
 from orchestrator.base.paths import PROJECT
 from orchestrator.plan.axes import AXES, BY_KEY, KEYS, NAME_RE, Where
-from orchestrator.plan.model import Cell, Entry, Plan, PlanError, make_cell
+from orchestrator.plan.cells import Cell, Entry, Plan, PlanError, make_cell
 
 PLANS = PROJECT / "configs" / "plans"
 PLURAL = {a.key: a.plural for a in AXES}

@@ -11,7 +11,7 @@ import pytest
 
 from orchestrator.cli import main as cli
 from orchestrator.plan import command, schema
-from orchestrator.plan.model import PlanError
+from orchestrator.plan.cells import PlanError
 
 ROOT = Path(__file__).resolve().parents[2]
 PLANS = {"default": "configs/plans/default.yaml", "smoke": "configs/plans/smoke.yaml",

@@ -8,8 +8,8 @@ import yaml
 
 from orchestrator import options
 from orchestrator.cli import main as cli
-from orchestrator.plan import command, schema
-from orchestrator.plan.model import PlanError
+from orchestrator.plan import axes, command, schema
+from orchestrator.plan.cells import PlanError
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT = ROOT / "configs/plans/default.yaml"
@@ -271,3 +271,11 @@ def test_gitlab_without_compare_has_no_compare_job(tmp_path, capsys, monkeypatch
     doc = yaml.safe_load(capsys.readouterr().out)
     assert "compare" not in doc and [n["job"] for n in doc["merge"]["needs"]] == [
         "x86_64-6.1", "arm64-6.1"]
+
+
+def test_axis_table_names_real_run_options():
+    """Each axis's `owns` are `orch run` option dests: a misspelt one would let the user's
+    option slip past the cell's without a word (test_run_plan_errors checks a few)."""
+    dests = {o.dest for o in options.options_for(options.RUN)}
+    assert set(command.CELL_OWNS) <= dests
+    assert [a.key for a in axes.AXES] == ["arch", "tree", "series", "profile", "target"]

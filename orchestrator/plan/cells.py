@@ -1,0 +1,79 @@
+"""A plan as data: its cells (one entry per axis, a stable name, the tests they run), and the
+`orch run` command line each cell stands for. Plans are read and checked in
+orchestrator.plan.schema, printed for CI in orchestrator.plan.emit; how each axis's entries
+are written, checked, named and run is in orchestrator.plan.axes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from orchestrator.plan.axes import AXES, DEFAULT_TARGET, KEYS, Entry, PlanError
+
+__all__ = ["AXES", "DEFAULT_TARGET", "KEYS", "Cell", "Entry", "Plan", "PlanError", "make_cell"]
+
+
+@dataclass
+class Cell:
+    """One combination of axis entries: `cell.arch`, `cell.tree`... are its entries."""
+
+    name: str
+    entries: dict[str, Entry]
+    tests: list[str] = field(default_factory=list)
+
+    def __getattr__(self, key: str) -> Entry:
+        entries = self.__dict__.get("entries", {})
+        if key in entries:
+            return entries[key]
+        raise AttributeError(key)
+
+    def axis(self, key: str) -> Entry:
+        return self.entries[key]
+
+    def describe(self) -> dict:
+        doc: dict = {"name": self.name}
+        for a in AXES:
+            doc.update(a.fields(self.entries[a.key]))
+        return {**doc, "tests": list(self.tests)}
+
+
+def make_cell(entries: dict[str, Entry], tests: list[str]) -> Cell:
+    """A cell, named by its entries (`x86_64-6.1-uffd-move`), leaving out the implicit ones
+    (no series, the default profile, QEMU)."""
+    parts = [entries[a.key].name for a in AXES if a.in_name(entries[a.key])]
+    return Cell(name="-".join(parts), entries={k: entries[k] for k in KEYS},
+                tests=list(tests))
+
+
+@dataclass
+class Plan:
+    path: Path
+    name: str
+    root: Path
+    axes: dict[str, list[Entry]]
+    cells: list[Cell]
+    compare: dict[str, dict[str, str]] | None = None
+
+    def cell(self, name: str) -> Cell:
+        for c in self.cells:
+            if c.name == name:
+                return c
+        raise PlanError(f"{self.path}: no cell '{name}'; cells: "
+                        f"{', '.join(c.name for c in self.cells)}")
+
+    def select(self, match: dict[str, str]) -> list[Cell]:
+        return [c for c in self.cells if all(c.axis(k).name == v for k, v in match.items())]
+
+    def side(self, side: str) -> list[Cell]:
+        """The cells of one side (base or new) of the plan's compare: section."""
+        assert self.compare is not None
+        return self.select(self.compare[side])
+
+    def cell_argv(self, cell: Cell) -> list[str]:
+        """The `orch run` options that make this cell (paths absolute, from the plan's
+        root): `orch run --plan F --cell N` parses exactly these."""
+        argv = [w for a in AXES for w in a.argv(cell.axis(a.key), self.root)]
+        for t in cell.tests:
+            argv += ["--test", t]
+        return argv
+
