@@ -2,7 +2,8 @@
 command line every cell stands for, and of every plan error message. They hold the plan
 package to its output byte for byte. After a meant change (to a plan, to the emitters, or to
 ci/gitlab-jobs.yml, which the gitlab child pipeline copies), run
-`pytest --regen-golden tests/plan` and review the diff."""
+`pytest --regen-golden tests/plan` and review the diff (the option and the `golden`
+fixture are tests/conftest.py's)."""
 
 import shlex
 from pathlib import Path
