@@ -22,7 +22,7 @@ def main(args: argparse.Namespace, argv: list[str]) -> int:
     from orchestrator.run.pipeline import Run
 
     if args.plan or args.cell:
-        from orchestrator.plan.model import cell_command
+        from orchestrator.plan.command import cell_command
 
         cell_argv = cell_command(args)  # ["run", options...]
         p = Parser(prog="orch run")

@@ -12,5 +12,4 @@ hand-written `orch run`.
     schema   reading a plan file: YAML in, a checked Plan or a one-line error out
     emit     the formats of `orch plan` (json, github, gitlab, names), one table
     command  `orch plan`, and `orch run --plan/--cell`
-    model    the old single module, re-exporting the above while callers move
 """

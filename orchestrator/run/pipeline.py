@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from contextlib import nullcontext
 
+from orchestrator import targets
 from orchestrator.base.errors import (
     EXIT_INFRA,
     EXIT_INTERRUPTED,
@@ -32,7 +33,6 @@ from orchestrator.run import record
 from orchestrator.run.stages import CHECK, MACHINE, RETRY_FROM, STAGES, TREE, Stage, check
 from orchestrator.run.state import ArchState, RunState, default_output
 from orchestrator.store import cache
-from orchestrator.targets import base as targets
 
 __all__ = ["Run", "ArchState", "RunState", "Options", "default_output", "tree_lock"]
 

@@ -16,6 +16,7 @@ import shutil
 from contextlib import ExitStack
 from pathlib import Path
 
+from orchestrator import targets
 from orchestrator.base.errors import (
     EXIT_INFRA,
     EXIT_PASS,
@@ -31,10 +32,8 @@ from orchestrator.kernel import tree as treemod
 from orchestrator.kernel.arch import Arch
 from orchestrator.run.state import CHECK, MACHINE, TREE, ArchState, RunState, Stage
 from orchestrator.store import cache
-from orchestrator.targets import base as targets
+from orchestrator.targets import UpRequest, rootfs
 from orchestrator.targets import keys as keysmod
-from orchestrator.targets import rootfs
-from orchestrator.targets.base import UpRequest
 from orchestrator.testing import compile as selftests
 from orchestrator.testing import faults
 from orchestrator.testing import suite as testrun

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
+from orchestrator import targets
 from orchestrator.base import hooks
 from orchestrator.base.errors import Interrupted, OrchError, UsageError, worst
 from orchestrator.base.progress import Progress
@@ -24,7 +25,6 @@ from orchestrator.kernel import series as seriesmod
 from orchestrator.kernel import tree as treemod
 from orchestrator.kernel.arch import Arch
 from orchestrator.options import Options
-from orchestrator.targets import base as targets
 from orchestrator.testing import suite as testrun
 
 CHECK, TREE, MACHINE = "check", "tree", "machine"

@@ -95,10 +95,7 @@ def _run_tests(tmp_path, isolated_cache, guest):
     from orchestrator.targets import base as targets
     from orchestrator.targets.ssh import CmdResult
 
-    run = pipeline.Run(pipeline.Options(output=tmp_path / "o", dry_run=True))
-    # The stages take the run's state (a RunState; the Run itself before the state was
-    # split out of it).
-    run = getattr(run, "state", run)
+    run = pipeline.Run(pipeline.Options(output=tmp_path / "o", dry_run=True)).state
     st = run.states["x86_64"]
     st.tests = [Path("first"), Path("second")]
 
