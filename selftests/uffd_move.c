@@ -5233,8 +5233,9 @@ static int uffd_wp(int fd, void *p, size_t len, int on)
 /*
  * uffd_wp_dst: src and dst registered MISSING|WP.  Page 0 of src present
  * and write-protected, page 1 write-protected and swapped out (zram).
- * Both are moved.  As 6.12: the moved swap entry keeps its uffd-wp bit
- * (pagemap bit 57 at dst); the present page's state is printed.
+ * Both are moved.  As upstream: the moved swap entry keeps its uffd-wp
+ * bit (pagemap bit 57 at dst); the present page is mapped at dst without
+ * it (checked on the 6.18 host too).
  */
 static int t_uffd_wp_dst(void)
 {
@@ -5275,6 +5276,10 @@ static int t_uffd_wp_dst(void)
 		  !!(e1 & PM_UFFD_WP));
 	if (!(s1 & PM_UFFD_WP) || !(e1 & PM_SWAP) || !(e1 & PM_UFFD_WP)) {
 		ktap_diag("expected the write-protected swap entry to keep uffd-wp at dst");
+		fails++;
+	}
+	if (!(s0 & PM_UFFD_WP) || !(e0 & PM_PRESENT) || (e0 & PM_UFFD_WP)) {
+		ktap_diag("expected the write-protected present page mapped at dst without uffd-wp");
 		fails++;
 	}
 	if (uffd_wp(pr.ufd, pr.dst, pr.len, 0))
