@@ -27,6 +27,10 @@
  *   R_DIO    a page held by O_DIRECT in flight: 6.1's O_DIRECT takes
  *            plain references (moved), 6.12's pins (EBUSY).  A property
  *            of the base kernel, not of the move code.
+ *   R_WP     anonymous uffd-wp (uffd_wp_dst): offered by x86_64 since 5.7
+ *            and arm64 since 6.10; where it is not (6.1 arm64), the
+ *            registration must fail with EINVAL and nothing else is
+ *            checked.  A property of the base kernel, not of the move.
  *   partial  a later page failing after k pages moved: -1/EAGAIN with
  *            move = k pages (all versions; see t_partial_eagain).
  * Bare 6.1 (no UFFD_FEATURE_MOVE): every test skips.
@@ -74,6 +78,7 @@
 static size_t pg;			/* base page size */
 static int kv_major, kv_minor;		/* from uname -r */
 static char kv_release[128];
+static char kv_machine[72];		/* uname -m */
 static int move_offered;		/* UFFD_FEATURE_MOVE reported */
 static char offer_detail[256];		/* why it is not offered */
 
@@ -5210,6 +5215,16 @@ static int t_softdirty_thp(void)
 	return softdirty_case(2);
 }
 
+/* R_WP: does this kernel's architecture offer anonymous uffd-wp? */
+static int wp_arch_expected(void)
+{
+	if (!strcmp(kv_machine, "x86_64"))
+		return kv_major > 5 || (kv_major == 5 && kv_minor >= 7);
+	if (!strcmp(kv_machine, "aarch64"))
+		return kv_major > 6 || (kv_major == 6 && kv_minor >= 10);
+	return 0;
+}
+
 static int uffd_reg_mode(int fd, void *p, size_t len, __u64 mode)
 {
 	struct uffdio_register r = {
@@ -5255,9 +5270,24 @@ static int t_uffd_wp_dst(void)
 			  UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP)) {
 		int e = errno;
 
+		/*
+		 * Rule R_WP: anonymous uffd-wp is an architecture feature of
+		 * the base kernel (x86_64 since 5.7, arm64 since 6.10).
+		 * Without it there is no uffd-wp bit for a move to keep:
+		 * the registration must be refused with EINVAL, which is all
+		 * there is to check.
+		 */
 		pair_teardown(&pr);
-		return ktap_skip_because("UFFDIO_REGISTER_MODE_WP on anonymous memory: %s", ename(e));
+		if (e == EINVAL && !wp_arch_expected()) {
+			ktap_diag("rule R_WP: %s %d.%d has no anonymous uffd-wp: UFFDIO_REGISTER_MODE_WP refused with EINVAL, as it must be",
+				  kv_machine, kv_major, kv_minor);
+			return KTAP_PASS;
+		}
+		ktap_diag("UFFDIO_REGISTER_MODE_WP on anonymous memory: %s (%s %d.%d: expected to work)",
+			  ename(e), kv_machine, kv_major, kv_minor);
+		return KTAP_FAIL;
 	}
+	ktap_diag("rule R_WP: %s %d.%d offers anonymous uffd-wp", kv_machine, kv_major, kv_minor);
 	if (uffd_wp(pr.ufd, pr.src, pr.len, 1)) {
 		ktap_diag("UFFDIO_WRITEPROTECT failed: %s", ename(errno));
 		goto fail;
@@ -5935,6 +5965,7 @@ int main(int argc, char **argv)
 	memset(procbuf, 0, sizeof(procbuf));
 	if (!uname(&u)) {
 		snprintf(kv_release, sizeof(kv_release), "%s", u.release);
+		snprintf(kv_machine, sizeof(kv_machine), "%s", u.machine);
 		sscanf(u.release, "%d.%d", &kv_major, &kv_minor);
 	}
 	probe();
