@@ -2955,9 +2955,6 @@ fail:
 /* ------------------------------------------------------------------ */
 /* swap: a zram swap device set up by the test itself                   */
 
-#ifndef MADV_COLD
-#define MADV_COLD 20
-#endif
 #ifndef MADV_PAGEOUT
 #define MADV_PAGEOUT 21
 #endif
@@ -4652,8 +4649,13 @@ static int t_swap_thp_cache_ebusy(void)
 	return fails ? KTAP_FAIL : KTAP_PASS;
 }
 
-/* drain this CPU's LRU batches: MADV_COLD starts with lru_add_drain() */
-static void local_lru_drain(void)
+/*
+ * Drain the LRU batches of every CPU: mlock() starts with
+ * lru_add_drain_all() (6.1 and 6.12).  A swap-cache folio whose write-out
+ * ended on another CPU (the loop device's worker) sits in that CPU's
+ * rotate batch, with a reference that makes its migration fail.
+ */
+static void lru_drain_all_cpus(void)
 {
 	char *p = mmap(NULL, pg, PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -4661,7 +4663,8 @@ static void local_lru_drain(void)
 	if (p == MAP_FAILED)
 		return;
 	p[0] = 1;
-	madvise(p, pg, MADV_COLD);
+	if (!mlock(p, pg))
+		munlock(p, pg);
 	munmap(p, pg);
 }
 
@@ -4741,11 +4744,11 @@ static int t_swap_loop_cache_rmap(void)
 	for (int t = 0;; t++) {
 		/*
 		 * Migration needs every reference but the mappings' and the
-		 * swap cache's gone: the per-CPU LRU batches (activation
-		 * after the swap-in, on 6.12) can hold one for a while.
-		 * MADV_COLD drains this CPU's batches (we are pinned to it).
+		 * swap cache's gone: the per-CPU LRU batches can hold one
+		 * for a while (the rotate batch of the CPU where the loop
+		 * device's write-out ended, the activation batch).
 		 */
-		local_lru_drain();
+		lru_drain_all_cpus();
 		if (madvise(pr.dst, pg, MADV_SOFT_OFFLINE) == 0) {
 			ktap_diag("MADV_SOFT_OFFLINE of dst page 0: pfn 0x%llx -> 0x%llx (try %d)",
 				  (unsigned long long)pfn,
