@@ -189,7 +189,17 @@ static inline int ktap_finish(void)
 struct ktap_case {
 	const char *name;
 	int (*fn)(void);	/* returns KTAP_PASS, KTAP_FAIL or KTAP_SKIP */
+	unsigned int needs;	/* requirement bits, see ktap_needs_hook */
+	unsigned int timeout_s;	/* 0: the runner's default */
 };
+
+/*
+ * Requirements: a case's `needs` bits are handed to this hook (set by the
+ * binary before ktap_run_cases()) in the parent, before the case is
+ * forked.  It returns NULL when they are met, else the skip reason; the
+ * case is then reported skipped without running.
+ */
+static const char *(*ktap_needs_hook)(unsigned int needs);
 
 /* Skip reason is passed from the child to the parent through this page. */
 static char *ktap_skip_reason_buf;
@@ -213,7 +223,7 @@ static inline KTAP_PRINTF(1, 2) int ktap_skip_because(const char *fmt, ...)
 
 /*
  * Run the cases, each in its own child process with a timeout of
- * timeout_s seconds (0: none).  Arguments after argv[0], if any, select
+ * the case's timeout_s, else timeout_s seconds (0: none).  Arguments after argv[0], if any, select
  * tests by exact name (the plan then counts only the selected ones).
  * Prints header, plan, all results; returns the exit status.
  */
@@ -253,6 +263,7 @@ static inline int ktap_run_cases(const struct ktap_case *cases, int n,
 
 	for (i = 0; i < n; i++) {
 		int want = argc <= 1, status = 0, res;
+		unsigned int tmo;
 		long long start, us;
 		pid_t pid, w;
 
@@ -262,6 +273,15 @@ static inline int ktap_run_cases(const struct ktap_case *cases, int n,
 		if (!want)
 			continue;
 
+		if (cases[i].needs && ktap_needs_hook) {
+			const char *why = ktap_needs_hook(cases[i].needs);
+
+			if (why) {
+				ktap_skip(cases[i].name, "%s", why);
+				continue;
+			}
+		}
+		tmo = cases[i].timeout_s ? cases[i].timeout_s : timeout_s;
 		if (ktap_skip_reason_buf)
 			ktap_skip_reason_buf[0] = '\0';
 		ktap_flush();
@@ -273,9 +293,9 @@ static inline int ktap_run_cases(const struct ktap_case *cases, int n,
 			continue;
 		}
 		if (pid == 0) {
-			if (timeout_s) {
+			if (tmo) {
 				signal(SIGALRM, SIG_DFL);
-				alarm(timeout_s);
+				alarm(tmo);
 			}
 			res = cases[i].fn();
 			ktap_flush();
@@ -292,7 +312,7 @@ static inline int ktap_run_cases(const struct ktap_case *cases, int n,
 			ktap_fail(cases[i].name);
 		} else if (WIFSIGNALED(status)) {
 			if (WTERMSIG(status) == SIGALRM)
-				ktap_diag("test timed out after %u s", timeout_s);
+				ktap_diag("test timed out after %u s", tmo);
 			else
 				ktap_diag("test process killed by signal %d (%s)",
 					  WTERMSIG(status),

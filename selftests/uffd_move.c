@@ -27,6 +27,10 @@
  *   R_DIO    a page held by O_DIRECT in flight: 6.1's O_DIRECT takes
  *            plain references (moved), 6.12's pins (EBUSY).  A property
  *            of the base kernel, not of the move code.
+ *   R_WP     anonymous uffd-wp (uffd_wp_dst): offered by x86_64 since 5.7
+ *            and arm64 since 6.10; where it is not (6.1 arm64), the
+ *            registration must fail with EINVAL and nothing else is
+ *            checked.  A property of the base kernel, not of the move.
  *   partial  a later page failing after k pages moved: -1/EAGAIN with
  *            move = k pages (all versions; see t_partial_eagain).
  * Bare 6.1 (no UFFD_FEATURE_MOVE): every test skips.
@@ -44,6 +48,8 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -53,6 +59,7 @@
 #include <unistd.h>
 
 #include <linux/io_uring.h>
+#include <linux/loop.h>
 
 #include "ktap.h"
 #include "uffd_abi.h"
@@ -71,6 +78,7 @@
 static size_t pg;			/* base page size */
 static int kv_major, kv_minor;		/* from uname -r */
 static char kv_release[128];
+static char kv_machine[72];		/* uname -m */
 static int move_offered;		/* UFFD_FEATURE_MOVE reported */
 static char offer_detail[256];		/* why it is not offered */
 
@@ -616,11 +624,6 @@ static int pair_end(struct pair *pr, int fails)
 	return fails ? KTAP_FAIL : KTAP_PASS;
 }
 
-#define NEED_MOVE()							\
-	do {								\
-		if (!move_offered)					\
-			return ktap_skip_because("UFFD_FEATURE_MOVE not offered"); \
-	} while (0)
 
 /* ------------------------------------------------------------------ */
 /* feature / ABI tests                                                  */
@@ -662,7 +665,6 @@ static int t_register_mask(void)
 	int fd, fails = 0;
 	char *p;
 
-	NEED_MOVE();
 	fd = uffd_new(UFFD_FEATURE_MOVE, &api);
 	if (fd < 0)
 		return KTAP_FAIL;
@@ -698,7 +700,6 @@ static int t_abi(void)
 {
 	int fails = 0;
 
-	NEED_MOVE();
 	if (sizeof(struct uffdio_move) != 40) {
 		ktap_diag("sizeof(struct uffdio_move): expected 40, got %zu",
 			  sizeof(struct uffdio_move));
@@ -745,7 +746,6 @@ static int t_basic_move(void)
 	int fails = 0, c0, c1;
 	struct mv r;
 
-	NEED_MOVE();
 	if (pair_setup(&pr, n, 1))
 		goto fail;
 	fill(pr.src, pr.len, 1);
@@ -802,7 +802,6 @@ static int t_dst_populated_eexist(void)
 	struct pair pr;
 	int fails = 0;
 
-	NEED_MOVE();
 	if (pair_setup(&pr, 1, 0))
 		goto fail;
 	fill(pr.src, pg, 2);
@@ -826,7 +825,6 @@ static int t_src_hole_enoent(void)
 	struct pair pr;
 	int fails = 0;
 
-	NEED_MOVE();
 	if (pair_setup(&pr, 2, 1))
 		goto fail;
 	/* src never touched: no page tables at all */
@@ -855,7 +853,6 @@ static int t_src_hole_allow(void)
 	struct pair pr;
 	int fails = 0;
 
-	NEED_MOVE();
 	if (pair_setup(&pr, n, 1))
 		goto fail;
 	/* pages 0 and 2 populated, 1 and 3 holes */
@@ -936,32 +933,27 @@ fail:
 
 static int t_einval_unaligned_dst(void)
 {
-	NEED_MOVE();
 	return einval_arg_case("UFFDIO_MOVE dst+1", 1, 0, pg, 0);
 }
 
 static int t_einval_unaligned_src(void)
 {
-	NEED_MOVE();
 	return einval_arg_case("UFFDIO_MOVE src+1", 0, 1, pg, 0);
 }
 
 static int t_einval_unaligned_len(void)
 {
-	NEED_MOVE();
 	return einval_arg_case("UFFDIO_MOVE len=page+page/2", 0, 0,
 			       pg + pg / 2, 0);
 }
 
 static int t_einval_len_zero(void)
 {
-	NEED_MOVE();
 	return einval_arg_case("UFFDIO_MOVE len=0", 0, 0, 0, 0);
 }
 
 static int t_einval_mode_unknown(void)
 {
-	NEED_MOVE();
 	if (einval_arg_case("UFFDIO_MOVE mode=1<<2", 0, 0, pg,
 			    (__u64)1 << 2) != KTAP_PASS)
 		return KTAP_FAIL;
@@ -975,7 +967,6 @@ static int t_einval_spans_two_vmas(void)
 	struct pair pr;
 	int fails = 0;
 
-	NEED_MOVE();
 	/* (a) src range covers two VMAs: MADV_DONTFORK splits src */
 	if (pair_setup(&pr, 4, 1))
 		goto fail;
@@ -1030,7 +1021,6 @@ static int t_einval_dst_file_vma(void)
 	int fails = 0, mfd, e1;
 	char *p;
 
-	NEED_MOVE();
 	if (pair_setup(&pr, 1, 0))
 		goto fail;
 	fill(pr.src, pg, 40);
@@ -1077,7 +1067,6 @@ static int t_einval_src_shared_anon(void)
 	struct pair pr;
 	int fails = 0;
 
-	NEED_MOVE();
 	if (pair_setup(&pr, 1, 1))
 		goto fail;
 	if (!carve(pr.src, pg, PROT_READ | PROT_WRITE,
@@ -1103,7 +1092,6 @@ static int t_einval_dst_unregistered(void)
 	struct pair pr;
 	int fails = 0;
 
-	NEED_MOVE();
 	if (pair_setup(&pr, 1, 0))	/* uffd exists, nothing registered */
 		goto fail;
 	fill(pr.src, pg, 42);
@@ -1131,7 +1119,6 @@ static int t_no_vma(void)
 	struct pair pr;
 	int fails = 0;
 
-	NEED_MOVE();
 	ktap_diag("rule R_NOVMA: kernel %d.%d -> expect %s (EINVAL on 6.8, ENOENT from 6.9 and on 6.1 + series)",
 		  kv_major, kv_minor, ename(want));
 	/* (a) dst in a hole */
@@ -1180,7 +1167,6 @@ static int t_partial_eagain(void)
 	int fails = 0;
 	struct mv r;
 
-	NEED_MOVE();
 	if (pair_setup(&pr, n, 0))
 		goto fail;
 	for (size_t i = 0; i < n; i++)
@@ -1265,7 +1251,6 @@ static int t_fork_ebusy(void)
 	int fails = 0, wfd;
 	pid_t pid;
 
-	NEED_MOVE();
 	if (pair_setup(&pr, 1, 1))
 		goto fail;
 	fill(pr.src, pg, 70);
@@ -1293,7 +1278,6 @@ static int t_fork_dontfork_moves(void)
 	int fails = 0, wfd;
 	pid_t pid;
 
-	NEED_MOVE();
 	if (pair_setup(&pr, 2, 1))
 		goto fail;
 	fill(pr.src, pr.len, 71);
@@ -1354,7 +1338,6 @@ static int t_ksm_ebusy(void)
 	struct pair pr;
 	double t0;
 
-	NEED_MOVE();
 	if (access(KSM_DIR "run", W_OK))
 		return ktap_skip_because("/sys/kernel/mm/ksm missing: CONFIG_KSM not built");
 	if (pair_setup(&pr, 2, 1))
@@ -1574,7 +1557,6 @@ static int t_thp_source(void)
 	struct hp h;
 	int fails = 0;
 
-	NEED_MOVE();
 	HP_TRY(hp_setup(&h, 0, MADV_HUGEPAGE, 1));
 	HP_TRY(hp_make_thp(&h, 90));
 	pfn0 = pfn_of(h.src);
@@ -1636,7 +1618,6 @@ static int t_thp_split_partial(void)
 	struct hp h;
 	int fails = 0;
 
-	NEED_MOVE();
 	HP_TRY(hp_setup(&h, 0, MADV_HUGEPAGE, 1));
 	HP_TRY(hp_make_thp(&h, 91));
 	off = h.H / 2;
@@ -1718,7 +1699,6 @@ static int t_thp_split_misaligned_dst(void)
 	struct hp h;
 	int fails = 0;
 
-	NEED_MOVE();
 	HP_TRY(hp_setup(&h, pg, MADV_HUGEPAGE, 1));
 	HP_TRY(hp_make_thp(&h, 92));
 	if (expect_moved("UFFDIO_MOVE of a whole THP to dst = PMD boundary + 1 page",
@@ -1766,7 +1746,6 @@ static int t_thp_pte_mapped(void)
 	int fails = 0, ok0 = 0, ok1 = 0;
 	struct hp h;
 
-	NEED_MOVE();
 	HP_TRY(hp_setup(&h, 0, MADV_HUGEPAGE, 1));
 	HP_TRY(hp_make_thp(&h, 93));
 	if (madvise(h.src + hole * pg, pg, MADV_DONTNEED)) {
@@ -1841,7 +1820,6 @@ static int t_thp_huge_zero(void)
 	struct hp h;
 	struct mv r;
 
-	NEED_MOVE();
 	if (read_long(THP_DIR "use_zero_page") != 1)
 		return ktap_skip_because(THP_DIR "use_zero_page is not 1: no huge zero page");
 	HP_TRY(hp_setup(&h, 0, MADV_HUGEPAGE, 1));
@@ -1905,7 +1883,6 @@ static int t_thp_dst_populated(void)
 	struct hp h;
 	int fails = 0;
 
-	NEED_MOVE();
 	HP_TRY(hp_setup(&h, 0, MADV_HUGEPAGE, 0));
 	/* dst page 0 populated before registering: a small page (no THP) */
 	madvise(h.dst, h.H, MADV_NOHUGEPAGE);
@@ -1944,7 +1921,6 @@ static int t_zero_page(void)
 	int fails = 0;
 	struct mv r;
 
-	NEED_MOVE();
 	ktap_diag("rule R_ZERO: kernel %d.%d -> %s", kv_major, kv_minor,
 		  moves ? "zero page is moved (6.9+, 6.1 + series)" : "EBUSY (6.8)");
 	if (pair_setup(&pr, 2, 1))
@@ -2089,7 +2065,6 @@ static int t_fault_driven_move(void)
 	struct pair pr;
 	int fails = 0;
 
-	NEED_MOVE();
 	if (pair_setup(&pr, n, 1))
 		goto fail;
 	for (size_t i = 0; i < n; i++)
@@ -2141,7 +2116,6 @@ static int t_fault_dontwake(void)
 	struct pair pr;
 	int fails = 0, g;
 
-	NEED_MOVE();
 	if (pair_setup(&pr, 1, 1))
 		goto fail;
 	fill(pr.src, pg, 100);
@@ -2230,7 +2204,6 @@ static int t_rmap_page_idle(void)
 	uint64_t pfn;
 	int fd, b, fails = 0;
 
-	NEED_MOVE();
 	fd = open(IDLE_BITMAP, O_RDWR | O_CLOEXEC);
 	if (fd < 0)
 		return ktap_skip_because(IDLE_BITMAP " absent (%s): CONFIG_IDLE_PAGE_TRACKING not built",
@@ -2285,7 +2258,6 @@ static int t_rmap_soft_offline(void)
 	uint64_t pfn0, pfn1;
 	int fails = 0, e;
 
-	NEED_MOVE();
 	pin_cpu();
 	if (moved_page(&pr, 120, &pfn0))
 		goto fail;
@@ -2327,7 +2299,7 @@ fail:
 #define ST_THREADS	4
 #define ST_SLOTS	8	/* chunks per thread */
 #define ST_CHUNK	4	/* pages per chunk */
-#define ST_SECONDS	4.0
+#define ST_SECONDS	10.0
 
 struct stress {
 	int ufd;
@@ -2443,7 +2415,6 @@ static int t_stress_threads(void)
 	uintptr_t lo, hi;
 	double t0;
 
-	NEED_MOVE();
 	memset(&s, 0, sizeof(s));
 	memset(th, 0, sizeof(th));
 	s.len = (size_t)ST_THREADS * ST_SLOTS * chunk;
@@ -2574,7 +2545,6 @@ static int t_src_hole_dst_populated(void)
 	struct mv r;
 	int fails = 0;
 
-	NEED_MOVE();
 	/* src: H-aligned, its PMD empty; dst two PMDs away */
 	HP_TRY(hp_setup(&h, 0, MADV_NOHUGEPAGE, 0));
 	fill(h.dst, pg, 130);			/* dst page 0 populated */
@@ -2655,7 +2625,6 @@ static int t_src_hole_pmd_dst_thp(void)
 	int fails = 0;
 	long kb;
 
-	NEED_MOVE();
 	HP_TRY(hp_setup(&h, 0, MADV_HUGEPAGE, 0));
 	fill(h.dst, h.H, 131);
 	kb = smaps_anon_huge_kb(h.dst);
@@ -2711,7 +2680,6 @@ static int t_wb_range_overflow(void)
 	struct mv r;
 	uintptr_t top = ~(uintptr_t)0 & ~(uintptr_t)(pg - 1);
 
-	NEED_MOVE();
 	if (pair_setup(&pr, 1, 1))
 		goto fail;
 	fill(pr.src, pg, 140);
@@ -2751,7 +2719,6 @@ static int t_wb_efault(void)
 	struct pair pr;
 	int fails = 0, ret, e;
 
-	NEED_MOVE();
 	if (pair_setup(&pr, 2, 1))
 		goto fail;
 	fill(pr.src, pr.len, 141);
@@ -2847,7 +2814,6 @@ static int t_einval_access_flags(void)
 {
 	int fails = 0;
 
-	NEED_MOVE();
 	fails += prot_case("src rw-, dst r--", PROT_READ | PROT_WRITE, PROT_READ, EINVAL);
 	fails += prot_case("src r--, dst rw-", PROT_READ, PROT_READ | PROT_WRITE, EINVAL);
 	fails += prot_case("src rw-, dst rwx", PROT_READ | PROT_WRITE,
@@ -2871,7 +2837,6 @@ static int t_einval_mlock_mismatch(void)
 	struct pair pr;
 	int fails = 0;
 
-	NEED_MOVE();
 	if (pair_setup(&pr, 2, 1))
 		goto fail;
 	fill(pr.src, pr.len, 151);
@@ -2908,7 +2873,6 @@ static int t_mlock_both(void)
 	struct pair pr;
 	int fails = 0;
 
-	NEED_MOVE();
 	if (pair_setup(&pr, n, 0))
 		goto fail;
 	if (mlock(pr.src, pr.len) || mlock(pr.dst, pr.len)) {
@@ -2998,8 +2962,28 @@ fail:
 #define ZRAM "/sys/block/zram0/"
 #define ZRAM_SIZE	(64UL << 20)
 
-/* set in the parent's shared page when a test turned swap on */
-static volatile int *swap_by_us;
+/*
+ * Swap devices turned on by a test, in a page shared with the parent
+ * (main turns them off after the last test).  Two kinds:
+ *  - zram: a synchronous device (SWP_SYNCHRONOUS_IO): an anonymous
+ *    swap-in skips the swap cache, and a folio is freed right after its
+ *    (synchronous) write-out;
+ *  - a loop device over a file on the guest's tmpfs root: an ordinary
+ *    block device, asynchronous, non-rotational (so it has swap clusters
+ *    and takes a THP as one large folio with THP_SWAP): folios go through
+ *    the swap cache, and stay there after MADV_PAGEOUT until reclaimed.
+ * A test asks for one kind (swap_use()); the other one is turned off, so
+ * every page that test pages out goes to the kind it asked for.
+ */
+struct swstate {
+	int zram, loop, loopnr;
+};
+static struct swstate *sws;
+
+#define SWK_ZRAM	1
+#define SWK_LOOP	2
+#define LOOP_FILE	"/orch-uffd-move-swap.img"
+#define LOOP_SWAP_SIZE	(128UL << 20)
 
 static int on_swaps(const char *dev)
 {
@@ -3036,7 +3020,7 @@ static int write_swap_header(const char *dev, size_t size)
 }
 
 /* 0: swap on /dev/zram0 is active; else KTAP_SKIP/-1 with a reason */
-static int swap_setup(void)
+static int zram_on(void)
 {
 	long ds;
 	int e;
@@ -3068,19 +3052,126 @@ static int swap_setup(void)
 		ktap_diag("swapon(/dev/zram0) failed: %s", ename(e));
 		return -1;
 	}
-	if (swap_by_us)
-		*swap_by_us = 1;
+	if (sws)
+		sws->zram = 1;
 	ktap_diag("swap on /dev/zram0, %ld MiB (set up by this test)", ds >> 20);
 	return 0;
 }
 
-static void swap_teardown(void)
+static void zram_off(void)
 {
-	if (!swap_by_us || !*swap_by_us)
+	if (!sws || !sws->zram)
 		return;
 	syscall(__NR_swapoff, "/dev/zram0");
 	write_long(ZRAM "reset", 1);
-	*swap_by_us = 0;
+	sws->zram = 0;
+}
+
+static void loop_name(char *dev, size_t n, int nr)
+{
+	snprintf(dev, n, "/dev/loop%d", nr);
+}
+
+/* 0: swap on a loop device over LOOP_FILE is active; else KTAP_SKIP/-1 */
+static int loop_on(void)
+{
+	char dev[32];
+	int ctl, nr, ffd, lfd, e;
+
+	if (access("/proc/swaps", R_OK))
+		return ktap_skip_because("/proc/swaps absent: kernel without swap (CONFIG_SWAP=n)");
+	if (sws && sws->loop) {
+		loop_name(dev, sizeof(dev), sws->loopnr);
+		if (on_swaps(dev) == 1)
+			return 0;
+	}
+	ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
+	if (ctl < 0)
+		return ktap_skip_because("/dev/loop-control: %s: no loop device (CONFIG_BLK_DEV_LOOP=n)",
+					 ename(errno));
+	nr = ioctl(ctl, LOOP_CTL_GET_FREE);
+	close(ctl);
+	if (nr < 0) {
+		ktap_diag("LOOP_CTL_GET_FREE failed: %s", ename(errno));
+		return -1;
+	}
+	loop_name(dev, sizeof(dev), nr);
+	if (access(dev, F_OK))
+		mknod(dev, S_IFBLK | 0600, makedev(7, nr));
+	ffd = open(LOOP_FILE, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (ffd < 0 || ftruncate(ffd, LOOP_SWAP_SIZE)) {
+		ktap_diag("creating " LOOP_FILE " failed: %s", ename(errno));
+		if (ffd >= 0)
+			close(ffd);
+		return -1;
+	}
+	lfd = open(dev, O_RDWR | O_CLOEXEC);
+	if (lfd < 0 || ioctl(lfd, LOOP_SET_FD, ffd)) {
+		ktap_diag("binding %s to " LOOP_FILE " failed: %s", dev, ename(errno));
+		if (lfd >= 0)
+			close(lfd);
+		close(ffd);
+		unlink(LOOP_FILE);
+		return -1;
+	}
+	close(ffd);
+	close(lfd);
+	if (sws) {
+		sws->loop = 1;
+		sws->loopnr = nr;
+	}
+	if (write_swap_header(dev, LOOP_SWAP_SIZE)) {
+		ktap_diag("writing the swap header to %s failed: %s", dev, ename(errno));
+		return -1;
+	}
+	if (syscall(__NR_swapon, dev, 0)) {
+		e = errno;
+		ktap_diag("swapon(%s) failed: %s", dev, ename(e));
+		return -1;
+	}
+	ktap_diag("swap on %s (loop over " LOOP_FILE ", tmpfs), %lu MiB (set up by this test)",
+		  dev, LOOP_SWAP_SIZE >> 20);
+	return 0;
+}
+
+static void loop_off(void)
+{
+	char dev[32];
+	int lfd;
+
+	if (!sws || !sws->loop)
+		return;
+	loop_name(dev, sizeof(dev), sws->loopnr);
+	syscall(__NR_swapoff, dev);
+	lfd = open(dev, O_RDWR | O_CLOEXEC);
+	if (lfd >= 0) {
+		ioctl(lfd, LOOP_CLR_FD, 0);
+		close(lfd);
+	}
+	unlink(LOOP_FILE);
+	sws->loop = 0;
+}
+
+/* swap of one kind only: 0, KTAP_SKIP or -1 (reason or diag given) */
+static int swap_use(int kind)
+{
+	if (kind == SWK_LOOP) {
+		zram_off();
+		return loop_on();
+	}
+	loop_off();
+	return zram_on();
+}
+
+static int swap_setup(void)
+{
+	return swap_use(SWK_ZRAM);
+}
+
+static void swap_teardown(void)
+{
+	zram_off();
+	loop_off();
 }
 
 /* number of pages of [p, p+n pages) whose pagemap entry is a swap entry */
@@ -3149,7 +3240,6 @@ static int t_swap_move(void)
 	struct pair pr;
 	int fails = 0;
 
-	NEED_MOVE();
 	SWAP_TRY(swap_setup());
 	pin_cpu();
 	if (pair_setup(&pr, n, 1))
@@ -3236,7 +3326,6 @@ static int t_swap_cache_move(void)
 	struct mv r;
 	double t0;
 
-	NEED_MOVE();
 	SWAP_TRY(swap_setup());
 	pin_cpu();
 	if (pair_setup(&pr, n, 1))
@@ -3298,7 +3387,6 @@ static int t_swap_shared_ebusy(void)
 	int fails = 0, wfd;
 	pid_t pid;
 
-	NEED_MOVE();
 	SWAP_TRY(swap_setup());
 	pin_cpu();
 	if (pair_setup(&pr, 1, 1))
@@ -3348,7 +3436,6 @@ static int t_pin_io_uring_ebusy(void)
 	struct pair pr;
 	int fails = 0, rfd, e;
 
-	NEED_MOVE();
 	if (pair_setup(&pr, 2, 1))
 		goto fail;
 	fill(pr.src, pr.len, 170);
@@ -3413,7 +3500,6 @@ static int t_ref_vmsplice(void)
 	ssize_t got;
 	struct mv r;
 
-	NEED_MOVE();
 	if (pair_setup(&pr, 1, 1))
 		goto fail;
 	fill(pr.src, pg, 171);
@@ -3530,7 +3616,6 @@ static int t_odirect_inflight(void)
 	int want_ebusy = !(kv_major == 6 && kv_minor == 1);
 	struct mv r;
 
-	NEED_MOVE();
 	if (access("/sys/class/zram-control/hot_add", R_OK))
 		return ktap_skip_because("/sys/class/zram-control absent (CONFIG_ZRAM=n): no block device for O_DIRECT");
 	if (pair_setup(&pr, 2, 1))
@@ -3679,7 +3764,6 @@ static int t_foreign_mm(void)
 	int fails = 0, sv[2] = { -1, -1 };
 	pid_t pid;
 
-	NEED_MOVE();
 	res = mmap(NULL, pg, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (res == MAP_FAILED)
 		return KTAP_FAIL;
@@ -3828,7 +3912,6 @@ static int t_eagain_event_pending(void)
 	int fails = 0, fd, g;
 	struct mv r;
 
-	NEED_MOVE();
 	if (pair_setup(&pr, 2, 0))
 		goto fail;
 	fd = uffd_new(UFFD_FEATURE_MOVE | UFFD_FEATURE_EVENT_REMOVE, NULL);
@@ -3919,7 +4002,6 @@ static int t_fork_after_move(void)
 	int fails = 0, st;
 	pid_t pid;
 
-	NEED_MOVE();
 	pin_cpu();
 	sh = mmap(NULL, pg, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (sh == MAP_FAILED)
@@ -4025,7 +4107,6 @@ static int t_overlap_slide(void)
 	struct pair pr;
 	int fails = 0;
 
-	NEED_MOVE();
 	if (pair_setup(&pr, 4, 0))
 		goto fail;
 	fill(pr.dst + pg, pg, 211);
@@ -4056,7 +4137,7 @@ fail:
 
 #define SW_CHUNKS	16	/* per mover */
 #define SW_CHUNK	4	/* pages */
-#define SW_SECONDS	3.0
+#define SW_SECONDS	10.0
 
 struct swalk {
 	int ufd;
@@ -4176,7 +4257,7 @@ static void *sw_pageout(void *arg)
 
 /*
  * stress_walkers: two movers move 4-page chunks between a and b (in two
- * different PMDs), one starting from each side, for 3 s, while page_idle
+ * different PMDs), one starting from each side, for 10 s, while page_idle
  * (set + read of the idle bits of every page), MADV_PAGEOUT (swap on zram
  * when it can be set up) and compaction (a child writing
  * /proc/sys/vm/compact_memory) run.  Moves may return -1/EAGAIN (partial
@@ -4196,7 +4277,6 @@ static int t_stress_walkers(void)
 	long moves = 0, errs = 0, retries = 0, busy = 0, bad = 0;
 	double t0;
 
-	NEED_MOVE();
 	if (thp_usable(&H, why, sizeof(why)))
 		H = 2UL << 20;
 	memset(&s, 0, sizeof(s));
@@ -4333,58 +4413,1552 @@ fail:
 
 /* ------------------------------------------------------------------ */
 
+/* ------------------------------------------------------------------ */
+/* swap through the swap cache: a loop device                           */
+
+/* a counter of /proc/vmstat; -1 if absent */
+static long vmstat_val(const char *key)
+{
+	size_t kl = strlen(key);
+	char *l;
+
+	if (slurp("/proc/vmstat"))
+		return -1;
+	for (l = procbuf; l && *l; ) {
+		if (!strncmp(l, key, kl) && l[kl] == ' ')
+			return strtol(l + kl + 1, NULL, 10);
+		l = strchr(l, '\n');
+		if (l)
+			l++;
+	}
+	return -1;
+}
+
+/* pages of [p, p+n pages) that mincore() reports resident */
+static size_t n_resident(const char *p, size_t n)
+{
+	size_t c = 0;
+
+	for (size_t i = 0; i < n; i++)
+		c += resident(p + i * pg) == 1;
+	return c;
+}
+
+/*
+ * Were the n pages at p swapped out as one large folio?  Then their swap
+ * entries are one cluster: same type, consecutive offsets, the first one
+ * aligned to n (pagemap bits 0-4 type, 5-54 offset).
+ */
+static int thp_swap_entries_whole(const char *p, size_t n, uint64_t *off0)
+{
+	uint64_t e0, e;
+
+	if (pagemap_ent(p, &e0) || !(e0 & PM_SWAP) || (e0 & PM_PRESENT))
+		return 0;
+	*off0 = (e0 & PM_PFN_MASK) >> 5;
+	if (*off0 % n)
+		return 0;
+	for (size_t i = 1; i < n; i++) {
+		if (pagemap_ent(p + i * pg, &e) || !(e & PM_SWAP) || (e & PM_PRESENT) ||
+		    (e & 0x1f) != (e0 & 0x1f) || ((e & PM_PFN_MASK) >> 5) != *off0 + i)
+			return 0;
+	}
+	return 1;
+}
+
+/*
+ * A PMD-mapped THP at h->src (filled with seed), paged out to the loop
+ * device as one large folio (vmstat thp_swpout +1), which stays in the
+ * swap cache under or after its asynchronous write-out.  0, -1, or
+ * KTAP_SKIP with a reason.
+ */
+static int thp_swapped_to_cache(struct hp *h, unsigned int seed)
+{
+	long sw0, sw1, fb0, fb1;
+	size_t n = h->H / pg, cached;
+	uint64_t off0 = 0;
+	int r, whole;
+
+	r = swap_use(SWK_LOOP);
+	if (r)
+		return r;
+	r = hp_make_thp(h, seed);
+	if (r)
+		return r;
+	sw0 = vmstat_val("thp_swpout");
+	fb0 = vmstat_val("thp_swpout_fallback");
+	if (madvise(h->src, h->H, MADV_PAGEOUT)) {
+		ktap_diag("madvise(MADV_PAGEOUT) failed: %s", ename(errno));
+		return -1;
+	}
+	sw1 = vmstat_val("thp_swpout");
+	fb1 = vmstat_val("thp_swpout_fallback");
+	cached = n_resident(h->src, n);
+	whole = thp_swap_entries_whole(h->src, n, &off0);
+	ktap_diag("MADV_PAGEOUT of the THP: thp_swpout %ld -> %ld, thp_swpout_fallback %ld -> %ld; %zu swap PTEs (%s, first offset 0x%llx), %zu of %zu pages in the swap cache (mincore)",
+		  sw0, sw1, fb0, fb1, n_swapped(h->src, n),
+		  whole ? "one aligned cluster: written as one large folio" : "not one aligned cluster",
+		  (unsigned long long)off0, cached, n);
+	/* thp_swpout needs CONFIG_VM_EVENT_COUNTERS; the entries tell anyway */
+	if ((sw0 >= 0 && sw1 != sw0 + 1) || !whole) {
+		hp_teardown(h);
+		return ktap_skip_because("the THP was not swapped out as one large folio (thp_swpout %ld -> %ld, entries %s): no THP_SWAP, or no swap cluster",
+					 sw0, sw1, whole ? "contiguous" : "not one aligned cluster");
+	}
+	if (n_swapped(h->src, n) != n || cached != n) {
+		hp_teardown(h);
+		return ktap_skip_because("the large folio left the swap cache before the move (%zu swap PTEs, %zu cached)",
+					 n_swapped(h->src, n), cached);
+	}
+	return 0;
+}
+
+/*
+ * Move page `idx` of a THP sitting in the swap cache as a large folio, in
+ * a process of its own with a watchdog of `secs` seconds (SIGKILL): a
+ * move that never returns (a livelock under the mmap lock) is reported,
+ * and the test goes on.  Returns 0 (result in *out), 1 hung, -1 error;
+ * KTAP_SKIP is passed through (reason set by the child).
+ */
+struct thp_sw_res {
+	int ret, err;
+	__s64 move;
+	long anon_huge_kb;	/* unused */
+	size_t swapped_after;
+};
+
+static int thp_swapcache_move_child(size_t idx, unsigned int secs,
+				    struct thp_sw_res *out)
+{
+	struct thp_sw_res *res;
+	int status, r = -1;
+	double t0;
+	pid_t pid;
+
+	res = mmap(NULL, sizeof(*res), PROT_READ | PROT_WRITE,
+		   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (res == MAP_FAILED)
+		return -1;
+	ktap_flush();
+	pid = fork();
+	if (pid < 0) {
+		munmap(res, sizeof(*res));
+		return -1;
+	}
+	if (pid == 0) {
+		struct hp h;
+		struct mv m;
+		int s;
+
+		if (hp_setup(&h, 0, MADV_HUGEPAGE, 1))
+			_exit(KTAP_SKIP);
+		s = thp_swapped_to_cache(&h, 200 + (unsigned int)idx);
+		if (s)
+			_exit(s == KTAP_SKIP ? KTAP_SKIP : KTAP_FAIL);
+		ktap_diag("page %zu: UFFDIO_MOVE of one page (watchdog %u s)", idx, secs);
+		m = do_move(h.ufd, h.dst + idx * pg, h.src + idx * pg, pg, 0);
+		res->ret = m.ret;
+		res->err = m.err;
+		res->move = m.move;
+		res->swapped_after = n_swapped(h.src, h.H / pg);
+		/* the data must still be there (a failed move keeps it) */
+		if (m.ret == -1 && check_pat_off("src after the failed move",
+						 h.src + idx * pg, pg,
+						 200 + (unsigned int)idx, idx * pg))
+			_exit(KTAP_FAIL);
+		hp_teardown(&h);
+		_exit(KTAP_PASS);
+	}
+	t0 = now_s();
+	for (;;) {
+		pid_t w = waitpid(pid, &status, WNOHANG);
+
+		if (w == pid)
+			break;
+		if (now_s() - t0 > secs) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &status, 0);
+			ktap_diag("page %zu: UFFDIO_MOVE did not return within %u s: hung (killed with SIGKILL, %.1f s)",
+				  idx, secs, now_s() - t0);
+			munmap(res, sizeof(*res));
+			return 1;
+		}
+		sleep_ms(20);
+	}
+	if (WIFEXITED(status) && WEXITSTATUS(status) == KTAP_PASS) {
+		*out = *res;
+		r = 0;
+	} else if (WIFEXITED(status) && WEXITSTATUS(status) == KTAP_SKIP) {
+		r = KTAP_SKIP;
+	} else {
+		ktap_diag("page %zu: test process ended with status 0x%x", idx, status);
+	}
+	munmap(res, sizeof(*res));
+	return r;
+}
+
+/*
+ * swap_thp_cache_ebusy: a THP paged out to the loop device as one large
+ * folio that stays in the swap cache; pages 0 (head), 1, 5 and 511 (or
+ * the last) are moved one at a time, each with a fresh THP.  As 6.12:
+ * EBUSY (move = -EBUSY) for every one, and the folio is not split (the
+ * src PTEs stay swap entries, the data stays).  A tail page used to
+ * livelock the series (the swap cache reports the head's entry, the
+ * comparison fails, -EAGAIN, retried for ever under the mmap lock); each
+ * move runs under a 10 s watchdog, and a hang fails the test.
+ */
+static int t_swap_thp_cache_ebusy(void)
+{
+	size_t H = 0, idxs[4] = { 0, 1, 5, 0 };
+	char why[160];
+	int fails = 0, skips = 0;
+
+	if (thp_usable(&H, why, sizeof(why)))
+		return ktap_skip_because("%s", why);
+	idxs[3] = H / pg - 1;
+	for (int i = 0; i < 4; i++) {
+		struct thp_sw_res r = { 0 };
+		int c = thp_swapcache_move_child(idxs[i], 10, &r);
+
+		if (c == KTAP_SKIP) {
+			skips++;
+			break;
+		}
+		if (c == 1) {
+			fails++;
+			continue;
+		}
+		if (c < 0) {
+			fails++;
+			continue;
+		}
+		ktap_diag("page %zu: ret %d errno %s move %s; %zu src swap PTEs after",
+			  idxs[i], r.ret, ename(r.err), mvstr(r.move), r.swapped_after);
+		if (r.ret != -1 || r.err != EBUSY || r.move != -EBUSY) {
+			ktap_diag("page %zu: expected -1/EBUSY, move -EBUSY (a large folio in the swap cache is not moved)",
+				  idxs[i]);
+			fails++;
+		}
+		if (r.swapped_after != H / pg) {
+			ktap_diag("page %zu: expected all %zu src PTEs still swap entries", idxs[i], H / pg);
+			fails++;
+		}
+	}
+	if (skips && !fails)
+		return KTAP_SKIP;
+	return fails ? KTAP_FAIL : KTAP_PASS;
+}
+
+/*
+ * Drain the LRU batches of every CPU: mlock() starts with
+ * lru_add_drain_all() (6.1 and 6.12).  A swap-cache folio whose write-out
+ * ended on another CPU (the loop device's worker) sits in that CPU's
+ * rotate batch, with a reference that makes its migration fail.
+ */
+static void lru_drain_all_cpus(void)
+{
+	char *p = mmap(NULL, pg, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (p == MAP_FAILED)
+		return;
+	p[0] = 1;
+	if (!mlock(p, pg))
+		munlock(p, pg);
+	munmap(p, pg);
+}
+
+/*
+ * swap_loop_cache_rmap: 8 small pages paged out to the loop device; their
+ * folios stay in the swap cache (asynchronous write-out; read back with
+ * MADV_WILLNEED if reclaimed meanwhile).  As 6.12: moved (move == len),
+ * the swap entries at dst; the fault at dst maps the swap-cache folio,
+ * which must now belong to dst: page_idle sees an access through dst
+ * (the rmap walk finds the dst PTE), and MADV_SOFT_OFFLINE migrates it
+ * with the data intact.
+ */
+static int t_swap_loop_cache_rmap(void)
+{
+	const size_t n = 8;
+	struct pair pr;
+	int fails = 0, fd = -1, b, ok_idle = 0;
+	size_t cached;
+	uint64_t pfn;
+	double t0;
+
+	SWAP_TRY(swap_use(SWK_LOOP));
+	pin_cpu();
+	if (pair_setup(&pr, n, 1))
+		goto fail;
+	madvise(pr.src, pr.len, MADV_NOHUGEPAGE);
+	fill(pr.src, pr.len, 210);
+	if (page_out(pr.src, n))
+		goto fail;
+	madvise(pr.src, pr.len, MADV_WILLNEED);
+	t0 = now_s();
+	while ((cached = n_resident(pr.src, n)) < n && now_s() - t0 < 2)
+		sleep_ms(10);
+	ktap_diag("after MADV_PAGEOUT (loop): %zu swap PTEs, %zu of %zu in the swap cache",
+		  n_swapped(pr.src, n), cached, n);
+	if (cached != n || n_swapped(pr.src, n) != n) {
+		pair_teardown(&pr);
+		return ktap_skip_because("could not keep swap-cache folios behind swap PTEs (%zu cached)",
+					 cached);
+	}
+	if (expect_moved("UFFDIO_MOVE of 8 swap entries with swap-cache folios (loop)",
+			 do_move(pr.ufd, pr.dst, pr.src, pr.len, 0), pr.len))
+		fails++;
+	if (n_swapped(pr.dst, n) != n || n_swapped(pr.src, n) != 0) {
+		ktap_diag("expected %zu swap entries at dst and none at src, got %zu and %zu",
+			  n, n_swapped(pr.dst, n), n_swapped(pr.src, n));
+		fails++;
+	}
+	if (uffd_unreg(pr.ufd, pr.dst, pr.len))
+		goto fail;
+	if (check_pat("dst (swapped in from the swap cache)", pr.dst, pr.len, 210) ||
+	    check_zero("src", pr.src, pr.len))
+		fails++;
+	fd = open(IDLE_BITMAP, O_RDWR | O_CLOEXEC);
+	for (size_t i = 0; fd >= 0 && i < n; i++) {
+		pfn = pfn_of(pr.dst + i * pg);
+		if (!pfn)
+			continue;
+		drain_lru_and_flush();
+		if (idle_bit(fd, pfn, 1) || idle_bit(fd, pfn, 0) != 1)
+			continue;	/* not on the LRU yet */
+		drain_lru_and_flush();
+		(void)*(volatile char *)(pr.dst + i * pg);
+		b = idle_bit(fd, pfn, 0);
+		if (b != 0) {
+			ktap_diag("dst page %zu (pfn 0x%llx): idle bit still set after an access through dst: the rmap walk does not find the dst PTE",
+				  i, (unsigned long long)pfn);
+			fails++;
+		} else {
+			ok_idle++;
+		}
+	}
+	ktap_diag("page_idle: %d of %zu dst pages checked through rmap", ok_idle, n);
+	if (fd >= 0)
+		close(fd);
+	pfn = pfn_of(pr.dst);
+	for (int t = 0;; t++) {
+		/*
+		 * Migration needs every reference but the mappings' and the
+		 * swap cache's gone: the per-CPU LRU batches can hold one
+		 * for a while (the rotate batch of the CPU where the loop
+		 * device's write-out ended, the activation batch).
+		 */
+		lru_drain_all_cpus();
+		if (madvise(pr.dst, pg, MADV_SOFT_OFFLINE) == 0) {
+			ktap_diag("MADV_SOFT_OFFLINE of dst page 0: pfn 0x%llx -> 0x%llx (try %d)",
+				  (unsigned long long)pfn,
+				  (unsigned long long)pfn_of(pr.dst), t + 1);
+			if (check_pat("dst after soft offline", pr.dst, pr.len, 210))
+				fails++;
+			break;
+		}
+		if (errno == EINVAL)	/* no MEMORY_FAILURE */
+			break;
+		if (errno != EBUSY || t == 4) {
+			ktap_diag("MADV_SOFT_OFFLINE of dst page 0 failed: %s (try %d)",
+				  ename(errno), t + 1);
+			fails++;
+			break;
+		}
+		sleep_ms(100);
+	}
+	return pair_end(&pr, fails);
+fail:
+	return pair_end(&pr, 1);
+}
+
+/*
+ * swap_cache_race_stress: for 10 s, one page at a time: the page is paged
+ * out to the loop device, then a thread faults it back in at src (through
+ * the swap cache) and pages it out again, over and over, while the main
+ * thread moves the swap entry to dst.  The entry can then be reused with
+ * a folio that entered the swap cache after the move looked for one.
+ * Every move must end with the page at dst (after -1/EAGAIN or EBUSY
+ * retries), its data intact, and the folio reachable by rmap from dst
+ * (page_idle, when the idle bit sticks).
+ */
+#define RS_SECONDS	10.0
+#define RS_SLOTS	64
+
+struct rstress {
+	char *volatile cur;	/* src page being raced, NULL: idle */
+	volatile int stop;
+	long cycles;
+};
+
+static void *rs_cycler(void *arg)
+{
+	struct rstress *s = arg;
+
+	while (!s->stop) {
+		char *p = s->cur;
+
+		if (!p) {
+			sched_yield();
+			continue;
+		}
+		(void)*(volatile char *)p;	/* swap-in (or zero page once moved) */
+		madvise(p, pg, MADV_PAGEOUT);
+		s->cycles++;
+	}
+	return NULL;
+}
+
+static int t_swap_cache_race_stress(void)
+{
+	struct rstress s = { 0 };
+	struct pair pr;
+	pthread_t t;
+	int fails = 0, fd, started = 0;
+	long iters = 0, eagain = 0, ebusy = 0, idle_checked = 0, bad = 0;
+	double t0;
+
+	SWAP_TRY(swap_use(SWK_LOOP));
+	if (pair_setup(&pr, RS_SLOTS, 1))
+		goto fail;
+	madvise(pr.src, pr.len, MADV_NOHUGEPAGE);
+	madvise(pr.dst, pr.len, MADV_NOHUGEPAGE);
+	fd = open(IDLE_BITMAP, O_RDWR | O_CLOEXEC);
+	if (pthread_create(&t, NULL, rs_cycler, &s))
+		goto fail;
+	started = 1;
+	t0 = now_s();
+	while (now_s() - t0 < RS_SECONDS && !bad) {
+		size_t k = (size_t)iters % RS_SLOTS;
+		char *src = pr.src + k * pg, *dst = pr.dst + k * pg;
+		unsigned int seed = 300 + (unsigned int)(iters & 0xffff);
+		struct mv r;
+		int tries = 0;
+		uint64_t pfn;
+
+		madvise(dst, pg, MADV_DONTNEED);
+		fill(src, pg, seed);
+		madvise(src, pg, MADV_PAGEOUT);
+		s.cur = src;
+		for (;;) {
+			r = do_move(pr.ufd, dst, src, pg, 0);
+			if (r.ret == 0)
+				break;
+			if (r.ret == -1 && (r.err == EAGAIN || r.err == EBUSY) &&
+			    ++tries < 100000) {
+				if (r.err == EAGAIN)
+					eagain++;
+				else
+					ebusy++;
+				continue;
+			}
+			ktap_diag("iteration %ld: UFFDIO_MOVE: ret %d errno %s move %s after %d tries",
+				  iters, r.ret, ename(r.err), mvstr(r.move), tries);
+			bad++;
+			break;
+		}
+		s.cur = NULL;
+		sleep_ms(0);
+		if (bad)
+			break;
+		/* dst is populated (page or swap entry): reading it does not block */
+		if (check_pat("dst", dst, pg, seed)) {
+			ktap_diag("iteration %ld: data lost", iters);
+			bad++;
+			break;
+		}
+		pfn = pfn_of(dst);
+		if (fd >= 0 && pfn && (iters & 7) == 0) {
+			drain_lru_and_flush();
+			if (!idle_bit(fd, pfn, 1) && idle_bit(fd, pfn, 0) == 1) {
+				drain_lru_and_flush();
+				(void)*(volatile char *)dst;
+				if (idle_bit(fd, pfn, 0) != 0) {
+					ktap_diag("iteration %ld: dst pfn 0x%llx idle after an access through dst: the folio is not reachable by rmap from dst",
+						  iters, (unsigned long long)pfn);
+					bad++;
+				}
+				idle_checked++;
+			}
+		}
+		iters++;
+	}
+	s.stop = 1;
+	pthread_join(t, NULL);
+	started = 0;
+	ktap_diag("%.1f s: %ld pages moved, %ld EAGAIN and %ld EBUSY retries, %ld swap-in/page-out cycles at src, %ld rmap checks",
+		  now_s() - t0, iters, eagain, ebusy, s.cycles, idle_checked);
+	if (fd >= 0)
+		close(fd);
+	if (bad || iters == 0)
+		fails++;
+	return pair_end(&pr, fails);
+fail:
+	if (started) {
+		s.stop = 1;
+		pthread_join(t, NULL);
+	}
+	return pair_end(&pr, 1);
+}
+
+/* ------------------------------------------------------------------ */
+/* huge pages: shared after fork, rmap after a PMD move, fault-driven    */
+
+/*
+ * thp_fork_{aligned,misaligned}_ebusy: a PMD-mapped THP shared with a
+ * forked child.  As 6.12: the aligned 2 MiB move and a misaligned one
+ * (4 pages from the middle; dst one page off) give -1/EBUSY with nothing
+ * moved, and the THP stays PMD-mapped (AnonHugePages unchanged): a move
+ * that fails does not split it.
+ */
+static int thp_fork_case(int misaligned)
+{
+	long kb0, kb1;
+	struct hp h;
+	int fails = 0, wfd;
+	pid_t pid;
+	struct mv r;
+
+	HP_TRY(hp_setup(&h, 0, MADV_HUGEPAGE, 1));
+	HP_TRY(hp_make_thp(&h, misaligned ? 221 : 220));
+	pid = fork_holder(&wfd);
+	if (pid < 0)
+		goto fail;
+	kb0 = smaps_anon_huge_kb(h.src);
+	if (misaligned)
+		r = do_move(h.ufd, h.dst + pg, h.src + h.H / 2, 4 * pg, 0);
+	else
+		r = do_move(h.ufd, h.dst, h.src, h.H, 0);
+	kb1 = smaps_anon_huge_kb(h.src);
+	release_holder(pid, wfd);
+	if (expect_fail(misaligned ? "misaligned 4-page move from a THP shared after fork" :
+			"aligned 2 MiB move of a THP shared after fork", r, EBUSY, 0))
+		fails++;
+	ktap_diag("src AnonHugePages %ld kB before, %ld kB after the failed move", kb0, kb1);
+	if (kb1 != kb0) {
+		ktap_diag("expected AnonHugePages unchanged (the failed move must not split the THP)");
+		fails++;
+	}
+	if (n_resident(h.dst, h.H / pg) != 0) {
+		ktap_diag("dst populated although the move failed");
+		fails++;
+	}
+	if (check_pat("src", h.src, h.H, misaligned ? 221 : 220))
+		fails++;
+	hp_teardown(&h);
+	return fails ? KTAP_FAIL : KTAP_PASS;
+fail:
+	hp_teardown(&h);
+	return KTAP_FAIL;
+}
+
+static int t_thp_fork_aligned_ebusy(void)
+{
+	return thp_fork_case(0);
+}
+
+static int t_thp_fork_misaligned_ebusy(void)
+{
+	return thp_fork_case(1);
+}
+
+/*
+ * thp_move_rmap_split: a THP moved whole (PMD move), then the dst PMD is
+ * split (MADV_DONTNEED of its last page) and page_idle is used on dst
+ * pages 0 and 100: the rmap walk of the (now PTE-mapped) large folio must
+ * find the dst PTEs, which needs the folio's index and anon_vma of dst.
+ */
+static int t_thp_move_rmap_split(void)
+{
+	size_t idx[2] = { 0, 100 };
+	int fails = 0, fd, checked = 0;
+	struct hp h;
+
+	fd = open(IDLE_BITMAP, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return ktap_skip_because(IDLE_BITMAP " absent: CONFIG_IDLE_PAGE_TRACKING not built");
+	HP_TRY(hp_setup(&h, 0, MADV_HUGEPAGE, 1));
+	HP_TRY(hp_make_thp(&h, 222));
+	if (expect_moved("UFFDIO_MOVE of a PMD-mapped THP", do_move(h.ufd, h.dst, h.src, h.H, 0), h.H))
+		goto fail;
+	if (uffd_unreg(h.ufd, h.dst, h.H))
+		goto fail;
+	if (madvise(h.dst + h.H - pg, pg, MADV_DONTNEED))
+		goto fail;
+	ktap_diag("dst after MADV_DONTNEED of its last page: AnonHugePages %ld kB",
+		  smaps_anon_huge_kb(h.dst));
+	for (int i = 0; i < 2; i++) {
+		uint64_t pfn = pfn_of(h.dst + idx[i] * pg);
+
+		if (!pfn)
+			continue;
+		drain_lru_and_flush();
+		if (idle_bit(fd, pfn, 1) || idle_bit(fd, pfn, 0) != 1) {
+			ktap_diag("dst page %zu: idle bit did not stick", idx[i]);
+			continue;
+		}
+		drain_lru_and_flush();
+		(void)*(volatile char *)(h.dst + idx[i] * pg);
+		if (idle_bit(fd, pfn, 0) != 0) {
+			ktap_diag("dst page %zu (pfn 0x%llx): still idle after an access through dst: rmap misses the dst PTE",
+				  idx[i], (unsigned long long)pfn);
+			fails++;
+		}
+		checked++;
+	}
+	if (!checked) {
+		close(fd);
+		hp_teardown(&h);
+		return ktap_skip_because("the idle bit of the dst pages did not stick");
+	}
+	if (check_pat("dst", h.dst, h.H - pg, 222))
+		fails++;
+	close(fd);
+	hp_teardown(&h);
+	return fails ? KTAP_FAIL : KTAP_PASS;
+fail:
+	close(fd);
+	hp_teardown(&h);
+	return KTAP_FAIL;
+}
+
+/* fault-driven PMD moves: the handler moves the whole 2 MiB chunk */
+struct pmdf {
+	struct hp *h;
+	volatile int stop, reader_done;
+	int nmoves, herr, bad;
+};
+
+static void *pmdf_reader(void *arg)
+{
+	struct pmdf *f = arg;
+
+	if (check_pat("dst (read through the fault)", f->h->dst, f->h->H, 223))
+		f->bad++;
+	f->reader_done = 1;
+	return NULL;
+}
+
+static void *pmdf_handler(void *arg)
+{
+	struct pmdf *f = arg;
+	struct hp *h = f->h;
+	struct uffd_msg msg;
+
+	while (!f->stop) {
+		int g = uffd_get_msg(h->ufd, &msg, 50);
+		struct mv r;
+
+		if (g < 0) {
+			f->herr++;
+			break;
+		}
+		if (!g)
+			continue;
+		if (msg.event != UFFD_EVENT_PAGEFAULT) {
+			f->herr++;
+			continue;
+		}
+		/* the whole PMD-sized chunk around the fault */
+		r = do_move(h->ufd, h->dst, h->src, h->H,
+			    UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES);
+		if (r.ret == -1 && r.err == EEXIST) {
+			/* resolved by an earlier move: wake the reader */
+			struct uffdio_range wr = { (uintptr_t)h->dst, h->H };
+
+			ioctl(h->ufd, UFFDIO_WAKE, &wr);
+			continue;
+		}
+		if (expect_moved("handler: UFFDIO_MOVE of the 2 MiB chunk", r, h->H))
+			f->herr++;
+		else
+			f->nmoves++;
+	}
+	return NULL;
+}
+
+static int fault_pmd_case(int dst_advice)
+{
+	struct pmdf f;
+	pthread_t rd, hd;
+	struct hp h;
+	long kb, want;
+	int fails = 0;
+
+	HP_TRY(hp_setup(&h, 0, MADV_HUGEPAGE, 1));
+	if (madvise(h.dst, h.H, dst_advice))
+		goto fail;
+	HP_TRY(hp_make_thp(&h, 223));
+	memset(&f, 0, sizeof(f));
+	f.h = &h;
+	if (pthread_create(&hd, NULL, pmdf_handler, &f))
+		goto fail;
+	if (pthread_create(&rd, NULL, pmdf_reader, &f)) {
+		f.stop = 1;
+		pthread_join(hd, NULL);
+		goto fail;
+	}
+	if (!wait_flag(&f.reader_done, 10)) {
+		ktap_diag("reader still blocked after 10 s; unregistering dst");
+		fails++;
+		uffd_unreg(h.ufd, h.dst, h.H);
+	}
+	pthread_join(rd, NULL);
+	f.stop = 1;
+	pthread_join(hd, NULL);
+	kb = smaps_anon_huge_kb(h.dst);
+	ktap_diag("dst (%s): AnonHugePages %ld kB after %d fault-driven 2 MiB moves, %d handler errors",
+		  dst_advice == MADV_HUGEPAGE ? "MADV_HUGEPAGE" : "MADV_NOHUGEPAGE",
+		  kb, f.nmoves, f.herr);
+	if (f.nmoves != 1 || f.herr || f.bad) {
+		ktap_diag("expected 1 move of the whole chunk, 0 errors, data intact");
+		fails++;
+	}
+	/*
+	 * MADV_HUGEPAGE: the missing fault came from the huge PMD path,
+	 * which leaves the dst PMD none, so the PMD moves whole.
+	 * MADV_NOHUGEPAGE: the fault allocated a page table at dst before
+	 * it was reported, so the THP is split and moved page by page.
+	 */
+	want = dst_advice == MADV_HUGEPAGE ? (long)(h.H >> 10) : 0;
+	if (kb != want) {
+		ktap_diag("dst: expected AnonHugePages %ld kB, got %ld kB", want, kb);
+		fails++;
+	}
+	if (check_zero("src", h.src, h.H))
+		fails++;
+	hp_teardown(&h);
+	return fails ? KTAP_FAIL : KTAP_PASS;
+fail:
+	hp_teardown(&h);
+	return KTAP_FAIL;
+}
+
+static int t_fault_pmd_hugepage(void)
+{
+	return fault_pmd_case(MADV_HUGEPAGE);
+}
+
+static int t_fault_pmd_nohugepage(void)
+{
+	return fault_pmd_case(MADV_NOHUGEPAGE);
+}
+
+/* ------------------------------------------------------------------ */
+/* bits of the moved entry: soft-dirty, uffd-wp                          */
+
+#define PM_SOFT_DIRTY	(1ULL << 55)
+#define PM_UFFD_WP	(1ULL << 57)
+
+/* 1 if soft-dirty tracking works here (a write after clear_refs 4 sets it) */
+static int softdirty_usable(void)
+{
+	char *p = mmap(NULL, pg, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uint64_t e = 0;
+	int ok;
+
+	if (p == MAP_FAILED)
+		return 0;
+	p[0] = 1;
+	ok = !write_str("/proc/self/clear_refs", "4");
+	p[0] = 2;
+	ok = ok && !pagemap_ent(p, &e) && (e & PM_SOFT_DIRTY);
+	munmap(p, pg);
+	return ok;
+}
+
+static int sd_bit(const void *p)
+{
+	uint64_t e = 0;
+
+	if (pagemap_ent(p, &e))
+		return -1;
+	return !!(e & PM_SOFT_DIRTY);
+}
+
+/*
+ * softdirty_{present,swap,thp}: soft-dirty cleared everywhere (clear_refs
+ * 4) after src was populated, then the move.  As 6.12: the moved entry is
+ * soft-dirty at dst, for a present page, a swap entry (zram) and a PMD.
+ */
+static int softdirty_case(int kind)
+{
+	struct pair pr = { .ufd = -1 };
+	struct hp h = { .ufd = -1 };
+	char *src, *dst;
+	size_t len;
+	int fails = 0, b;
+
+	if (!softdirty_usable())
+		return ktap_skip_because("no soft-dirty tracking (CONFIG_MEM_SOFT_DIRTY=n)");
+	if (kind == 2) {
+		HP_TRY(hp_setup(&h, 0, MADV_HUGEPAGE, 1));
+		HP_TRY(hp_make_thp(&h, 230));
+		src = h.src;
+		dst = h.dst;
+		len = h.H;
+	} else {
+		if (kind == 1)
+			SWAP_TRY(swap_use(SWK_ZRAM));
+		pin_cpu();
+		if (pair_setup(&pr, 1, 1))
+			goto fail;
+		madvise(pr.src, pg, MADV_NOHUGEPAGE);
+		fill(pr.src, pg, 230);
+		if (kind == 1 && page_out(pr.src, 1))
+			goto fail;
+		src = pr.src;
+		dst = pr.dst;
+		len = pg;
+	}
+	if (write_str("/proc/self/clear_refs", "4"))
+		goto fail;
+	ktap_diag("src soft-dirty after clear_refs 4: %d", sd_bit(src));
+	if (expect_moved("UFFDIO_MOVE", do_move(kind == 2 ? h.ufd : pr.ufd, dst, src, len, 0), len))
+		fails++;
+	b = sd_bit(dst);
+	ktap_diag("dst soft-dirty after the move: %d", b);
+	if (b != 1) {
+		ktap_diag("expected the moved %s soft-dirty at dst",
+			  kind == 0 ? "PTE" : kind == 1 ? "swap entry" : "PMD");
+		fails++;
+	}
+	if (check_pat("dst", dst, len, 230))
+		fails++;
+	if (kind == 2)
+		hp_teardown(&h);
+	pair_teardown(&pr);
+	return fails ? KTAP_FAIL : KTAP_PASS;
+fail:
+	hp_teardown(&h);
+	pair_teardown(&pr);
+	return KTAP_FAIL;
+}
+
+static int t_softdirty_present(void)
+{
+	return softdirty_case(0);
+}
+
+static int t_softdirty_swap(void)
+{
+	return softdirty_case(1);
+}
+
+static int t_softdirty_thp(void)
+{
+	return softdirty_case(2);
+}
+
+/* R_WP: does this kernel's architecture offer anonymous uffd-wp? */
+static int wp_arch_expected(void)
+{
+	if (!strcmp(kv_machine, "x86_64"))
+		return kv_major > 5 || (kv_major == 5 && kv_minor >= 7);
+	if (!strcmp(kv_machine, "aarch64"))
+		return kv_major > 6 || (kv_major == 6 && kv_minor >= 10);
+	return 0;
+}
+
+static int uffd_reg_mode(int fd, void *p, size_t len, __u64 mode)
+{
+	struct uffdio_register r = {
+		.range = { .start = (uintptr_t)p, .len = len },
+		.mode = mode,
+	};
+
+	return ioctl(fd, UFFDIO_REGISTER, &r);
+}
+
+static int uffd_wp(int fd, void *p, size_t len, int on)
+{
+	struct uffdio_writeprotect w = {
+		.range = { .start = (uintptr_t)p, .len = len },
+		.mode = on ? UFFDIO_WRITEPROTECT_MODE_WP : 0,
+	};
+
+	return ioctl(fd, UFFDIO_WRITEPROTECT, &w);
+}
+
+/*
+ * uffd_wp_dst: src and dst registered MISSING|WP.  Page 0 of src present
+ * and write-protected, page 1 write-protected and swapped out (zram).
+ * Both are moved.  As upstream: the moved swap entry keeps its uffd-wp
+ * bit (pagemap bit 57 at dst); the present page is mapped at dst without
+ * it (checked on the 6.18 host too).
+ */
+static int t_uffd_wp_dst(void)
+{
+	uint64_t e0 = 0, e1 = 0, s0 = 0, s1 = 0;
+	struct pair pr;
+	int fails = 0;
+
+	SWAP_TRY(swap_use(SWK_ZRAM));
+	pin_cpu();
+	if (pair_setup(&pr, 2, 0))
+		goto fail;
+	madvise(pr.src, pr.len, MADV_NOHUGEPAGE);
+	fill(pr.src, pr.len, 231);
+	if (uffd_reg_mode(pr.ufd, pr.dst, pr.len,
+			  UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP) ||
+	    uffd_reg_mode(pr.ufd, pr.src, pr.len,
+			  UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP)) {
+		int e = errno;
+
+		/*
+		 * Rule R_WP: anonymous uffd-wp is an architecture feature of
+		 * the base kernel (x86_64 since 5.7, arm64 since 6.10).
+		 * Without it there is no uffd-wp bit for a move to keep:
+		 * the registration must be refused with EINVAL, which is all
+		 * there is to check.
+		 */
+		pair_teardown(&pr);
+		if (e == EINVAL && !wp_arch_expected()) {
+			ktap_diag("rule R_WP: %s %d.%d has no anonymous uffd-wp: UFFDIO_REGISTER_MODE_WP refused with EINVAL, as it must be",
+				  kv_machine, kv_major, kv_minor);
+			return KTAP_PASS;
+		}
+		ktap_diag("UFFDIO_REGISTER_MODE_WP on anonymous memory: %s (%s %d.%d: expected to work)",
+			  ename(e), kv_machine, kv_major, kv_minor);
+		return KTAP_FAIL;
+	}
+	ktap_diag("rule R_WP: %s %d.%d offers anonymous uffd-wp", kv_machine, kv_major, kv_minor);
+	if (uffd_wp(pr.ufd, pr.src, pr.len, 1)) {
+		ktap_diag("UFFDIO_WRITEPROTECT failed: %s", ename(errno));
+		goto fail;
+	}
+	if (page_out(pr.src + pg, 1))
+		goto fail;
+	pagemap_ent(pr.src, &s0);
+	pagemap_ent(pr.src + pg, &s1);
+	if (expect_moved("UFFDIO_MOVE into a uffd-wp registered dst",
+			 do_move(pr.ufd, pr.dst, pr.src, pr.len, 0), pr.len))
+		fails++;
+	pagemap_ent(pr.dst, &e0);
+	pagemap_ent(pr.dst + pg, &e1);
+	ktap_diag("uffd-wp (pagemap bit 57): present page src %d -> dst %d; swap entry src %d -> dst %d",
+		  !!(s0 & PM_UFFD_WP), !!(e0 & PM_UFFD_WP), !!(s1 & PM_UFFD_WP),
+		  !!(e1 & PM_UFFD_WP));
+	if (!(s1 & PM_UFFD_WP) || !(e1 & PM_SWAP) || !(e1 & PM_UFFD_WP)) {
+		ktap_diag("expected the write-protected swap entry to keep uffd-wp at dst");
+		fails++;
+	}
+	if (!(s0 & PM_UFFD_WP) || !(e0 & PM_PRESENT) || (e0 & PM_UFFD_WP)) {
+		ktap_diag("expected the write-protected present page mapped at dst without uffd-wp");
+		fails++;
+	}
+	if (uffd_wp(pr.ufd, pr.dst, pr.len, 0))
+		fails++;
+	if (check_pat("dst", pr.dst, pr.len, 231))
+		fails++;
+	return pair_end(&pr, fails);
+fail:
+	return pair_end(&pr, 1);
+}
+
+/* ------------------------------------------------------------------ */
+/* mmap_changing, anon_vma, page tables                                 */
+
+/*
+ * eagain_event_invalid_args: while a REMOVE event is pending (mmap_changing),
+ * as 6.12 every call gives -1/EAGAIN with move = -EAGAIN, before anything
+ * else is checked: unaligned dst, len 0, an unknown mode bit, a range past
+ * user space, no VMA, and a call from a forked child (another mm).
+ */
+static int t_eagain_event_invalid_args(void)
+{
+	struct pair pr;
+	struct dn_arg a;
+	struct uffd_msg msg;
+	struct pollfd pf;
+	pthread_t t;
+	struct mv r[7], *cr;
+	const char *what[7] = { "unaligned dst", "len 0", "unknown mode bit",
+				"range past user space", "dst in a PROT_NONE VMA",
+				"valid call", "forked child (other mm)" };
+	int fails = 0, fd, st;
+	pid_t c;
+
+	cr = mmap(NULL, sizeof(*cr), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (cr == MAP_FAILED)
+		return KTAP_FAIL;
+	if (pair_setup(&pr, 2, 0))
+		goto fail;
+	fd = uffd_new(UFFD_FEATURE_MOVE | UFFD_FEATURE_EVENT_REMOVE, NULL);
+	if (fd < 0)
+		goto fail;
+	close(pr.ufd);
+	pr.ufd = fd;
+	fill(pr.src, pg, 232);
+	fill(pr.dst + pg, pg, 233);
+	if (uffd_reg(pr.ufd, pr.dst, pr.len, NULL))
+		goto fail;
+	memset(&a, 0, sizeof(a));
+	a.p = pr.dst + pg;
+	a.len = pg;
+	if (pthread_create(&t, NULL, dontneed_fn, &a))
+		goto fail;
+	pf.fd = pr.ufd;
+	pf.events = POLLIN;
+	if (poll(&pf, 1, 5000) != 1) {
+		ktap_diag("expected a REMOVE event within 5 s, got none");
+		fails++;
+	} else {
+		r[0] = do_move(pr.ufd, pr.dst + 1, pr.src, pg, 0);
+		r[1] = do_move(pr.ufd, pr.dst, pr.src, 0, 0);
+		r[2] = do_move(pr.ufd, pr.dst, pr.src, pg, 1ULL << 5);
+		r[3] = do_move(pr.ufd, (void *)(uintptr_t)(-16 * pg), pr.src, 8 * pg, 0);
+		r[4] = do_move(pr.ufd, pr.base, pr.src, pg, 0);
+		r[5] = do_move(pr.ufd, pr.dst, pr.src, pg, 0);
+		ktap_flush();
+		c = fork();
+		if (c == 0) {
+			*cr = do_move(pr.ufd, pr.dst, pr.src, pg, 0);
+			_exit(0);
+		}
+		waitpid(c, &st, 0);
+		r[6] = *cr;
+		for (int i = 0; i < 7; i++) {
+			ktap_diag("%s: ret %d errno %s move %s", what[i], r[i].ret,
+				  ename(r[i].err), mvstr(r[i].move));
+			if (r[i].ret != -1 || r[i].err != EAGAIN || r[i].move != -EAGAIN) {
+				ktap_diag("%s: expected -1/EAGAIN, move -EAGAIN while the event is pending",
+					  what[i]);
+				fails++;
+			}
+		}
+	}
+	if (uffd_get_msg(pr.ufd, &msg, 5000) != 1)
+		fails++;
+	pthread_join(t, NULL);
+	if (resident(pr.dst) != 0) {
+		ktap_diag("dst page 0 populated while the event was pending");
+		fails++;
+	}
+	r[0] = do_move(pr.ufd, pr.dst + 1, pr.src, pg, 0);
+	if (expect_fail("unaligned dst after the event was read", r[0], EINVAL, 1))
+		fails++;
+	munmap(cr, sizeof(*cr));
+	return pair_end(&pr, fails);
+fail:
+	munmap(cr, sizeof(*cr));
+	return pair_end(&pr, 1);
+}
+
+/*
+ * anon_vma_after_failed_move: a move into an unfaulted dst VMA that fails
+ * on the VMA checks (src read-only, dst read-write: EINVAL).  As 6.12, dst
+ * gets its anon_vma anyway (it is prepared before the checks).  Seen
+ * through mremap: an unfaulted anonymous VMA without anon_vma is re-based
+ * to its new address by mremap and merges with an unfaulted neighbour
+ * there; with an anon_vma it keeps its pgoff and does not merge.
+ */
+static int t_anon_vma_after_failed_move(void)
+{
+	char *base, *src, *dst, *nb;
+	int ufd = -1, fails = 0, n;
+	struct mv r;
+
+	base = mmap(NULL, 16 * pg, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (base == MAP_FAILED)
+		return KTAP_FAIL;
+	src = carve(base + pg, pg, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS);
+	dst = carve(base + 3 * pg, 2 * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS);
+	nb = carve(base + 10 * pg, 2 * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS);
+	if (!src || !dst || !nb)
+		goto fail;
+	(void)*(volatile char *)src;	/* the zero page */
+	ufd = uffd_move_fd();
+	if (ufd < 0 || uffd_reg(ufd, dst, 2 * pg, NULL))
+		goto fail;
+	r = do_move(ufd, dst, src, pg, 0);
+	if (expect_fail("move from a read-only src into a read-write dst", r, EINVAL, 0))
+		fails++;
+	if (uffd_unreg(ufd, dst, 2 * pg))
+		goto fail;
+	/* dst to just below nb */
+	if (mremap(dst, 2 * pg, 2 * pg, MREMAP_MAYMOVE | MREMAP_FIXED, nb - 2 * pg) == MAP_FAILED) {
+		ktap_diag("mremap failed: %s", ename(errno));
+		goto fail;
+	}
+	n = maps_count((uintptr_t)(nb - 2 * pg), (uintptr_t)(nb + 2 * pg));
+	ktap_diag("dst mremap'ed next to an unfaulted neighbour: %d VMA(s)", n);
+	if (n != 2) {
+		ktap_diag("expected 2 VMAs (dst got an anon_vma from the failed move, keeps its pgoff, no merge), got %d",
+			  n);
+		fails++;
+	}
+	close(ufd);
+	munmap(base, 16 * pg);
+	return fails ? KTAP_FAIL : KTAP_PASS;
+fail:
+	if (ufd >= 0)
+		close(ufd);
+	munmap(base, 16 * pg);
+	return KTAP_FAIL;
+}
+
+/*
+ * src_holes_tables_allocated: ALLOW_SRC_HOLES over a src and a dst that
+ * have no page table yet (both PMDs none, in THP-enabled VMAs).  As 6.12
+ * the move counts the hole as moved and gives both sides a page table:
+ * a later fault at dst maps a small page, not a THP.
+ */
+static int t_src_holes_tables_allocated(void)
+{
+	struct hp h;
+	int fails = 0;
+	long kb;
+
+	HP_TRY(hp_setup(&h, 0, MADV_HUGEPAGE, 1));
+	if (expect_moved("ALLOW_SRC_HOLES move of one page, both PMDs empty",
+			 do_move(h.ufd, h.dst, h.src, pg, UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES), pg))
+		fails++;
+	if (uffd_unreg(h.ufd, h.dst, h.H))
+		goto fail;
+	fill(h.dst, h.H, 234);
+	kb = smaps_anon_huge_kb(h.dst);
+	ktap_diag("dst after faulting it in: AnonHugePages %ld kB", kb);
+	if (kb != 0) {
+		ktap_diag("expected 0 (the move allocated a page table at dst)");
+		fails++;
+	}
+	hp_teardown(&h);
+	return fails ? KTAP_FAIL : KTAP_PASS;
+fail:
+	hp_teardown(&h);
+	return KTAP_FAIL;
+}
+
+/*
+ * src_no_pmd_level: src in a 1 GiB region of its own that has never been
+ * touched (no PUD entry: no PMD table), dst a PMD-mapped THP.  As 6.12:
+ * -1/ENOENT (the missing src level is seen before the dst checks).
+ */
+static int t_src_no_pmd_level(void)
+{
+	const size_t G = 1UL << 30;
+	char *res = MAP_FAILED, *src;
+	struct hp h;
+	int fails = 0;
+
+	HP_TRY(hp_setup(&h, 0, MADV_HUGEPAGE, 0));
+	res = mmap(NULL, 3 * G, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (res == MAP_FAILED) {
+		hp_teardown(&h);
+		return ktap_skip_because("no 3 GiB of address space");
+	}
+	src = (char *)(((uintptr_t)res + G - 1) & ~(uintptr_t)(G - 1));
+	if (!carve(src, pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS))
+		goto fail;
+	fill(h.dst, h.H, 235);
+	if (uffd_reg(h.ufd, h.dst, h.H, NULL))
+		goto fail;
+	ktap_diag("dst AnonHugePages %ld kB", smaps_anon_huge_kb(h.dst));
+	if (expect_fail("move from a src without PMD level to a populated THP dst",
+			do_move(h.ufd, h.dst, src, pg, 0), ENOENT, 0))
+		fails++;
+	munmap(res, 3 * G);
+	hp_teardown(&h);
+	return fails ? KTAP_FAIL : KTAP_PASS;
+fail:
+	if (res != MAP_FAILED)
+		munmap(res, 3 * G);
+	hp_teardown(&h);
+	return KTAP_FAIL;
+}
+
+/* ------------------------------------------------------------------ */
+/* concurrency                                                           */
+
+struct tm_arg {
+	int ufd;
+	char *dst, *src;
+	size_t npages;
+	volatile int *go;
+	long busy, again, errs;
+};
+
+static void *tm_mover(void *arg)
+{
+	struct tm_arg *a = arg;
+
+	while (!*a->go)
+		;
+	for (size_t i = 0; i < a->npages; i++) {
+		for (int tries = 0;; tries++) {
+			struct mv r = do_move(a->ufd, a->dst + i * pg, a->src + i * pg, pg, 0);
+
+			if (r.ret == 0)
+				break;
+			if (r.ret == -1 && (r.err == EBUSY || r.err == EAGAIN) && tries < 100000) {
+				if (r.err == EBUSY)
+					a->busy++;
+				else
+					a->again++;
+				sched_yield();
+				continue;
+			}
+			ktap_diag("mover: page %zu: ret %d errno %s move %s", i, r.ret,
+				  ename(r.err), mvstr(r.move));
+			a->errs++;
+			break;
+		}
+	}
+	return NULL;
+}
+
+/*
+ * race_two_movers_thp: a PTE-mapped THP (PMD split by MADV_DONTNEED of its
+ * last page); two threads move its first and second half, page by page,
+ * at the same time, both having to split the same large folio.  Every
+ * move ends done (EBUSY/EAGAIN retried); all data arrives; repeated for 3 s.
+ */
+static int t_race_two_movers_thp(void)
+{
+	long rounds = 0, busy = 0, again = 0;
+	int fails = 0;
+	double t0 = now_s();
+
+	while (now_s() - t0 < 3.0 && !fails) {
+		struct tm_arg a[2];
+		volatile int go = 0;
+		pthread_t t[2];
+		size_t half;
+		struct hp h;
+
+		HP_TRY(hp_setup(&h, 0, MADV_HUGEPAGE, 1));
+		HP_TRY(hp_make_thp(&h, 236));
+		if (madvise(h.src + h.H - pg, pg, MADV_DONTNEED))
+			goto fail;
+		half = (h.H / pg - 1) / 2;
+		for (int i = 0; i < 2; i++) {
+			a[i] = (struct tm_arg){ h.ufd, h.dst + i * half * pg,
+						h.src + i * half * pg, half, &go, 0, 0, 0 };
+			pthread_create(&t[i], NULL, tm_mover, &a[i]);
+		}
+		go = 1;
+		for (int i = 0; i < 2; i++) {
+			pthread_join(t[i], NULL);
+			busy += a[i].busy;
+			again += a[i].again;
+			if (a[i].errs)
+				fails++;
+		}
+		if (uffd_unreg(h.ufd, h.dst, h.H) ||
+		    check_pat("dst", h.dst, 2 * half * pg, 236) ||
+		    check_zero("src", h.src, 2 * half * pg))
+			fails++;
+		hp_teardown(&h);
+		rounds++;
+	}
+	ktap_diag("%ld THPs moved by two racing movers, %ld EBUSY and %ld EAGAIN retries",
+		  rounds, busy, again);
+	return fails ? KTAP_FAIL : KTAP_PASS;
+fail:
+	return KTAP_FAIL;
+}
+
+struct so_arg {
+	volatile int stop;
+	long cycles, errs;
+};
+
+static void *so_cycler(void *arg)
+{
+	struct so_arg *a = arg;
+
+	while (!a->stop) {
+		if (syscall(__NR_swapoff, "/dev/zram0") ||
+		    write_swap_header("/dev/zram0", (size_t)read_long(ZRAM "disksize")) ||
+		    syscall(__NR_swapon, "/dev/zram0", 0)) {
+			a->errs++;
+			break;
+		}
+		a->cycles++;
+	}
+	return NULL;
+}
+
+/*
+ * race_swapoff: 16 pages paged out to zram and moved back and forth
+ * between src and dst while another thread turns swap off and on again.
+ * Moves end with 0, or -1/EAGAIN (retried from where they stopped); every
+ * page keeps its data.  3 s.
+ */
+static int t_race_swapoff(void)
+{
+	const size_t n = 16;
+	struct so_arg so = { 0 };
+	struct pair pr;
+	pthread_t t;
+	long moves = 0, again = 0;
+	int fails = 0, dir = 0;
+	double t0;
+
+	SWAP_TRY(swap_use(SWK_ZRAM));
+	if (pair_setup(&pr, n, 1))
+		goto fail;
+	madvise(pr.src, pr.len, MADV_NOHUGEPAGE);
+	madvise(pr.dst, pr.len, MADV_NOHUGEPAGE);
+	fill(pr.src, pr.len, 237);
+	if (uffd_reg(pr.ufd, pr.src, pr.len, NULL))
+		goto fail;
+	if (pthread_create(&t, NULL, so_cycler, &so))
+		goto fail;
+	t0 = now_s();
+	while (now_s() - t0 < 3.0 && !fails) {
+		char *from = dir ? pr.dst : pr.src, *to = dir ? pr.src : pr.dst;
+		size_t done = 0;
+		int tries = 0;
+
+		madvise(from, pr.len, MADV_PAGEOUT);
+		while (done < pr.len) {
+			struct mv r = do_move(pr.ufd, to + done, from + done, pr.len - done, 0);
+
+			if (r.ret == 0)
+				break;
+			if (r.ret == -1 && r.err == EAGAIN && ++tries < 100000) {
+				if (r.move > 0)
+					done += r.move;
+				again++;
+				continue;
+			}
+			ktap_diag("move: ret %d errno %s move %s", r.ret, ename(r.err), mvstr(r.move));
+			fails++;
+			break;
+		}
+		dir ^= 1;
+		moves++;
+	}
+	so.stop = 1;
+	pthread_join(t, NULL);
+	ktap_diag("%ld moves of 16 pages, %ld EAGAIN, %ld swapoff/swapon cycles (%ld errors)",
+		  moves, again, so.cycles, so.errs);
+	if (so.errs)
+		fails++;
+	if (uffd_unreg(pr.ufd, pr.src, pr.len) || uffd_unreg(pr.ufd, pr.dst, pr.len))
+		goto fail;
+	if (check_pat("data", dir ? pr.dst : pr.src, pr.len, 237))
+		fails++;
+	return pair_end(&pr, fails);
+fail:
+	so.stop = 1;
+	return pair_end(&pr, 1);
+}
+
+struct dz_arg {
+	char *p;
+	size_t len;
+	volatile int stop;
+	long zaps;
+};
+
+static void *dz_zapper(void *arg)
+{
+	struct dz_arg *a = arg;
+
+	while (!a->stop) {
+		madvise(a->p, a->len, MADV_DONTNEED);
+		a->zaps++;
+		sched_yield();
+	}
+	return NULL;
+}
+
+/*
+ * race_dontneed: MADV_DONTNEED of src in a loop while 16-page moves with
+ * ALLOW_SRC_HOLES run.  Each move returns 0 (zapped pages count as holes)
+ * or -1/EAGAIN (retried); every dst page holds either its own data or
+ * nothing, never another page's.  3 s.
+ */
+static int t_race_dontneed(void)
+{
+	const size_t n = 16;
+	struct dz_arg z = { 0 };
+	struct pair pr;
+	pthread_t t;
+	long rounds = 0, moved_pages = 0;
+	int fails = 0;
+	double t0;
+
+	if (pair_setup(&pr, n, 1))
+		goto fail;
+	z.p = pr.src;
+	z.len = pr.len;
+	if (pthread_create(&t, NULL, dz_zapper, &z))
+		goto fail;
+	t0 = now_s();
+	while (now_s() - t0 < 3.0 && !fails) {
+		unsigned int seed = 400 + (unsigned int)(rounds & 0xff);
+		size_t done = 0;
+
+		long tries = 0;
+
+		madvise(pr.dst, pr.len, MADV_DONTNEED);
+		fill(pr.src, pr.len, seed);
+		while (done < pr.len) {
+			struct mv r = do_move(pr.ufd, pr.dst + done, pr.src + done, pr.len - done,
+					      UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES);
+
+			if (r.ret == 0)
+				break;
+			if (r.ret == -1 && r.err == EAGAIN && ++tries < 100000) {
+				if (r.move > 0)
+					done += r.move;
+				continue;
+			}
+			ktap_diag("move: ret %d errno %s move %s", r.ret, ename(r.err), mvstr(r.move));
+			fails++;
+			break;
+		}
+		for (size_t i = 0; i < n && !fails; i++) {
+			char *d = pr.dst + i * pg;
+
+			if (resident(d) != 1)
+				continue;
+			moved_pages++;
+			for (size_t o = 0; o < pg; o += 8) {
+				uint64_t v = *(volatile uint64_t *)(d + o);
+
+				if (v != pat(seed, i * pg + o) && v != 0) {
+					ktap_diag("round %ld dst page %zu +0x%zx: foreign data", rounds, i, o);
+					fails++;
+					break;
+				}
+			}
+		}
+		rounds++;
+	}
+	z.stop = 1;
+	pthread_join(t, NULL);
+	ktap_diag("%ld rounds, %ld pages found moved, %ld MADV_DONTNEED of src", rounds,
+		  moved_pages, z.zaps);
+	return pair_end(&pr, fails);
+fail:
+	z.stop = 1;
+	return pair_end(&pr, 1);
+}
+
+/* ------------------------------------------------------------------ */
+/* the case table                                                       */
+
+/*
+ * What a case needs.  The runner (ktap_run_cases) asks needs_check()
+ * before forking the case and reports it skipped with the reason when
+ * something is missing, so the bodies do not check these themselves.
+ * Finer conditions (a THP that did not form, an idle bit that did not
+ * stick, a swap device that could not be set up) are still found by the
+ * case and reported with ktap_skip_because().
+ */
+#define N_MOVE	(1U << 0)	/* UFFD_FEATURE_MOVE offered */
+#define N_THP	(1U << 1)	/* THP built and not disabled */
+#define N_KSM	(1U << 2)	/* KSM built */
+#define N_ZRAM	(1U << 3)	/* swap, and a zram device (synchronous) */
+#define N_LOOP	(1U << 4)	/* swap, and a loop device (through the swap cache) */
+#define N_IDLE	(1U << 5)	/* page_idle bitmap */
+
+static const char *needs_check(unsigned int needs)
+{
+	static char why[320];
+	char buf[128];
+
+	if ((needs & N_MOVE) && !move_offered) {
+		snprintf(why, sizeof(why), "UFFD_FEATURE_MOVE not offered (%s)", offer_detail);
+		return why;
+	}
+	if (needs & N_THP) {
+		if (read_file_str(THP_DIR "enabled", buf, sizeof(buf)))
+			return THP_DIR "enabled missing: THP not built";
+		if (strstr(buf, "[never]"))
+			return "THP disabled (enabled=[never])";
+	}
+	if ((needs & N_KSM) && access(KSM_DIR "run", W_OK))
+		return KSM_DIR "run absent: KSM not built";
+	if ((needs & (N_ZRAM | N_LOOP)) && access("/proc/swaps", R_OK))
+		return "/proc/swaps absent: kernel without swap (CONFIG_SWAP=n)";
+	if ((needs & N_ZRAM) && access(ZRAM "disksize", W_OK))
+		return ZRAM "disksize absent: no zram device (CONFIG_ZRAM=n)";
+	if ((needs & N_LOOP) && access("/dev/loop-control", R_OK | W_OK))
+		return "/dev/loop-control absent: no loop device (CONFIG_BLK_DEV_LOOP=n)";
+	if ((needs & N_IDLE) && access(IDLE_BITMAP, R_OK | W_OK))
+		return IDLE_BITMAP " absent: CONFIG_IDLE_PAGE_TRACKING not built";
+	return NULL;
+}
+
 static const struct ktap_case cases[] = {
-	{ "feature_bit", t_feature_bit },
-	{ "register_mask", t_register_mask },
-	{ "abi", t_abi },
-	{ "basic_move", t_basic_move },
-	{ "dst_populated_eexist", t_dst_populated_eexist },
-	{ "src_hole_enoent", t_src_hole_enoent },
-	{ "src_hole_allow", t_src_hole_allow },
-	{ "src_hole_dst_populated", t_src_hole_dst_populated },
-	{ "src_hole_pmd_dst_thp", t_src_hole_pmd_dst_thp },
-	{ "einval_unaligned_dst", t_einval_unaligned_dst },
-	{ "einval_unaligned_src", t_einval_unaligned_src },
-	{ "einval_unaligned_len", t_einval_unaligned_len },
-	{ "einval_len_zero", t_einval_len_zero },
-	{ "einval_mode_unknown", t_einval_mode_unknown },
-	{ "wb_range_overflow", t_wb_range_overflow },
-	{ "wb_efault", t_wb_efault },
-	{ "einval_spans_two_vmas", t_einval_spans_two_vmas },
-	{ "einval_dst_file_vma", t_einval_dst_file_vma },
-	{ "einval_src_shared_anon", t_einval_src_shared_anon },
-	{ "einval_dst_unregistered", t_einval_dst_unregistered },
-	{ "einval_access_flags", t_einval_access_flags },
-	{ "einval_mlock_mismatch", t_einval_mlock_mismatch },
-	{ "mlock_both", t_mlock_both },
-	{ "no_vma", t_no_vma },
-	{ "foreign_mm", t_foreign_mm },
-	{ "eagain_event_pending", t_eagain_event_pending },
-	{ "partial_eagain", t_partial_eagain },
-	{ "overlap_slide", t_overlap_slide },
-	{ "fork_ebusy", t_fork_ebusy },
-	{ "fork_dontfork_moves", t_fork_dontfork_moves },
-	{ "fork_after_move", t_fork_after_move },
-	{ "ksm_ebusy", t_ksm_ebusy },
-	{ "pin_io_uring_ebusy", t_pin_io_uring_ebusy },
-	{ "ref_vmsplice", t_ref_vmsplice },
-	{ "odirect_inflight", t_odirect_inflight },
-	{ "thp_source", t_thp_source },
-	{ "thp_split_partial", t_thp_split_partial },
-	{ "thp_split_misaligned_dst", t_thp_split_misaligned_dst },
-	{ "thp_pte_mapped", t_thp_pte_mapped },
-	{ "thp_dst_populated", t_thp_dst_populated },
-	{ "thp_huge_zero", t_thp_huge_zero },
-	{ "zero_page", t_zero_page },
-	{ "swap_move", t_swap_move },
-	{ "swap_cache_move", t_swap_cache_move },
-	{ "swap_shared_ebusy", t_swap_shared_ebusy },
-	{ "fault_driven_move", t_fault_driven_move },
-	{ "fault_dontwake", t_fault_dontwake },
-	{ "rmap_page_idle", t_rmap_page_idle },
-	{ "rmap_soft_offline", t_rmap_soft_offline },
-	{ "stress_threads", t_stress_threads },
-	{ "stress_walkers", t_stress_walkers },
+	/* name, body, what it needs (checked by the runner), timeout (s, 0: 30) */
+	{ "feature_bit", t_feature_bit, 0, 0 },
+	{ "register_mask", t_register_mask, 0, 0 },
+	{ "abi", t_abi, 0, 0 },
+	{ "basic_move", t_basic_move, N_MOVE, 0 },
+	{ "dst_populated_eexist", t_dst_populated_eexist, N_MOVE, 0 },
+	{ "src_hole_enoent", t_src_hole_enoent, N_MOVE, 0 },
+	{ "src_hole_allow", t_src_hole_allow, N_MOVE, 0 },
+	{ "src_hole_dst_populated", t_src_hole_dst_populated, N_MOVE, 0 },
+	{ "src_hole_pmd_dst_thp", t_src_hole_pmd_dst_thp, N_MOVE | N_THP, 0 },
+	{ "einval_unaligned_dst", t_einval_unaligned_dst, N_MOVE, 0 },
+	{ "einval_unaligned_src", t_einval_unaligned_src, N_MOVE, 0 },
+	{ "einval_unaligned_len", t_einval_unaligned_len, N_MOVE, 0 },
+	{ "einval_len_zero", t_einval_len_zero, N_MOVE, 0 },
+	{ "einval_mode_unknown", t_einval_mode_unknown, N_MOVE, 0 },
+	{ "wb_range_overflow", t_wb_range_overflow, N_MOVE, 0 },
+	{ "wb_efault", t_wb_efault, N_MOVE, 0 },
+	{ "einval_spans_two_vmas", t_einval_spans_two_vmas, N_MOVE, 0 },
+	{ "einval_dst_file_vma", t_einval_dst_file_vma, N_MOVE, 0 },
+	{ "einval_src_shared_anon", t_einval_src_shared_anon, N_MOVE, 0 },
+	{ "einval_dst_unregistered", t_einval_dst_unregistered, N_MOVE, 0 },
+	{ "einval_access_flags", t_einval_access_flags, N_MOVE, 0 },
+	{ "einval_mlock_mismatch", t_einval_mlock_mismatch, N_MOVE, 0 },
+	{ "mlock_both", t_mlock_both, N_MOVE, 0 },
+	{ "no_vma", t_no_vma, N_MOVE, 0 },
+	{ "foreign_mm", t_foreign_mm, N_MOVE, 0 },
+	{ "eagain_event_pending", t_eagain_event_pending, N_MOVE, 0 },
+	{ "partial_eagain", t_partial_eagain, N_MOVE, 0 },
+	{ "overlap_slide", t_overlap_slide, N_MOVE, 0 },
+	{ "fork_ebusy", t_fork_ebusy, N_MOVE, 0 },
+	{ "fork_dontfork_moves", t_fork_dontfork_moves, N_MOVE, 0 },
+	{ "fork_after_move", t_fork_after_move, N_MOVE, 0 },
+	{ "ksm_ebusy", t_ksm_ebusy, N_MOVE | N_KSM, 0 },
+	{ "pin_io_uring_ebusy", t_pin_io_uring_ebusy, N_MOVE, 0 },
+	{ "ref_vmsplice", t_ref_vmsplice, N_MOVE, 0 },
+	{ "odirect_inflight", t_odirect_inflight, N_MOVE | N_ZRAM, 60 },
+	{ "thp_source", t_thp_source, N_MOVE | N_THP, 0 },
+	{ "thp_split_partial", t_thp_split_partial, N_MOVE | N_THP, 0 },
+	{ "thp_split_misaligned_dst", t_thp_split_misaligned_dst, N_MOVE | N_THP, 0 },
+	{ "thp_pte_mapped", t_thp_pte_mapped, N_MOVE | N_THP, 0 },
+	{ "thp_dst_populated", t_thp_dst_populated, N_MOVE | N_THP, 0 },
+	{ "thp_huge_zero", t_thp_huge_zero, N_MOVE | N_THP, 0 },
+	{ "zero_page", t_zero_page, N_MOVE, 0 },
+	{ "swap_move", t_swap_move, N_MOVE | N_ZRAM, 0 },
+	{ "swap_cache_move", t_swap_cache_move, N_MOVE | N_ZRAM, 0 },
+	{ "swap_shared_ebusy", t_swap_shared_ebusy, N_MOVE | N_ZRAM, 0 },
+	{ "fault_driven_move", t_fault_driven_move, N_MOVE, 0 },
+	{ "fault_dontwake", t_fault_dontwake, N_MOVE, 0 },
+	{ "rmap_page_idle", t_rmap_page_idle, N_MOVE | N_IDLE, 0 },
+	{ "rmap_soft_offline", t_rmap_soft_offline, N_MOVE, 0 },
+	{ "stress_threads", t_stress_threads, N_MOVE, 60 },
+	{ "stress_walkers", t_stress_walkers, N_MOVE | N_THP, 60 },
+	{ "swap_thp_cache_ebusy", t_swap_thp_cache_ebusy, N_MOVE | N_THP | N_LOOP, 120 },
+	{ "swap_loop_cache_rmap", t_swap_loop_cache_rmap, N_MOVE | N_LOOP, 0 },
+	{ "swap_cache_race_stress", t_swap_cache_race_stress, N_MOVE | N_LOOP, 90 },
+	{ "thp_fork_aligned_ebusy", t_thp_fork_aligned_ebusy, N_MOVE | N_THP, 0 },
+	{ "thp_fork_misaligned_ebusy", t_thp_fork_misaligned_ebusy, N_MOVE | N_THP, 0 },
+	{ "thp_move_rmap_split", t_thp_move_rmap_split, N_MOVE | N_THP | N_IDLE, 0 },
+	{ "fault_pmd_hugepage", t_fault_pmd_hugepage, N_MOVE | N_THP, 0 },
+	{ "fault_pmd_nohugepage", t_fault_pmd_nohugepage, N_MOVE | N_THP, 0 },
+	{ "softdirty_present", t_softdirty_present, N_MOVE, 0 },
+	{ "softdirty_swap", t_softdirty_swap, N_MOVE | N_ZRAM, 0 },
+	{ "softdirty_thp", t_softdirty_thp, N_MOVE | N_THP, 0 },
+	{ "uffd_wp_dst", t_uffd_wp_dst, N_MOVE | N_ZRAM, 0 },
+	{ "eagain_event_invalid_args", t_eagain_event_invalid_args, N_MOVE, 0 },
+	{ "anon_vma_after_failed_move", t_anon_vma_after_failed_move, N_MOVE, 0 },
+	{ "src_holes_tables_allocated", t_src_holes_tables_allocated, N_MOVE | N_THP, 0 },
+	{ "src_no_pmd_level", t_src_no_pmd_level, N_MOVE | N_THP, 0 },
+	{ "race_two_movers_thp", t_race_two_movers_thp, N_MOVE | N_THP, 60 },
+	{ "race_swapoff", t_race_swapoff, N_MOVE | N_ZRAM, 60 },
+	{ "race_dontneed", t_race_dontneed, N_MOVE, 60 },
 };
 
 /* Probe once in the parent; every test skips when the move is absent. */
@@ -4427,14 +6001,16 @@ int main(int argc, char **argv)
 	memset(procbuf, 0, sizeof(procbuf));
 	if (!uname(&u)) {
 		snprintf(kv_release, sizeof(kv_release), "%s", u.release);
+		snprintf(kv_machine, sizeof(kv_machine), "%s", u.machine);
 		sscanf(u.release, "%d.%d", &kv_major, &kv_minor);
 	}
 	probe();
 	ksm_save(&ksm_saved);
-	swap_by_us = mmap(NULL, sizeof(int), PROT_READ | PROT_WRITE,
-			  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	if (swap_by_us == MAP_FAILED)
-		swap_by_us = NULL;
+	sws = mmap(NULL, sizeof(*sws), PROT_READ | PROT_WRITE,
+		   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (sws == MAP_FAILED)
+		sws = NULL;
+	ktap_needs_hook = needs_check;
 	ret = ktap_run_cases(cases, KTAP_ARRAY_SIZE(cases), 30, argc, argv);
 	/* a ksm_ebusy child killed mid-test must not leave ksmd running */
 	ksm_restore(&ksm_saved);

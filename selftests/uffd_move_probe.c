@@ -222,10 +222,10 @@ static int t_uffdio_move_abi(void)
 }
 
 static const struct ktap_case cases[] = {
-	{ "userfaultfd_available", t_userfaultfd_available },
-	{ "uffd_feature_move", t_uffd_feature_move },
-	{ "register_ioctls_has_move", t_register_ioctls_has_move },
-	{ "uffdio_move_abi", t_uffdio_move_abi },
+	{ .name = "userfaultfd_available", .fn = t_userfaultfd_available },
+	{ .name = "uffd_feature_move", .fn = t_uffd_feature_move },
+	{ .name = "register_ioctls_has_move", .fn = t_register_ioctls_has_move },
+	{ .name = "uffdio_move_abi", .fn = t_uffdio_move_abi },
 };
 
 int main(int argc, char **argv)

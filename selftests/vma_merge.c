@@ -760,19 +760,19 @@ static int t_mremap_faulted_roundtrip_remerges(void)
 /* ------------------------------------------------------------------ */
 
 static const struct ktap_case cases[] = {
-	{ "new_before_existing_unfaulted", t_new_before_existing_unfaulted },
-	{ "new_before_existing_faulted", t_new_before_existing_faulted },
-	{ "new_after_existing_unfaulted", t_new_after_existing_unfaulted },
-	{ "new_after_existing_faulted", t_new_after_existing_faulted },
-	{ "hole_fill_neither_faulted", t_hole_fill_neither_faulted },
-	{ "hole_fill_prev_faulted", t_hole_fill_prev_faulted },
-	{ "hole_fill_next_faulted", t_hole_fill_next_faulted },
-	{ "hole_fill_both_faulted", t_hole_fill_both_faulted },
-	{ "mprotect_split_remerge_unfaulted", t_mprotect_split_remerge_unfaulted },
-	{ "mprotect_split_remerge_faulted", t_mprotect_split_remerge_faulted },
-	{ "mremap_unfaulted_merges_at_dest", t_mremap_unfaulted_merges_at_dest },
-	{ "mremap_faulted_no_merge_at_dest", t_mremap_faulted_no_merge_at_dest },
-	{ "mremap_faulted_roundtrip_remerges", t_mremap_faulted_roundtrip_remerges },
+	{ .name = "new_before_existing_unfaulted", .fn = t_new_before_existing_unfaulted },
+	{ .name = "new_before_existing_faulted", .fn = t_new_before_existing_faulted },
+	{ .name = "new_after_existing_unfaulted", .fn = t_new_after_existing_unfaulted },
+	{ .name = "new_after_existing_faulted", .fn = t_new_after_existing_faulted },
+	{ .name = "hole_fill_neither_faulted", .fn = t_hole_fill_neither_faulted },
+	{ .name = "hole_fill_prev_faulted", .fn = t_hole_fill_prev_faulted },
+	{ .name = "hole_fill_next_faulted", .fn = t_hole_fill_next_faulted },
+	{ .name = "hole_fill_both_faulted", .fn = t_hole_fill_both_faulted },
+	{ .name = "mprotect_split_remerge_unfaulted", .fn = t_mprotect_split_remerge_unfaulted },
+	{ .name = "mprotect_split_remerge_faulted", .fn = t_mprotect_split_remerge_faulted },
+	{ .name = "mremap_unfaulted_merges_at_dest", .fn = t_mremap_unfaulted_merges_at_dest },
+	{ .name = "mremap_faulted_no_merge_at_dest", .fn = t_mremap_faulted_no_merge_at_dest },
+	{ .name = "mremap_faulted_roundtrip_remerges", .fn = t_mremap_faulted_roundtrip_remerges },
 };
 
 int main(int argc, char **argv)
