@@ -9,6 +9,8 @@ from orchestrator.base.errors import UsageError
 from orchestrator.base.opt import BISECT
 from orchestrator.cli.common import add_run_options
 from orchestrator.options import options_from
+from orchestrator.run.bisect import bisect_commits, bisect_series
+from orchestrator.run.pipeline import default_output
 
 NAME = BISECT
 HELP = "first bad patch of a series, or first bad commit"
@@ -19,9 +21,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace, argv: list[str]) -> int:
-    from orchestrator.run.bisect import bisect_commits, bisect_series
-    from orchestrator.run.pipeline import default_output
-
     opts = options_from(args, argv)
     if not opts.tests:
         raise UsageError("orch bisect needs --test NAME (the test that decides good/bad)")

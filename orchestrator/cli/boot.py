@@ -10,6 +10,7 @@ from orchestrator.base.errors import EXIT_INFRA, EXIT_PASS, EXIT_USAGE
 from orchestrator.base.opt import BOOT
 from orchestrator.cli.common import add_run_options
 from orchestrator.options import Options, options_from
+from orchestrator.run.pipeline import Run
 
 NAME = BOOT
 HELP = "build and boot, then a shell in the guest over SSH"
@@ -27,8 +28,6 @@ def boot(opts: Options, command: str | None) -> int:
     if len(opts.arches) != 1:
         print("orch: boot takes exactly one --arch", file=sys.stderr)
         return EXIT_USAGE
-    from orchestrator.run.pipeline import Run
-
     run = Run(opts)
     state = run.state
     st = next(iter(state.states.values()))

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from orchestrator.results import compare
+
 NAME = "compare"
 HELP = "what changed between two runs or merges"
 
@@ -18,6 +20,4 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace, argv: list[str]) -> int:
-    from orchestrator.results import compare
-
     return compare.run(args.base, args.new, args.output)

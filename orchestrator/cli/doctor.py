@@ -11,7 +11,9 @@ from pathlib import Path
 
 from orchestrator.kernel.arch import Arch, is_native
 from orchestrator.kernel.tree import EMBEDDED
+from orchestrator.options import arch_list
 from orchestrator.store import cache
+from orchestrator.store.gc import print_usage
 from orchestrator.targets import qemu
 
 COMMON = [("git", "git"), ("make", "make"), ("gcc", "gcc"), ("flex", "flex"),
@@ -26,8 +28,6 @@ HELP = "what is installed, does KVM really work, cache size"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from orchestrator.options import arch_list
-
     p.add_argument("--arch", default="x86_64,arm64", type=arch_list, dest="arches")
 
 
@@ -85,8 +85,6 @@ def doctor(arches: list[Arch]) -> int:
         ok, reason = qemu.kvm_probe(a, image)
         print(f"  {a.name}: {'KVM works' if ok else 'KVM does NOT work, TCG will be used'}"
               f" ({reason})")
-    from orchestrator.store.gc import print_usage
-
     print_usage()
     if missing:
         print(f"missing: apt-get install {' '.join(sorted(set(missing)))}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from orchestrator.base.opt import count, size
+from orchestrator.store.gc import gc
 
 NAME = "gc"
 HELP = ("prune the cache: worktrees whose origin is gone, kernels and selftest builds unused "
@@ -21,6 +22,4 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace, argv: list[str]) -> int:
-    from orchestrator.store.gc import gc
-
     return gc(args.days, args.ccache_max, args.dry_run)

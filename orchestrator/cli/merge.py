@@ -6,6 +6,8 @@ import argparse
 import shlex
 from pathlib import Path
 
+from orchestrator.results import merge
+
 NAME = "merge"
 HELP = "combine runs (CI artifacts) into one results.json, junit.xml and summary.md"
 
@@ -19,6 +21,4 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace, argv: list[str]) -> int:
-    from orchestrator.results import merge
-
     return merge.run(args.dirs, args.output, shlex.join(["orch", *argv]), args.kcidb)

@@ -9,6 +9,9 @@ from orchestrator.base.errors import bisect_code
 from orchestrator.base.opt import RUN
 from orchestrator.cli.common import Parser, add_run_options
 from orchestrator.options import options_from
+from orchestrator.plan.command import cell_command
+from orchestrator.run.bisect import record_step
+from orchestrator.run.pipeline import Run
 
 NAME = RUN
 HELP = "apply, build, boot, test, report"
@@ -19,11 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace, argv: list[str]) -> int:
-    from orchestrator.run.pipeline import Run
-
     if args.plan or args.cell:
-        from orchestrator.plan.command import cell_command
-
         cell_argv = cell_command(args)  # ["run", options...]
         p = Parser(prog="orch run")
         add_arguments(p)
@@ -31,8 +30,6 @@ def main(args: argparse.Namespace, argv: list[str]) -> int:
     run = Run(options_from(args, argv))
     code = run.execute()
     if args.steps_log:
-        from orchestrator.run.bisect import record_step
-
         record_step(args.steps_log, run.state, code)
     if args.bisect_exit:
         states = run.state.states.values()

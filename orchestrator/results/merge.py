@@ -15,6 +15,7 @@ from pathlib import Path
 from orchestrator import __version__
 from orchestrator.base import files
 from orchestrator.base.errors import EXIT_INFRA, UsageError, worst
+from orchestrator.results import kcidb as kcidbmod
 from orchestrator.results import record as results
 from orchestrator.results.junit import write_junit
 from orchestrator.results.record import Record
@@ -154,8 +155,6 @@ def run(dirs: list[Path], out: Path, command: str = "", kcidb: Path | None = Non
     rec.command = command
     write(rec, out)
     if kcidb is not None:
-        from orchestrator.results import kcidb as kcidbmod
-
         files.write_bytes(kcidb, kcidbmod.dumps(rec))
     code = exit_code(rec)
     print(summary_md(rec), end="")

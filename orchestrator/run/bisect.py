@@ -30,7 +30,7 @@ from orchestrator.base.progress import Progress
 from orchestrator.base.runner import Runner
 from orchestrator.kernel import series as seriesmod
 from orchestrator.kernel import tree as treemod
-from orchestrator.options import Options
+from orchestrator.options import Options, bisect_step_argv
 from orchestrator.run.pipeline import Run, tree_lock
 from orchestrator.run.state import RunState
 
@@ -246,8 +246,6 @@ def step_command(opts: Options, out: Path) -> list[str]:
     user gave `orch bisect` (from cli's option table), minus the bisection's own (--good,
     --bad, -o, --series, --base), plus what makes it a step (the commit git bisect checked
     out, the bisect exit convention, its own output dir and steps log)."""
-    from orchestrator.options import bisect_step_argv
-
     return [sys.executable, "-m", "orchestrator", "run", *bisect_step_argv(opts),
             *STEP_OWN, "-o", str(out / "steps" / "current"),
             "--steps-log", str(out / "steps.jsonl")]

@@ -17,6 +17,7 @@ from orchestrator.base.paths import SELFTESTS
 from orchestrator.kernel import series as seriesmod
 from orchestrator.kernel import tree as treemod
 from orchestrator.kernel.tree import EMBEDDED
+from orchestrator.options import command_line
 from orchestrator.results import record as results
 from orchestrator.results.junit import write_junit
 from orchestrator.store import cache
@@ -30,8 +31,6 @@ FILENAME = results.FILENAME
 
 def reproduce(run: RunState) -> str:
     """The `orch run` command line that redoes this run (from cli's option table)."""
-    from orchestrator.options import command_line
-
     over = {"tree": run.opts.tree or treemod.DEFAULT_TREE}
     if run.tree:
         over["tree"] = str(run.tree.origin) if run.tree.kind == "git" else run.tree.spec

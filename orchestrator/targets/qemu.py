@@ -26,6 +26,7 @@ from orchestrator.base.errors import BootError, MissingToolError
 from orchestrator.base.runner import kill_group, quote
 from orchestrator.kernel.arch import Arch, is_native
 from orchestrator.store import cache
+from orchestrator.targets.rootfs import READY_MARKER
 
 PANIC_RE = re.compile(
     r"(Kernel panic - not syncing|Oops[:\s]|BUG: |Unable to handle kernel|"
@@ -216,8 +217,6 @@ class Guest:
         self._reader.join(timeout=5)
 
     def _read(self) -> None:
-        from orchestrator.targets.rootfs import READY_MARKER
-
         assert self.proc and self.proc.stdout
         with open(self.console_log, "a", encoding="utf-8", errors="replace") as log:
             log.write(f"# {quote(self.argv)}\n")

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 
 from orchestrator.targets import qemu
+from orchestrator.testing.ktap import TestResult
 
 CRASH = "crash"  # the kernel crashed: a test failure
 QEMU_GONE = "qemu"  # the machine died under the test: infrastructure
@@ -73,8 +74,6 @@ def reclassify(suite, lost: Lost) -> None:
       not errors, and the `ssh` error goes.
     - infrastructure: the `ssh` error says what happened (QEMU killed, SSH lost).
     """
-    from orchestrator.testing.ktap import TestResult
-
     cases = [c for c in suite.cases if not (c.name == "ssh" and c.status == "error")]
     if lost.kind == CRASH:
         for c in cases:
