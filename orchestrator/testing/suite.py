@@ -15,7 +15,7 @@ from pathlib import Path
 from orchestrator.results.record import TestCase, cap
 from orchestrator.targets.rootfs import TESTS_DIR
 from orchestrator.targets.ssh import Session
-from orchestrator.testing import ktap
+from orchestrator.testing import kselftest, ktap, textformats
 
 DMESG_PROBLEM_RE = re.compile(
     r"(WARNING:|BUG:|Oops|KASAN|UBSAN|general protection fault|Unable to handle kernel|"
@@ -23,6 +23,9 @@ DMESG_PROBLEM_RE = re.compile(
     r"suspicious RCU usage|Kernel panic|Internal error:|INFO: task .* blocked|"
     r"bad page state|BUG kmalloc)",
 )
+# Testcases that share the binary's wall time when none has its own: KTAP tests, and the
+# tests of a program's text format (textformats).
+SPLIT_KINDS = ("ktap", "text")
 
 
 @dataclass
@@ -93,33 +96,33 @@ def run_binary(ssh: Session, arch: str, name: str, timeout: float, outdir: Path,
     suite.output = res.stdout + (("\n--- stderr ---\n" + res.stderr) if res.stderr else "")
     suite.exit_code = res.exit_code
     parsed = ktap.parse(res.stdout)
-    suite.cases = list(parsed.results)
-    if parsed.skip_all is not None and not suite.cases:
-        suite.cases.append(ktap.TestResult(name, "skip", message=parsed.skip_all))
     # Killed by the guest's timeout: exit 137, or -1 when the channel reports only a signal.
     hung = res.timed_out or (res.exit_code in (124, 137, -1)
                              and suite.duration >= timeout - 1)
-    for n in parsed.missing():
-        why = (f"did not report: test binary killed after {timeout:.0f}s timeout" if hung
-               else f"did not report (binary exited with status {res.exit_code})")
-        suite.cases.append(ktap.TestResult(f"test_{n}", "error", n, why, kind="missing"))
-    if hung:
-        suite.cases.append(ktap.TestResult("timeout", "error",
-                                           message=f"{name} hung: killed after {timeout:.0f}s",
-                                           kind="timeout"))
-    elif res.lost:
-        suite.cases.append(ktap.TestResult("ssh", "error",
-                                           message=f"SSH connection lost during {name}: "
-                                           f"{res.stderr.strip()}", kind="ssh"))
-    elif parsed.plan is None and not suite.cases:
+    is_ktap = parsed.version is not None or parsed.plan is not None or bool(parsed.results)
+    if is_ktap:
+        suite.cases = _ktap_cases(parsed, name, res.exit_code, hung, timeout)
+    else:
+        suite.cases = _text_cases(name, res, hung, timeout)
+    cut = _cut_short(name, res, hung, timeout)
+    failed = any(c.status == "fail" for c in suite.cases)
+    if cut:
+        suite.cases.append(cut)
+    elif is_ktap and parsed.plan is None and not suite.cases:
         suite.cases.append(ktap.TestResult(name, "error",
                                            message=f"no KTAP output (exit {res.exit_code})",
                                            kind="no_ktap"))
-    elif res.exit_code not in (0, None) and not any(c.status == "fail" for c in suite.cases):
-        suite.cases.append(ktap.TestResult("exit_status", "error",
-                                           message=f"{name} exited with {res.exit_code} "
-                                           f"without reporting a failing test",
-                                           kind="exit_status"))
+    elif is_ktap and res.exit_code not in (0, None) and not failed:
+        suite.cases.append(_exit_status(f"{name} exited with {res.exit_code} without "
+                                        f"reporting a failing test"))
+    elif not is_ktap and not suite.cases:
+        # kselftest's convention for a program that reports no tests: its exit code.
+        suite.cases.append(kselftest.exit_case(name, res.exit_code, _text(res)))
+    elif not is_ktap and not failed:
+        status, label = kselftest.verdict(res.exit_code)
+        if status in ("fail", "error"):
+            suite.cases.append(_exit_status(f"{name} ended with {label}, without reporting "
+                                            f"a failing test"))
     if not res.lost:
         suite.dmesg = kmsg_since(ssh, marker)
         problems = dmesg_problems(suite.dmesg)
@@ -134,6 +137,64 @@ def run_binary(ssh: Session, arch: str, name: str, timeout: float, outdir: Path,
     (outdir / f"{name}.ktap").write_text(suite.output)
     (outdir / f"{name}.dmesg").write_text(suite.dmesg)
     return suite
+
+
+def _ktap_cases(parsed: ktap.Parsed, name: str, code: int | None, hung: bool,
+                timeout: float) -> list[ktap.TestResult]:
+    """A KTAP program's tests (nested subtests as PARENT.SUB), then those it planned and
+    never reported, as errors."""
+    cases = ktap.flatten(parsed.results)
+    if parsed.skip_all is not None and not cases:
+        cases.append(ktap.TestResult(name, "skip", message=parsed.skip_all))
+    for n in parsed.missing():
+        why = (f"did not report: test binary killed after {timeout:.0f}s timeout" if hung
+               else f"did not report (binary exited with status {code})")
+        cases.append(ktap.TestResult(f"test_{n}", "error", n, why, kind="missing"))
+    return cases
+
+
+def _text_cases(name: str, res, hung: bool, timeout: float) -> list[ktap.TestResult]:
+    """A program without KTAP: one testcase per line of its text format, if it has one
+    (textformats); the test it was in when it died is an error (hung, machine lost: a
+    crash makes it a failure in faults.reclassify) or takes the exit code's verdict."""
+    fmt = textformats.lookup(name)
+    if fmt is None:
+        return []
+    parsed = textformats.parse(fmt, res.stdout)
+    cases = list(parsed.results)
+    last = parsed.unfinished
+    if last is not None:
+        if hung:
+            last.message = f"did not finish: {name} killed after {timeout:.0f}s timeout"
+        elif res.lost:
+            last.message = "did not finish: the connection to the machine was lost"
+        else:
+            status, label = kselftest.verdict(res.exit_code)
+            said = ktap.failure_line(res.stderr.splitlines())
+            last.status = "error" if status == "pass" else status
+            last.message = f"did not finish: {label or 'exit 0'}" + (f": {said}" if said else "")
+            last.diagnostics += [ln for ln in res.stderr.splitlines() if ln.strip()]
+        cases.append(last)
+    return cases
+
+
+def _cut_short(name: str, res, hung: bool, timeout: float) -> ktap.TestResult | None:
+    if hung:
+        return ktap.TestResult("timeout", "error",
+                               message=f"{name} hung: killed after {timeout:.0f}s",
+                               kind="timeout")
+    if res.lost:
+        return ktap.TestResult("ssh", "error", message=f"SSH connection lost during {name}: "
+                               f"{res.stderr.strip()}", kind="ssh")
+    return None
+
+
+def _exit_status(message: str) -> ktap.TestResult:
+    return ktap.TestResult("exit_status", "error", message=message, kind="exit_status")
+
+
+def _text(res) -> str:
+    return res.stdout + (("\n" + res.stderr) if res.stderr else "")
 
 
 def infra_suite(arch: str, stage: str, message: str, detail: str = "") -> Suite:
@@ -152,16 +213,17 @@ def record_cases(cell: str, suite: Suite, file: str, logs: dict[str, str]) -> li
     duration_source "binary-split"; orch's checks that stand for the whole binary
     (timeout, ssh, exit_status, no_ktap) get the binary's time, "orch".
     """
-    ktap_cases = [t for t in suite.cases if t.kind == "ktap"]
+    ktap_cases = [t for t in suite.cases if t.kind in SPLIT_KINDS]
     timed = any(t.duration is not None for t in ktap_cases)
     split = suite.duration / len(ktap_cases) if ktap_cases and not timed else None
     out = []
     for t in suite.cases:
         if t.duration is not None:
             duration, source = round(t.duration, 6), "ktap"
-        elif t.kind == "ktap" and split is not None:
+        elif t.kind in SPLIT_KINDS and split is not None:
             duration, source = round(split, 6), "binary-split"
-        elif t.kind in ("timeout", "ssh", "exit_status", "no_ktap", "crash", "qemu"):
+        elif t.kind in ("timeout", "ssh", "exit_status", "no_ktap", "crash", "qemu",
+                        "exit_code"):
             duration, source = round(suite.duration, 3), "orch"
         else:
             duration, source = 0.0, ""
