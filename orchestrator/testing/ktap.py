@@ -150,6 +150,9 @@ def _line(levels: list[_Level], line: str, partial: dict[int, TestResult]) -> No
                 lv.diag(line)
             r = _result(m, levels[i].pending)
             r.subtests = subtests
+            failed = next((s for s in subtests if s.status in ("fail", "error")), None)
+            if r.status == "fail" and failed:
+                r.message = f"{failed.name}: {failed.message}"  # what failed inside
             levels[i].results.append(r)
             levels[i].pending = []
             return

@@ -149,7 +149,10 @@ def _ktap_cases(parsed: ktap.Parsed, name: str, code: int | None, hung: bool,
     for n in parsed.missing():
         why = (f"did not report: test binary killed after {timeout:.0f}s timeout" if hung
                else f"did not report (binary exited with status {code})")
-        cases.append(ktap.TestResult(f"test_{n}", "error", n, why, kind="missing"))
+        began = parsed.partial.get(n)  # its nested block began: its name, its subtests
+        cases.extend(ktap.flatten([ktap.TestResult(
+            began.name if began else f"test_{n}", "error", n, why, kind="missing",
+            subtests=began.subtests if began else [])]))
     return cases
 
 

@@ -93,25 +93,24 @@ def parse(fmt: TextFormat, text: str) -> TextParsed:
     out = TextParsed()
     current: tuple[str, list[str]] | None = None
     for line in text.splitlines():
-        m = fmt.start.match(line)
-        if m:
+        rest = line.strip()
+        while rest:
+            m = fmt.start.match(rest)
+            if m:
+                if current is not None:
+                    out.results.append(_open_case(fmt, current, len(out.results) + 1,
+                                                  "no outcome printed before the next test"))
+                current = (m.group("name"), [])
+                rest = rest[m.end():].strip()
+                continue
             if current is not None:
-                out.results.append(_open_case(fmt, current, len(out.results) + 1,
-                                              "no outcome printed before the next test"))
-            current = (m.group("name"), [])
-            rest = line[m.end():]
-        elif current is not None:
-            rest = line
-        else:
-            continue
-        if not rest.strip():
-            continue
-        done = _outcome(fmt, current, rest.strip(), len(out.results) + 1)
-        if done is None:
-            current[1].append(rest.strip())
-        else:
-            out.results.append(done)
-            current = None
+                done = _outcome(fmt, current, rest, len(out.results) + 1)
+                if done is None:
+                    current[1].append(rest)
+                else:
+                    out.results.append(done)
+                    current = None
+            break
     if current is not None:
         out.unfinished = _open_case(fmt, current, len(out.results) + 1, "did not finish")
     return out

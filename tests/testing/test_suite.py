@@ -101,3 +101,16 @@ def test_exit_code_case_gets_the_binary_time_in_the_record(run):
     tc = testrun.record_cases("cell", s, "selftests/prog.c", {})[0]
     assert (tc.name, tc.kind, tc.duration, tc.duration_source) == ("prog", "exit_code", 2.5,
                                                                   "orch")
+
+
+# --- nested KTAP -------------------------------------------------------------------------
+
+def test_nested_ktap_program_lists_its_subtests(run):
+    s = run("KTAP version 1\n1..2\n  KTAP version 1\n  1..1\n  ok 1 inner\nok 1 outer\n"
+            "  KTAP version 1\n  # Subtest: second\n  1..2\n  ok 1 x\n", code=None,
+            timed_out=True)
+    assert cases(s) == [("outer", "pass", "ktap"), ("outer.inner", "pass", "ktap"),
+                        ("second", "error", "missing"), ("second.x", "pass", "ktap"),
+                        ("second.test_2", "error", "missing"), ("timeout", "error", "timeout"),
+                        ("dmesg_clean", "pass", "dmesg_clean")]
+    assert s.cases[2].message == "did not report: test binary killed after 45s timeout"
