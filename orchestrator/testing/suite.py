@@ -1,6 +1,14 @@
 """Running the selftests on the target: one binary at a time, each with its own timeout,
 the kernel log read from a marker written before it (never cleared: the machine may be
-shared), KTAP parsed into results.
+shared), its output turned into results:
+
+- KTAP: one testcase per test, nested subtests as PARENT.SUB (ktap);
+- no KTAP, a text format known for the program (textformats): one testcase per test line;
+- no KTAP otherwise: one testcase named after the program, kind `exit_code`, its status
+  from kselftest's exit code (kselftest.verdict: 2 xfail is a pass, 3 xpass a failure).
+
+A hang (timeout error) or a lost machine (ssh error; faults makes a crash `kernel_crash`)
+is classified the same way whatever the program printed.
 """
 
 from __future__ import annotations

@@ -2,6 +2,9 @@
 MEM... done|skipped [reason: R]|failed [reason: R]` lines, one testcase per line, alone
 and through suite.run_binary (cut off by a hang, a lost machine, a dying program)."""
 
+import re
+from pathlib import Path
+
 import pytest
 
 from orchestrator.targets.ssh import CmdResult
@@ -154,3 +157,19 @@ def test_text_cases_share_the_binary_time(run):
     s.duration = 3.0
     tcs = testrun.record_cases("cell", s, "", {})
     assert [(t.duration, t.duration_source) for t in tcs[:2]] == [(1.5, "binary-split")] * 2
+
+
+# Real output: 6.12's uffd-unit-tests built from /usr/src/linux-source-6.12 and run on a
+# 6.18 host without hugetlb pages or CONFIG_GUP_TEST (the move tests pass there).
+REAL = (Path(__file__).parent / "data" / "uffd-unit-tests-6.12.out").read_text()
+
+
+def test_real_output_one_testcase_per_test_line(golden):
+    p = textformats.parse(UFFD, REAL)
+    total = int(re.search(r"total=(\d+)", REAL).group(1))
+    assert len(p.results) == total == REAL.count("Testing ") == 66
+    assert p.unfinished is None
+    assert len({c.name for c in p.results}) == total
+    by = {c.name: c.status for c in p.results}
+    assert [by[f"{t}.anon"] for t in ("move", "move-pmd", "move-pmd-split")] == ["pass"] * 3
+    golden("uffd-unit-tests-6.12.cases", render(p.results))
