@@ -179,7 +179,9 @@ def _line(levels: list[_Level], line: str, partial: dict[int, TestResult]) -> No
 
 
 def _opens(levels: list[_Level], rest: str, line: str) -> bool:
-    """A nested block starting (its version line, or an indented "# Subtest:" or plan)."""
+    """A nested block starting: its version line, or an indented "# Subtest:" (KUnit
+    before the version line). An indented plan alone is not enough: a flat program's raw
+    output may hold one."""
     deepest = levels[-1]
     m = NESTED_VERSION_RE.match(rest)
     body = ""
@@ -188,7 +190,7 @@ def _opens(levels: list[_Level], rest: str, line: str) -> bool:
     else:
         prefix = re.match(r"^\s*", rest).group(0)  # type: ignore[union-attr]
         body = rest[len(prefix):]
-        if not prefix or not (SUBTEST_RE.match(body) or PLAN_RE.match(body)):
+        if not prefix or not SUBTEST_RE.match(body):
             return False
     for lv in levels:
         lv.diag(line)
@@ -198,8 +200,6 @@ def _opens(levels: list[_Level], rest: str, line: str) -> bool:
     sub = SUBTEST_RE.match(body)
     if sub:
         child.name = sub.group("name")
-    elif body:
-        _set_plan(child, PLAN_RE.match(body))  # type: ignore[arg-type]
     return True
 
 

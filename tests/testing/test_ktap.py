@@ -223,3 +223,9 @@ def test_every_kselftest_directive_is_a_result():
         ("prog", "fail", "exit=1"),
         ("todo", "skip", "later"),
     ]
+
+
+def test_an_indented_plan_in_raw_output_opens_no_block():
+    p = ktap.parse("KTAP version 1\n1..1\n  1..2\n  counting\nok 1 only\n")
+    assert [(r.name, r.status, r.subtests) for r in p.results] == [("only", "pass", [])]
+    assert p.results[0].diagnostics == ["1..2", "counting"]
