@@ -36,7 +36,9 @@ STATUSES = ("pass", "fail", "skip", "error")
 # Testcase kinds orch writes today: KTAP tests, orch's own checks, failed stages. Readers
 # must accept others (a later orch may add kinds).
 KINDS = ("ktap", "dmesg_clean", "timeout", "ssh", "exit_status", "missing", "no_ktap", "stage",
-         "crash", "qemu")  # crash: the kernel crashed during the binary; qemu: QEMU died
+         "crash", "qemu",  # crash: the kernel crashed during the binary; qemu: QEMU died
+         "exit_code",  # a program without KTAP: kselftest's verdict from its exit code
+         "text")  # a line of a known text format (uffd-unit-tests' "Testing X on Y...")
 OUTPUT_CAP = 64 * 1024  # bytes of a testcase's output kept in the record and in JUnit
 
 def status_of(code: int | None) -> str:
