@@ -4650,22 +4650,24 @@ static int t_swap_thp_cache_ebusy(void)
 }
 
 /*
- * Drain the LRU batches of every CPU: mlock() starts with
- * lru_add_drain_all() (6.1 and 6.12).  A swap-cache folio whose write-out
+ * Drain the LRU batches of every CPU.  A swap-cache folio whose write-out
  * ended on another CPU (the loop device's worker) sits in that CPU's
  * rotate batch, with a reference that makes its migration fail.
+ * mlock() starts with lru_add_drain_all() on 6.1 (not on 6.12);
+ * compaction of all nodes (/proc/sys/vm/compact_memory) does on both.
  */
 static void lru_drain_all_cpus(void)
 {
 	char *p = mmap(NULL, pg, PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
-	if (p == MAP_FAILED)
-		return;
-	p[0] = 1;
-	if (!mlock(p, pg))
-		munlock(p, pg);
-	munmap(p, pg);
+	if (p != MAP_FAILED) {
+		p[0] = 1;
+		if (!mlock(p, pg))
+			munlock(p, pg);
+		munmap(p, pg);
+	}
+	write_str("/proc/sys/vm/compact_memory", "1");
 }
 
 /*
