@@ -5665,6 +5665,8 @@ fail:
 struct so_arg {
 	volatile int stop;
 	long cycles, errs;
+	char *ballast;
+	size_t ballast_len;
 };
 
 static void *so_cycler(void *arg)
@@ -5672,6 +5674,13 @@ static void *so_cycler(void *arg)
 	struct so_arg *a = arg;
 
 	while (!a->stop) {
+		/*
+		 * Swapped-out ballast makes swapoff's walk of the page tables
+		 * longer, and with it the window in which the swap device is
+		 * already refused to get_swap_device() while the movers'
+		 * entries are still in their PTEs.
+		 */
+		madvise(a->ballast, a->ballast_len, MADV_PAGEOUT);
 		if (syscall(__NR_swapoff, "/dev/zram0") ||
 		    write_swap_header("/dev/zram0", (size_t)read_long(ZRAM "disksize")) ||
 		    syscall(__NR_swapon, "/dev/zram0", 0)) {
@@ -5685,9 +5694,11 @@ static void *so_cycler(void *arg)
 
 /*
  * race_swapoff: 16 pages paged out to zram and moved back and forth
- * between src and dst while another thread turns swap off and on again.
- * Moves end with 0, or -1/EAGAIN (retried from where they stopped); every
- * page keeps its data.  3 s.
+ * between src and dst while another thread turns swap off and on again
+ * (with 8 MiB of swapped-out ballast, so that swapoff takes a while).
+ * Moves end with 0, or -1/EAGAIN (retried from where they stopped; as
+ * upstream, a swap entry of a device being swapped off gives EAGAIN);
+ * every page keeps its data.  3 s.
  */
 static int t_race_swapoff(void)
 {
@@ -5707,6 +5718,13 @@ static int t_race_swapoff(void)
 	fill(pr.src, pr.len, 237);
 	if (uffd_reg(pr.ufd, pr.src, pr.len, NULL))
 		goto fail;
+	so.ballast_len = 2048 * pg;
+	so.ballast = mmap(NULL, so.ballast_len, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (so.ballast == MAP_FAILED)
+		goto fail;
+	madvise(so.ballast, so.ballast_len, MADV_NOHUGEPAGE);
+	fill(so.ballast, so.ballast_len, 238);
 	if (pthread_create(&t, NULL, so_cycler, &so))
 		goto fail;
 	t0 = now_s();
@@ -5739,6 +5757,8 @@ static int t_race_swapoff(void)
 	ktap_diag("%ld moves of 16 pages, %ld EAGAIN, %ld swapoff/swapon cycles (%ld errors)",
 		  moves, again, so.cycles, so.errs);
 	if (so.errs)
+		fails++;
+	if (check_pat("ballast", so.ballast, so.ballast_len, 238))
 		fails++;
 	if (uffd_unreg(pr.ufd, pr.src, pr.len) || uffd_unreg(pr.ufd, pr.dst, pr.len))
 		goto fail;
