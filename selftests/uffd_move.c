@@ -4523,7 +4523,7 @@ static int thp_swapped_to_cache(struct hp *h, unsigned int seed)
 struct thp_sw_res {
 	int ret, err;
 	__s64 move;
-	long anon_huge_kb;	/* unused */
+	volatile double t_move;	/* when the move was issued, 0 before */
 	size_t swapped_after;
 };
 
@@ -4556,6 +4556,7 @@ static int thp_swapcache_move_child(size_t idx, unsigned int secs,
 		if (s)
 			_exit(s == KTAP_SKIP ? KTAP_SKIP : KTAP_FAIL);
 		ktap_diag("page %zu: UFFDIO_MOVE of one page (watchdog %u s)", idx, secs);
+		res->t_move = now_s();
 		m = do_move(h.ufd, h.dst + idx * pg, h.src + idx * pg, pg, 0);
 		res->ret = m.ret;
 		res->err = m.err;
@@ -4575,13 +4576,21 @@ static int thp_swapcache_move_child(size_t idx, unsigned int secs,
 
 		if (w == pid)
 			break;
-		if (now_s() - t0 > secs) {
+		/* the watchdog runs from the move; the set-up gets 90 s */
+		if (res->t_move > 0 && now_s() - res->t_move > secs) {
 			kill(pid, SIGKILL);
 			waitpid(pid, &status, 0);
-			ktap_diag("page %zu: UFFDIO_MOVE did not return within %u s: hung (killed with SIGKILL, %.1f s)",
-				  idx, secs, now_s() - t0);
+			ktap_diag("page %zu: UFFDIO_MOVE did not return within %u s: hung (killed with SIGKILL after %.1f s in the ioctl)",
+				  idx, secs, now_s() - res->t_move);
 			munmap(res, sizeof(*res));
 			return 1;
+		}
+		if (res->t_move == 0 && now_s() - t0 > 90) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &status, 0);
+			ktap_diag("page %zu: set-up (THP, page-out) not done in 90 s", idx);
+			munmap(res, sizeof(*res));
+			return -1;
 		}
 		sleep_ms(20);
 	}
@@ -4650,22 +4659,24 @@ static int t_swap_thp_cache_ebusy(void)
 }
 
 /*
- * Drain the LRU batches of every CPU: mlock() starts with
- * lru_add_drain_all() (6.1 and 6.12).  A swap-cache folio whose write-out
+ * Drain the LRU batches of every CPU.  A swap-cache folio whose write-out
  * ended on another CPU (the loop device's worker) sits in that CPU's
  * rotate batch, with a reference that makes its migration fail.
+ * mlock() starts with lru_add_drain_all() on 6.1 (not on 6.12);
+ * compaction of all nodes (/proc/sys/vm/compact_memory) does on both.
  */
 static void lru_drain_all_cpus(void)
 {
 	char *p = mmap(NULL, pg, PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
-	if (p == MAP_FAILED)
-		return;
-	p[0] = 1;
-	if (!mlock(p, pg))
-		munlock(p, pg);
-	munmap(p, pg);
+	if (p != MAP_FAILED) {
+		p[0] = 1;
+		if (!mlock(p, pg))
+			munlock(p, pg);
+		munmap(p, pg);
+	}
+	write_str("/proc/sys/vm/compact_memory", "1");
 }
 
 /*
@@ -5663,6 +5674,8 @@ fail:
 struct so_arg {
 	volatile int stop;
 	long cycles, errs;
+	char *ballast;
+	size_t ballast_len;
 };
 
 static void *so_cycler(void *arg)
@@ -5670,6 +5683,13 @@ static void *so_cycler(void *arg)
 	struct so_arg *a = arg;
 
 	while (!a->stop) {
+		/*
+		 * Swapped-out ballast makes swapoff's walk of the page tables
+		 * longer, and with it the window in which the swap device is
+		 * already refused to get_swap_device() while the movers'
+		 * entries are still in their PTEs.
+		 */
+		madvise(a->ballast, a->ballast_len, MADV_PAGEOUT);
 		if (syscall(__NR_swapoff, "/dev/zram0") ||
 		    write_swap_header("/dev/zram0", (size_t)read_long(ZRAM "disksize")) ||
 		    syscall(__NR_swapon, "/dev/zram0", 0)) {
@@ -5683,9 +5703,11 @@ static void *so_cycler(void *arg)
 
 /*
  * race_swapoff: 16 pages paged out to zram and moved back and forth
- * between src and dst while another thread turns swap off and on again.
- * Moves end with 0, or -1/EAGAIN (retried from where they stopped); every
- * page keeps its data.  3 s.
+ * between src and dst while another thread turns swap off and on again
+ * (with 8 MiB of swapped-out ballast, so that swapoff takes a while).
+ * Moves end with 0, or -1/EAGAIN (retried from where they stopped; as
+ * upstream, a swap entry of a device being swapped off gives EAGAIN);
+ * every page keeps its data.  3 s.
  */
 static int t_race_swapoff(void)
 {
@@ -5705,6 +5727,13 @@ static int t_race_swapoff(void)
 	fill(pr.src, pr.len, 237);
 	if (uffd_reg(pr.ufd, pr.src, pr.len, NULL))
 		goto fail;
+	so.ballast_len = 2048 * pg;
+	so.ballast = mmap(NULL, so.ballast_len, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (so.ballast == MAP_FAILED)
+		goto fail;
+	madvise(so.ballast, so.ballast_len, MADV_NOHUGEPAGE);
+	fill(so.ballast, so.ballast_len, 238);
 	if (pthread_create(&t, NULL, so_cycler, &so))
 		goto fail;
 	t0 = now_s();
@@ -5737,6 +5766,8 @@ static int t_race_swapoff(void)
 	ktap_diag("%ld moves of 16 pages, %ld EAGAIN, %ld swapoff/swapon cycles (%ld errors)",
 		  moves, again, so.cycles, so.errs);
 	if (so.errs)
+		fails++;
+	if (check_pat("ballast", so.ballast, so.ballast_len, 238))
 		fails++;
 	if (uffd_unreg(pr.ufd, pr.src, pr.len) || uffd_unreg(pr.ufd, pr.dst, pr.len))
 		goto fail;
@@ -5940,7 +5971,7 @@ static const struct ktap_case cases[] = {
 	{ "rmap_soft_offline", t_rmap_soft_offline, N_MOVE, 0 },
 	{ "stress_threads", t_stress_threads, N_MOVE, 60 },
 	{ "stress_walkers", t_stress_walkers, N_MOVE | N_THP, 60 },
-	{ "swap_thp_cache_ebusy", t_swap_thp_cache_ebusy, N_MOVE | N_THP | N_LOOP, 120 },
+	{ "swap_thp_cache_ebusy", t_swap_thp_cache_ebusy, N_MOVE | N_THP | N_LOOP, 300 },
 	{ "swap_loop_cache_rmap", t_swap_loop_cache_rmap, N_MOVE | N_LOOP, 0 },
 	{ "swap_cache_race_stress", t_swap_cache_race_stress, N_MOVE | N_LOOP, 90 },
 	{ "thp_fork_aligned_ebusy", t_thp_fork_aligned_ebusy, N_MOVE | N_THP, 0 },
