@@ -5921,8 +5921,8 @@ static const char *needs_check(unsigned int needs)
 static const struct ktap_case cases[] = {
 	/* name, body, what it needs (checked by the runner), timeout (s, 0: 30) */
 	{ "feature_bit", t_feature_bit, 0, 0 },
-	{ "register_mask", t_register_mask, 0, 0 },
-	{ "abi", t_abi, 0, 0 },
+	{ "register_mask", t_register_mask, N_MOVE, 0 },
+	{ "abi", t_abi, N_MOVE, 0 },
 	{ "basic_move", t_basic_move, N_MOVE, 0 },
 	{ "dst_populated_eexist", t_dst_populated_eexist, N_MOVE, 0 },
 	{ "src_hole_enoent", t_src_hole_enoent, N_MOVE, 0 },
