@@ -65,9 +65,10 @@ def smp(value: str) -> int:
     return x
 
 
-
 @dataclass
 class Options:
+    """What a run is asked to do: the table's values by dest, and what orch sets itself."""
+
     arches: list[Arch] = field(default_factory=lambda: [archmod.X86_64])
     tree: str | None = None
     base: str | None = None
