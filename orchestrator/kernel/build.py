@@ -65,11 +65,29 @@ class Kernel:
     def config(self) -> Path:
         return self.store / "config"
 
+    def headers_digest(self) -> str:
+        """The content of the uAPI headers (what the selftests are compiled against):
+        recorded in kernel.json when stored; computed (and recorded) for older entries."""
+        info = self.info()
+        if info.get("headers_digest"):
+            return info["headers_digest"]
+        d = tree_digest(self.headers)
+        if info and (self.store / "complete").exists():
+            info["headers_digest"] = d
+            files.write_text(self.store / "kernel.json", json.dumps(info, indent=2))
+        return d
+
     def info(self) -> dict:
         try:
             return json.loads((self.store / "kernel.json").read_text())
         except (OSError, ValueError):
             return {}
+
+
+def tree_digest(top: Path) -> str:
+    """A digest of every file under `top`: names and contents."""
+    paths = sorted(p for p in top.rglob("*") if p.is_file())
+    return cache.digest(*[f"{p.relative_to(top)}:{cache.file_digest(p)}" for p in paths])
 
 
 def compiler_version(arch: Arch, runner: Runner) -> str:
@@ -245,5 +263,6 @@ def store(arch: Arch, key: str, builddir: Path, tmp: Path, start: float) -> None
         "stamp": stamp(key),
         "compile_seconds": round(time.monotonic() - start, 1),
         "image_sha256": cache.file_digest(image),
+        "headers_digest": tree_digest(tmp / "headers"),
     }, indent=2))
     (tmp / "complete").write_text("")

@@ -135,8 +135,11 @@ def config(run: RunState, st: ArchState | None) -> None:
     assert st is not None and run.worktree is not None
     a, r = st.arch, run.runner
     run.versions["gcc"][a.name] = build.compiler_version(a, r)
-    stamp = cache.digest("config-v1", a.name, run.source_tree, *[
-        f"{f}:{cache.file_digest(f)}" for f in run.fragments[a.name]])
+    # Not the source tree object: an edit to a .c file leaves the .config as it was.
+    stamp = "" if r.dry_run else cache.digest(
+        "config-v2", a.name, run.versions["gcc"][a.name],
+        kconfig.inputs_digest(run.worktree, r),
+        *[f"{f}:{cache.file_digest(f)}" for f in run.fragments[a.name]])
     builddir = _builddir(run, st)
     kconfig.configure(a, run.worktree, builddir, run.fragments[a.name], r,
                       run.log(a.name, "config.log"), stamp=stamp)
@@ -165,7 +168,8 @@ def build_kernel(run: RunState, st: ArchState | None) -> None:
 
 def build_selftests(run: RunState, st: ArchState | None) -> None:
     assert st is not None and st.kernel is not None
-    st.tests = selftests.build(st.arch, run.opts.selftests, st.kernel.headers, st.kernel.key,
+    st.tests = selftests.build(st.arch, run.opts.selftests, st.kernel.headers,
+                               "" if run.runner.dry_run else st.kernel.headers_digest(),
                                run.runner, run.log(st.arch.name, "selftests.log"),
                                run.opts.tests, progress=run.progress.status)
 

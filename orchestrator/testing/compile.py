@@ -8,9 +8,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from orchestrator.base.errors import BuildError, MissingToolError, UsageError
+from orchestrator.base.errors import BuildError, UsageError
 from orchestrator.base.runner import Runner
 from orchestrator.kernel.arch import Arch
+from orchestrator.kernel.build import compiler_version
 from orchestrator.store import cache
 
 CFLAGS = ["-static", "-O2", "-g0", "-Wall", "-Wextra", "-pthread"]
@@ -38,15 +39,17 @@ def compile_argv(cc: str, src: Path, out: Path, include: Path, headers: Path) ->
             "-o", str(out), str(src)]
 
 
-def build(arch: Arch, directory: Path, headers: Path, kernel_key: str, runner: Runner,
+def build(arch: Arch, directory: Path, headers: Path, headers_key: str, runner: Runner,
           log: Path, only: list[str] | None = None, progress=print) -> list[Path]:
+    """The static binaries of `directory`'s selftests (only those named in `only`), from
+    the cache when the same sources were built against the same headers (`headers_key`:
+    their content, not the kernel's key: a kernel edit that leaves the uAPI as it was
+    reuses the binaries) with the same compiler."""
     srcs = sources(directory, only)
     cc = arch.cc()
-    if not shutil.which(cc):
-        raise MissingToolError(f"{cc} not found (apt-get install "
-                               f"{arch.cross_package if arch.cross_compile() else 'gcc'})")
+    compiler = compiler_version(arch, runner)
     helpers = sorted(directory.glob("*.h"))
-    key = cache.digest("selftests-v1", arch.name, kernel_key, cc,
+    key = cache.digest("selftests-v2", arch.name, headers_key, cc, compiler,
                        *[f"{p.name}:{cache.file_digest(p)}" for p in srcs + helpers])[:20]
     outdir = cache.subdir("selftests") / f"{arch.name}-{key}"
     outs = [outdir / s.stem for s in srcs]
