@@ -29,6 +29,7 @@ REPRO_ENV = {
     "KBUILD_BUILD_USER": "orch",
     "KBUILD_BUILD_TIMESTAMP": "Sat Jan  1 00:00:00 UTC 2000",
 }
+GDB_DIR = "gdb"  # in a store entry: vmlinux-gdb.py and scripts/gdb/linux/*.py
 # Bumped whenever what goes into the image changes for the same inputs (v2: the stamp).
 KEY_VERSION = "kernel-v2"
 
@@ -56,6 +57,19 @@ class Kernel:
     @property
     def headers(self) -> Path:
         return self.store / "headers"
+
+    @property
+    def vmlinux(self) -> Path:
+        """The ELF kernel with its symbol table (for gdb); kernels stored before orch kept
+        it have none unless their build dir still held it (`adopt`)."""
+        return self.store / "vmlinux"
+
+    @property
+    def gdb_scripts(self) -> Path | None:
+        """The kernel's gdb scripts (vmlinux-gdb.py and its linux/ package), stored when
+        the kernel was built with CONFIG_GDB_SCRIPTS=y; None otherwise."""
+        p = self.store / GDB_DIR / "vmlinux-gdb.py"
+        return p if p.is_file() else None
 
     @property
     def stamp(self) -> str:
@@ -187,6 +201,7 @@ def build(arch: Arch, srctree: Path, builddir: Path, key: str, runner: Runner, l
     if (k.store / "complete").exists() and not runner.dry_run:
         why = store_problem(k)
         if why is None:
+            adopt(k, builddir)
             cache.touch_used(k.store)
             return k, False
         if warn:
@@ -217,7 +232,7 @@ def build(arch: Arch, srctree: Path, builddir: Path, key: str, runner: Runner, l
     start = time.monotonic()
     # The image and the uAPI headers (for the selftests) in one make: one pass over the
     # tree instead of two, and headers_install overlaps the compile.
-    argv = make_argv(arch, srctree, builddir, [arch.image, "headers_install"], jobs=jobs,
+    argv = make_argv(arch, srctree, builddir, make_targets(arch, builddir), jobs=jobs,
                      cc=cc) + [f"INSTALL_HDR_PATH={builddir / 'orch-headers'}"]
     res = runner.run(argv, env=env, log=log, on_line=on_line, tail_lines=4000)
     if runner.dry_run:
@@ -246,6 +261,59 @@ def build(arch: Arch, srctree: Path, builddir: Path, key: str, runner: Runner, l
     return k, True
 
 
+def make_targets(arch: Arch, builddir: Path) -> list[str]:
+    """The image and the uAPI headers; the gdb scripts too when the .config asks for them
+    (kbuild's `all` would build them, orch names its targets)."""
+    try:
+        gdb = "CONFIG_GDB_SCRIPTS=y\n" in (builddir / ".config").read_text()
+    except OSError:
+        gdb = False
+    return [arch.image, "headers_install", *(["scripts_gdb"] if gdb else [])]
+
+
+def copy_gdb_scripts(builddir: Path, dest: Path) -> None:
+    """vmlinux-gdb.py and the scripts/gdb/linux package as real files (the build dir has
+    symlinks into the worktree, which moves on), only when `make scripts_gdb` made them;
+    `dest` is created only then."""
+    loader = builddir / "vmlinux-gdb.py"
+    pkg = builddir / "scripts" / "gdb" / "linux"
+    if not loader.exists() or not (pkg / "constants.py").is_file():
+        return
+    (dest / "scripts" / "gdb" / "linux").mkdir(parents=True)
+    shutil.copyfile(loader, dest / "vmlinux-gdb.py")
+    for f in pkg.glob("*.py"):
+        shutil.copyfile(f, dest / "scripts" / "gdb" / "linux" / f.name)
+
+
+def built_here(k: Kernel, vmlinux: Path) -> bool:
+    """Is `vmlinux` this kernel's? Its banner carries the kernel's stamp (the store key)."""
+    needle = f"orch@{k.stamp})".encode()
+    try:
+        with open(vmlinux, "rb") as f:
+            return needle in f.read()
+    except OSError:
+        return False
+
+
+def adopt(k: Kernel, builddir: Path) -> None:
+    """A stored kernel without its vmlinux (stored before orch kept it): take the build
+    dir's when it is this kernel's (its banner says so), atomically; else leave it be."""
+    if k.vmlinux.exists() or not built_here(k, builddir / "vmlinux"):
+        return
+    tmp = k.store / f".vmlinux.tmp-{os.getpid()}"
+    gtmp = k.store / f".gdb.tmp-{os.getpid()}"
+    try:
+        shutil.copy2(builddir / "vmlinux", tmp)
+        os.replace(tmp, k.vmlinux)
+        if k.gdb_scripts is None:
+            copy_gdb_scripts(builddir, gtmp)
+            if gtmp.exists():
+                os.replace(gtmp, k.store / GDB_DIR)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        shutil.rmtree(gtmp, ignore_errors=True)
+
+
 def store(arch: Arch, key: str, builddir: Path, tmp: Path, start: float) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -255,6 +323,9 @@ def store(arch: Arch, key: str, builddir: Path, tmp: Path, start: float) -> None
     if (builddir / "System.map").exists():
         shutil.copy2(builddir / "System.map", tmp / "System.map")
     shutil.copytree(builddir / "orch-headers", tmp / "headers")
+    if (builddir / "vmlinux").exists():
+        shutil.copy2(builddir / "vmlinux", tmp / "vmlinux")
+    copy_gdb_scripts(builddir, tmp / GDB_DIR)
     release = (builddir / "include/config/kernel.release")
     (tmp / "kernel.json").write_text(json.dumps({
         "arch": arch.name,

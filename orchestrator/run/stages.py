@@ -186,7 +186,8 @@ def build_rootfs(run: RunState, st: ArchState | None) -> None:
 def up_request(run: RunState, st: ArchState) -> UpRequest:
     return UpRequest(st.arch, st.kernel, st.initrd, st.tests,
                      run.log(st.arch.name, "console.log"), run.runner,
-                     progress=run.progress.line, status=run.progress.status)
+                     progress=run.progress.line, status=run.progress.status,
+                     notice=run.progress.error)
 
 
 def boot(run: RunState, st: ArchState | None) -> None:

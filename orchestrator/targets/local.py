@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import shlex
 import time
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from orchestrator.base.errors import BootError, OrchError
+from orchestrator.base.opt import BOOT, Opt
 from orchestrator.base.runner import Runner
 from orchestrator.kernel import arch as archmod
 from orchestrator.kernel.arch import Arch
@@ -32,11 +33,18 @@ class QemuTarget(TargetBase):
     append: str = setting("")
     boot_timeout: float = setting(180.0)
     ssh_timeout: float = setting(60.0)
+    own: dict[str, Any] = field(default_factory=dict)  # OPTIONS' values, by dest
     kind = "qemu"
     wants_initramfs = True
     remote = False
     SPEC = "qemu"
     SHORT = "qemu"
+    # `orch boot` only: a run's tests would time out while gdb holds the guest stopped.
+    OPTIONS = (
+        Opt(("--gdb",), "gdb", "QEMU's gdbstub on a free 127.0.0.1 port; orch prints the "
+            "gdb-multiarch command that attaches (the kernel boots with nokaslr)",
+            kind="flag", default=False, commands=(BOOT,), step=False, example=True),
+    )
 
     @classmethod
     def matches(cls, spec: str | None) -> bool:
@@ -44,7 +52,7 @@ class QemuTarget(TargetBase):
 
     @classmethod
     def build(cls, spec: str | None, values: Mapping[str, Any]) -> QemuTarget:
-        return cls(**cls.common(values))
+        return cls(own=cls.own_values(values), **cls.common(values))
 
     def check(self, arch: Arch, runner: Runner) -> None:
         pass
@@ -69,10 +77,32 @@ class QemuTarget(TargetBase):
         req.progress(f"[{a.name}] KVM not usable ({why}); falling back to TCG (slower)")
         return "tcg", why
 
+    def spec(self, image: Path, initrd: Path, port: int, accel: str,
+             gdb_port: int | None) -> qemu.BootSpec:
+        """The guest's QEMU settings; with a gdbstub, no KASLR (gdb's symbols hold)."""
+        append = f"{self.append} nokaslr".strip() if gdb_port is not None else self.append
+        return qemu.BootSpec(image, initrd, port, accel, self.memory, self.smp, append,
+                             gdb_port=gdb_port)
+
     def dry_run(self, req: UpRequest) -> list[str]:
-        spec = qemu.BootSpec(Path("IMAGE"), Path("INITRD"), 10022, "tcg", self.memory,
-                             self.smp, self.append)
+        spec = self.spec(Path("IMAGE"), Path("INITRD"), 10022, "tcg",
+                         1234 if self.gdb else None)
         return ["+ " + shlex.join(qemu.qemu_argv(req.arch, spec))]
+
+    def announce_gdb(self, req: UpRequest, port: int) -> None:
+        """The gdb command line, shown even with --quiet: it is what --gdb asked for."""
+        k = req.kernel
+        assert k is not None
+        argv = qemu.gdb_argv(k.vmlinux, port, k.gdb_scripts)
+        req.notice(f"[{req.arch.name}] gdb: {shlex.join(argv)}")
+        if not k.vmlinux.exists():
+            req.notice(f"[{req.arch.name}] gdb: no vmlinux stored for this kernel (stored "
+                       f"before orch kept it, and its build dir has moved on): gdb attaches "
+                       f"but has no symbols until it is built again")
+        elif k.gdb_scripts is None:
+            req.notice(f"[{req.arch.name}] gdb: symbols only; for the kernel's gdb scripts "
+                       f"(lx-dmesg, lx-ps...) build with a --config fragment setting "
+                       f"CONFIG_DEBUG_INFO_DWARF_TOOLCHAIN_DEFAULT=y and CONFIG_GDB_SCRIPTS=y")
 
     @contextmanager
     def up(self, req: UpRequest) -> Iterator[Machine]:
@@ -84,9 +114,12 @@ class QemuTarget(TargetBase):
                      qemu_version=qemu.qemu_version(a))
         keys = keysmod.ensure(req.runner)
         for attempt in range(3):
-            with qemu.reserved_port() as port:
-                spec = qemu.BootSpec(req.kernel.image, req.initrd, port, accel, self.memory,
-                                     self.smp, self.append)
+            with qemu.reserved_port() as port, \
+                    (qemu.reserved_port() if self.gdb else nullcontext(None)) as gdb_port:
+                spec = self.spec(req.kernel.image, req.initrd, port, accel, gdb_port)
+                if gdb_port is not None:
+                    facts["gdb"] = f"127.0.0.1:{gdb_port}"
+                    self.announce_gdb(req, gdb_port)
                 req.console.unlink(missing_ok=True)
                 with qemu.Guest(a, spec, req.console) as g:
                     req.status(f"[{a.name}] booting ({accel})")

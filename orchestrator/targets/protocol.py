@@ -34,6 +34,7 @@ class UpRequest:
     runner: Runner
     progress: Callable[[str], None] = print
     status: Callable[[str], None] = lambda msg: None
+    notice: Callable[[str], None] = print  # shown even with --quiet (what was asked for)
     # What the target finds out on the way (also when it fails: the deploy time, the
     # kernel that answered): the run records it either way.
     facts: dict[str, object] = field(default_factory=dict)

@@ -33,7 +33,9 @@ PANIC_RE = re.compile(
     r"general protection fault|KASAN: |Internal error: |WARNING: .* at )"
 )
 FATAL_RE = re.compile(r"(Kernel panic - not syncing|---\[ end Kernel panic)")
-PORT_CLASH_RE = re.compile(r"could not set up host forwarding rule", re.IGNORECASE)
+# The SSH forward's port (user networking) or the gdbstub's, taken by someone else first.
+PORT_CLASH_RE = re.compile(r"could not set up host forwarding rule|-gdb tcp:.*(in use|"
+                           r"available port)", re.IGNORECASE)
 
 _LIVE: set[subprocess.Popen] = set()
 _PR_SET_PDEATHSIG = 1
@@ -66,6 +68,7 @@ class BootSpec:
     smp: int = 2
     append: str = ""
     machine_opts: str = ""  # appended to -M MACHINE (e.g. "dtb-kaslr-seed=off")
+    gdb_port: int | None = None  # QEMU's gdbstub, on 127.0.0.1 only
 
 
 def cmdline(arch: Arch, extra: str = "") -> str:
@@ -94,8 +97,20 @@ def qemu_argv(arch: Arch, spec: BootSpec) -> list[str]:
                  "-device", "virtio-net-pci,netdev=n0"]
     else:
         argv += ["-nic", "none"]
+    if spec.gdb_port is not None:
+        argv += ["-gdb", f"tcp:127.0.0.1:{spec.gdb_port}"]
     argv += ["-append", cmdline(arch, spec.append)]
     return argv
+
+
+def gdb_argv(vmlinux: Path, port: int, scripts: Path | None = None) -> list[str]:
+    """The gdb command that attaches to a guest's gdbstub (pure: unit-tested): gdb-multiarch
+    reads the arch from vmlinux; the kernel's gdb scripts (lx-dmesg, lx-ps...) when given."""
+    argv = ["gdb-multiarch", str(vmlinux)]
+    if scripts is not None:
+        argv += ["-ex", f"add-auto-load-safe-path {scripts.parent}",
+                 "-ex", f"source {scripts}"]
+    return argv + ["-ex", f"target remote 127.0.0.1:{port}"]
 
 
 def free_port() -> int:

@@ -36,7 +36,7 @@ def test_the_table_takes_in_every_targets_options_once():
     for o in TARGET_OPTIONS:
         assert table.count(o.dest) == 1, o.dest
     assert [o.flags[0] for o in TARGET_OPTIONS] == [
-        "--known-hosts", "--no-deploy", "--reboot-cmd", "--target-initrd", "--reboot-after"]
+        "--gdb", "--known-hosts", "--no-deploy", "--reboot-cmd", "--target-initrd", "--reboot-after"]
 
 
 @pytest.mark.parametrize("opt", TARGET_OPTIONS, ids=lambda o: o.dest)
@@ -51,7 +51,8 @@ def test_an_option_is_accepted_by_exactly_its_owners(opt, target_class, tmp_path
     else:
         with pytest.raises(UsageError) as e:
             base.make(opts)
-        assert str(e.value) == f"{opt.flags[0]} is for --target ssh://..."
+        owner = base.owners(opt.dest)[0].SHORT
+        assert str(e.value) == f"{opt.flags[0]} is for --target {owner}"
         assert e.value.exit_code == EXIT_USAGE
     assert base.owners(opt.dest) == [t for t in base.TARGETS if opt in t.OPTIONS]
 
@@ -66,7 +67,7 @@ def test_unset_options_read_as_their_declared_defaults():
 
 def test_a_target_reads_its_settings_and_its_own_options_only():
     assert base.QemuTarget.reads() == ["accel", "memory", "smp", "append", "boot_timeout",
-                                       "ssh_timeout"]
+                                       "ssh_timeout", "gdb"]
     assert base.SshTarget.reads() == ["append", "boot_timeout", "ssh_timeout",
                                       *(o.dest for o in base.SshTarget.OPTIONS)]
     # make() hands over what the targets read, from the run's options
