@@ -5,6 +5,12 @@ nothing (targets: boot-to-SSH within 1.2x of a bare qemu+ssh loop; a no-change r
 
   .venv/bin/python ci/benchmark.py [--arch x86_64,arm64] [--cold] [--boots 3]
   .venv/bin/python ci/benchmark.py --cold-build [--arch x86_64] [-j 2] [--compare-src DIR]
+  .venv/bin/python ci/benchmark.py --edit-loop [--arch x86_64,arm64] [--rounds 3] [--workdir D]
+
+--edit-loop: edit one line of mm/userfaultfd.c in a user checkout, then `orch run` on it
+vs bare make + a bare QEMU boot + the same tests over ssh, side by side (ci/edit_loop.py);
+prints both, their parts and the ratio (target <= 1.15x). --workdir keeps the checkout
+and its bare build dir between invocations (default: a temporary directory).
 
 --cold uses an empty cache (and ccache) in a temporary directory, so the first run's stage
 times are a real cold build; without it the first run uses the normal cache.
@@ -191,7 +197,26 @@ def main() -> int:
     ap.add_argument("-j", "--jobs", type=int, default=2)
     ap.add_argument("--compare-src", type=Path, action="append", default=[],
                     help="also time the build stage of this orch checkout")
+    ap.add_argument("--edit-loop", action="store_true",
+                    help="edit -> verdict: orch run vs bare make + boot + tests")
+    ap.add_argument("--rounds", type=int, default=1, help="edit-loop rounds (median)")
+    ap.add_argument("--workdir", type=Path, help="edit loop: keep the checkout here")
     args = ap.parse_args()
+    if args.edit_loop:
+        sys.path.insert(0, str(ROOT / "ci"))
+        import edit_loop
+
+        where = args.workdir or Path(tempfile.mkdtemp(prefix="orch-editloop-"))
+        where.mkdir(parents=True, exist_ok=True)
+        try:
+            ratios = {a: edit_loop.measure(a, where, args.jobs, args.rounds)
+                      for a in args.arch.split(",")}
+            print("edit loop, median ratio orch / floor: "
+                  + ", ".join(f"{a} {r:.2f}x" for a, r in ratios.items()))
+        finally:
+            if args.workdir is None:
+                shutil.rmtree(where, ignore_errors=True)
+        return 0
     if args.cold_build:
         for name in args.arch.split(","):
             cold_build(name, args.jobs, args.compare_src)

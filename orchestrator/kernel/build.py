@@ -193,9 +193,10 @@ def no_space(lines) -> str | None:
 
 
 def build(arch: Arch, srctree: Path, builddir: Path, key: str, runner: Runner, log: Path,
-          jobs: int | None = None, progress=None, warn=None) -> tuple[Kernel, bool]:
+          jobs: int | None = None, meter=None, warn=None) -> tuple[Kernel, bool]:
     """Returns (kernel, compiled?). A damaged store entry is reported (`warn`, one line),
-    removed, and built again."""
+    removed, and built again. `meter(label, total, expected)`: a base.progress.Meter for
+    make's steps (see `estimate`)."""
     k = store_for(arch, key)
     cache.hold(k.store)  # `orch gc` leaves it alone while this orch runs
     if (k.store / "complete").exists() and not runner.dry_run:
@@ -221,13 +222,14 @@ def build(arch: Arch, srctree: Path, builddir: Path, key: str, runner: Runner, l
         env["CCACHE_BASEDIR"] = str(srctree)
         env["CCACHE_NOHASHDIR"] = "1"
         env.update(ccache_mode())
-    counter = {"n": 0}
+    cold = not (builddir / "vmlinux").exists()
+    total, expected = estimate(arch, cold)
+    steps = meter(f"build {arch.name}", total, expected) if meter else None
 
     def on_line(line: str) -> None:
         m = STEP_RE.match(line)
-        if m and progress:
-            counter["n"] += 1
-            progress(f"build {arch.name}: [{counter['n']}] {m.group(1)} {m.group(2)}")
+        if m and steps:
+            steps.update(f"{m.group(1)} {m.group(2)}")
 
     start = time.monotonic()
     # The image and the uAPI headers (for the selftests) in one make: one pass over the
@@ -249,7 +251,7 @@ def build(arch: Arch, srctree: Path, builddir: Path, key: str, runner: Runner, l
         )
     tmp = k.store.with_name(f"{k.store.name}.tmp-{os.getpid()}")
     try:
-        store(arch, key, builddir, tmp, start)
+        store(arch, key, builddir, tmp, start, steps.done if steps else None, cold)
         shutil.rmtree(k.store, ignore_errors=True)
         os.replace(tmp, k.store)
     except OSError as exc:
@@ -314,7 +316,26 @@ def adopt(k: Kernel, builddir: Path) -> None:
         shutil.rmtree(gtmp, ignore_errors=True)
 
 
-def store(arch: Arch, key: str, builddir: Path, tmp: Path, start: float) -> None:
+def estimate(arch: Arch, cold: bool) -> tuple[int | None, float | None]:
+    """(make's steps, seconds) of the latest kernel of `arch` built the same way (`cold`:
+    in a fresh build dir, as in CI; else incremental), from the store's kernel.json files,
+    which travel with the CI cache. An incremental build's step count depends on the edit:
+    only its time is an estimate."""
+    best: tuple[float, dict] | None = None
+    for info_file in cache.subdir("kernels").glob(f"{arch.name}-*/kernel.json"):
+        try:
+            info, when = json.loads(info_file.read_text()), info_file.stat().st_mtime
+        except (OSError, ValueError):
+            continue
+        if info.get("cold") == cold and info.get("steps") and (best is None or when > best[0]):
+            best = (when, info)
+    if best is None:
+        return None, None
+    return (best[1]["steps"] if cold else None), best[1].get("compile_seconds")
+
+
+def store(arch: Arch, key: str, builddir: Path, tmp: Path, start: float,
+          steps: int | None = None, cold: bool = True) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     image = tmp / Path(arch.image_path).name
@@ -333,6 +354,8 @@ def store(arch: Arch, key: str, builddir: Path, tmp: Path, start: float) -> None
         "release": release.read_text().strip() if release.exists() else "",
         "stamp": stamp(key),
         "compile_seconds": round(time.monotonic() - start, 1),
+        "steps": steps,  # make's [CC file] lines: the next cold build's total
+        "cold": cold,
         "image_sha256": cache.file_digest(image),
         "headers_digest": tree_digest(tmp / "headers"),
     }, indent=2))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import tarfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,8 +61,9 @@ def _is_tarball(p: Path) -> bool:
                                                               ".tgz", ".tar.bz2", ".tar.zst"))
 
 
-def resolve(spec: str | None, runner: Runner, progress=print) -> Tree:
-    """Turn --tree into a Tree, importing a tarball or cloning a checkout on first use."""
+def resolve(spec: str | None, runner: Runner, progress=print, meter=None) -> Tree:
+    """Turn --tree into a Tree, importing a tarball or cloning a checkout on first use;
+    `meter(label, total, expected)` (a base.progress.Meter) follows an import's steps."""
     spec = spec or DEFAULT_TREE
     if spec in EMBEDDED:
         path, pkg = EMBEDDED[spec]
@@ -70,13 +72,13 @@ def resolve(spec: str | None, runner: Runner, progress=print) -> Tree:
             raise UsageError(
                 f"embedded tree {spec}: {path} is missing (apt-get install {pkg})"
             )
-        return _import_tarball(spec, p, runner, progress)
+        return _import_tarball(spec, p, runner, progress, meter)
     p = Path(spec).expanduser()
     if not p.exists():
         raise UsageError(f"--tree {spec}: no such file or directory")
     p = p.resolve()
     if _is_tarball(p):
-        return _import_tarball(spec, p, runner, progress)
+        return _import_tarball(spec, p, runner, progress, meter)
     if p.is_dir():
         res = runner.run(["git", "-C", str(p), "rev-parse", "--absolute-git-dir"], always=True)
         if not res.ok:
@@ -85,7 +87,7 @@ def resolve(spec: str | None, runner: Runner, progress=print) -> Tree:
     raise UsageError(f"--tree {spec}: not a git checkout or a kernel tarball")
 
 
-def _import_tarball(spec: str, tarball: Path, runner: Runner, progress) -> Tree:
+def _import_tarball(spec: str, tarball: Path, runner: Runner, progress, meter=None) -> Tree:
     """Extract once into a cached repository and commit it; its working tree is the
     worktree orch works in (extracting straight into it saves a second 1.3 GB checkout)."""
     st = tarball.stat()
@@ -101,12 +103,18 @@ def _import_tarball(spec: str, tarball: Path, runner: Runner, progress) -> Tree:
             runner.run(["git", "-C", str(wt), "commit", "-m", f"Import {tarball.name}"])
         if not done.exists() and not runner.dry_run:
             progress(f"importing {tarball} into {wt} (once; about a minute)")
+            started = time.monotonic()
+            history = f"import-{tarball.name}"
+            steps = meter(f"import {tarball.name}", 3, cache.recall(history).get("seconds")) \
+                if meter else None
             if wt.exists():
                 shutil.rmtree(wt)
             staging = wt.with_name(f".staging-{key}")
             shutil.rmtree(staging, ignore_errors=True)
             staging.mkdir(parents=True)
             try:
+                if steps:
+                    steps.update("extract", done=0)
                 _extract(tarball, staging)
                 os.replace(_single_top(staging), wt)
             finally:
@@ -114,11 +122,16 @@ def _import_tarball(spec: str, tarball: Path, runner: Runner, progress) -> Tree:
             env = dict(IMPORT_ENV)
             g = ["git", "-C", str(wt)]
             runner.check([*g, "init", "-q"], UsageError, "git init")
+            if steps:
+                steps.update("git add")
             # Debian's .gitignore ignores every top-level path (packaging block):
             # force-add so the import really contains the tree.
             runner.check([*g, "add", "-f", "-A"], UsageError, "git add", env=env)
+            if steps:
+                steps.update("git commit")
             runner.check([*g, "commit", "-q", "--no-verify", "-m", f"Import {tarball.name}"],
                          UsageError, "git commit", env=env)
+            cache.remember(history, seconds=round(time.monotonic() - started, 1))
             runner.check([*g, "tag", "orch-import"], UsageError, "git tag")
             done.write_text(str(tarball) + "\n")
     return Tree(spec, "tarball", repo, tarball, "orch-import", f"{name}-{key}")

@@ -170,7 +170,8 @@ class Run:
         covers apply, config and build. The kernel and its headers are then in the store,
         so what follows needs no tree and overlaps with other runs."""
         s = self.state
-        s.tree = treemod.resolve(s.opts.tree, s.runner, progress=s.progress.line)
+        s.tree = treemod.resolve(s.opts.tree, s.runner, progress=s.progress.line,
+                                 meter=s.progress.meter)
         with tree_lock(s.tree):
             self.walk([stg for stg in stages if not stg.per_arch])
             for st in s.states.values():

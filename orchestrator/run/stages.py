@@ -154,7 +154,7 @@ def build_kernel(run: RunState, st: ArchState | None) -> None:
     key = build.build_key(a, run.source_tree, st.config_text, run.versions["gcc"][a.name])
     st.kernel, st.compiled = build.build(a, run.worktree, _builddir(run, st), key, r,
                                          run.log(a.name, "build.log"), run.opts.jobs,
-                                         progress=run.progress.status,
+                                         meter=run.progress.meter,
                                          warn=lambda m: run.progress.error(
                                              f"orch: [{a.name}] build: {m}"))
     st.release = st.kernel.info().get("release", "")
@@ -224,7 +224,10 @@ def run_tests(run: RunState, st: ArchState) -> int:
     code = EXIT_PASS
     lost = False  # the machine or the connection went away: infrastructure
     gone: faults.Lost | None = None  # why the remaining binaries do not run
-    for t in st.tests:
+    history = f"tests-{a.name}-" + cache.digest(*(t.name for t in st.tests))[:12]
+    steps = run.progress.meter(f"tests {a.name}", len(st.tests),
+                               cache.recall(history).get("seconds"))
+    for i, t in enumerate(st.tests):
         if gone:
             s = testrun.Suite(a.name, t.name)
             s.cases.append(testrun.ktap.TestResult(
@@ -233,7 +236,7 @@ def run_tests(run: RunState, st: ArchState) -> int:
                 kind=gone.kind if gone.infrastructure else "crash"))
             run.suites.append(s)
             continue
-        run.progress.status(f"[{a.name}] test {t.name}")
+        steps.update(t.name, done=i)
         mark = m.guest.mark() if m.guest else 0
         s = testrun.run_binary(m.session, a.name, t.name, run.opts.test_timeout,
                                run.out / a.name / "tests", path=f"{m.tests_dir}/{t.name}")
@@ -253,6 +256,8 @@ def run_tests(run: RunState, st: ArchState) -> int:
         run.progress.line(f"[{a.name}] {t.name}: {c['pass']} passed, {c['fail']} failed, "
                           f"{c['skip']} skipped, {c['error']} errors ({s.duration:.1f}s)")
         run.write_reports()
+    if not gone:
+        cache.remember(history, seconds=round(steps.elapsed(), 1))
     counts = run.counts(a.name)
     if counts["error"]:
         code = EXIT_INFRA if lost else EXIT_TEST_FAILED

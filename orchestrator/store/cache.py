@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+from orchestrator.base import files
 
 
 def cache_root() -> Path:
@@ -115,3 +118,22 @@ def try_exclusive(lock: Path) -> Iterator[bool]:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+# --- figures of earlier runs (how long a stage took, how many steps): progress estimates ---
+
+def recall(name: str) -> dict:
+    """What `remember(name, ...)` last recorded ({} when nothing, or unreadable)."""
+    try:
+        data = json.loads((cache_root() / "history" / f"{name}.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def remember(name: str, **figures: float | int) -> None:
+    """Record a stage's figures for the next run's estimate (best effort: never fails)."""
+    try:
+        files.write_text(subdir("history") / f"{name}.json", json.dumps(figures))
+    except OSError:
+        pass

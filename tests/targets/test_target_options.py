@@ -36,7 +36,8 @@ def test_the_table_takes_in_every_targets_options_once():
     for o in TARGET_OPTIONS:
         assert table.count(o.dest) == 1, o.dest
     assert [o.flags[0] for o in TARGET_OPTIONS] == [
-        "--gdb", "--known-hosts", "--no-deploy", "--reboot-cmd", "--target-initrd", "--reboot-after"]
+        "--gdb", "--known-hosts", "--no-deploy", "--reboot-cmd", "--target-initrd",
+        "--reboot-after"]
 
 
 @pytest.mark.parametrize("opt", TARGET_OPTIONS, ids=lambda o: o.dest)
