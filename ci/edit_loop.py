@@ -59,6 +59,10 @@ def prepare_checkout(where: Path) -> Path:
     patches = sorted((ROOT / "patches" / "uffd-move").glob("0*.patch"))
     patches = [p for p in patches if not p.name.startswith("0000-")]
     git(co, "am", "-q", "-3", *map(str, patches))
+    # The floor's build dirs are not an edit (orch's dirty-tree path skips ignored files).
+    (co / ".git" / "info").mkdir(exist_ok=True)
+    with open(co / ".git" / "info" / "exclude", "a") as f:
+        f.write("/.bench-build-*\n")
     return co
 
 
@@ -101,10 +105,16 @@ def bare_env(a) -> tuple[list[str], dict]:
     return [f"CC=ccache {a.cc()}"], env
 
 
+def build_dir(co: Path, a) -> Path:
+    """The checkout's own build dir, one level down as orch's are (`make O=`): the compiler
+    command lines are then the same as orch's, and its first build hits orch's ccache."""
+    return co / f".bench-build-{a.name}"
+
+
 def bare_make(a, co: Path, jobs: int, config: Path | None = None) -> float:
     from orchestrator.kernel import kconfig
 
-    bd = co / ".bench-build" / a.name
+    bd = build_dir(co, a)
     if config is not None:
         bd.mkdir(parents=True, exist_ok=True)
         shutil.copy(config, bd / ".config")
@@ -112,7 +122,7 @@ def bare_make(a, co: Path, jobs: int, config: Path | None = None) -> float:
     env["CCACHE_BASEDIR"] = str(co)
     argv = kconfig.make_argv(a, co, bd, [a.image], jobs=jobs) + extra
     t0 = time.monotonic()
-    with open(bd.parent / f"{a.name}.log", "a") as log:
+    with open(co / f".bench-build-{a.name}.log", "a") as log:
         subprocess.run(argv, check=True, env=env, stdout=log, stderr=subprocess.STDOUT)
     return time.monotonic() - t0
 
@@ -171,7 +181,7 @@ def measure(arch_name: str, where: Path, jobs: int, rounds: int) -> float:
     _, meta = orch_run(a, co, out / f"{a.name}-warm")  # untimed: orch's worktree and kernel
     info = meta["arches"][a.name]
     initrd = Path(info["initramfs"])
-    if not (co / ".bench-build" / a.name / a.image_path).exists():
+    if not (build_dir(co, a) / a.image_path).exists():
         bare_make(a, co, jobs, config=out / f"{a.name}-warm" / a.name / "config")  # untimed
     tests = sorted(p.stem for p in (ROOT / "selftests").glob("*.c"))
     ratios = []
@@ -181,7 +191,7 @@ def measure(arch_name: str, where: Path, jobs: int, rounds: int) -> float:
         p = parts(meta, a.name)
         edit(co, "bare")
         mk = bare_make(a, co, jobs)
-        image = co / ".bench-build" / a.name / a.image_path
+        image = build_dir(co, a) / a.image_path
         boot, test = bare_boot_and_test(a, image, initrd, tests)
         floor = mk + boot + test
         ratios.append(took / floor)
