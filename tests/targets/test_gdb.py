@@ -105,3 +105,16 @@ def test_scripts_gdb_is_built_when_the_config_asks(tmp_path):
     assert build.make_targets(arch.ARM64, tmp_path) == ["Image", "headers_install"]
     (tmp_path / ".config").write_text("CONFIG_MMU=y\nCONFIG_GDB_SCRIPTS=y\n")
     assert build.make_targets(arch.ARM64, tmp_path)[-1] == "scripts_gdb"
+
+
+def test_a_new_kernel_is_stored_with_its_vmlinux_and_gdb_scripts(isolated_cache, tmp_path):
+    k = build.store_for(arch.ARM64, "e" * 20)
+    bd = _builddir(tmp_path, k, scripts=True)
+    (bd / "arch/arm64/boot").mkdir(parents=True)
+    (bd / "arch/arm64/boot/Image").write_bytes(b"image")
+    (bd / ".config").write_text("CONFIG_GDB_SCRIPTS=y\n")
+    (bd / "orch-headers/include").mkdir(parents=True)
+    build.store(arch.ARM64, k.key, bd, k.store, 0.0, steps=12, cold=False)
+    assert k.vmlinux.read_bytes() == (bd / "vmlinux").read_bytes()
+    assert k.gdb_scripts is not None and not k.gdb_scripts.is_symlink()
+    assert (k.info()["steps"], k.info()["cold"]) == (12, False)
