@@ -50,8 +50,10 @@ def prepare_checkout(where: Path) -> Path:
     from orchestrator.kernel import tree as treemod
 
     co = where / "linux"
-    if (co / ".git").exists():
+    ready = co / ".git" / "orch-bench-ready"
+    if ready.exists():
         return co
+    shutil.rmtree(co, ignore_errors=True)  # an interrupted preparation
     shared = treemod.resolve(None, Runner(), progress=print)
     subprocess.run(["git", "clone", "-q", "--shared", "--no-checkout", str(shared.repo),
                     str(co)], check=True)
@@ -63,6 +65,7 @@ def prepare_checkout(where: Path) -> Path:
     (co / ".git" / "info").mkdir(exist_ok=True)
     with open(co / ".git" / "info" / "exclude", "a") as f:
         f.write("/.bench-build-*\n")
+    ready.write_text("")
     return co
 
 
