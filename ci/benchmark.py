@@ -199,17 +199,21 @@ def main() -> int:
                     help="also time the build stage of this orch checkout")
     ap.add_argument("--edit-loop", action="store_true",
                     help="edit -> verdict: orch run vs bare make + boot + tests")
+    ap.add_argument("--edit-loop-series", action="store_true",
+                    help="the edit loop through a patch of the default series (a copy) on "
+                    "the embedded tree, the floor in orch's own build dir")
     ap.add_argument("--rounds", type=int, default=1, help="edit-loop rounds (median)")
     ap.add_argument("--workdir", type=Path, help="edit loop: keep the checkout here")
     args = ap.parse_args()
-    if args.edit_loop:
+    if args.edit_loop or args.edit_loop_series:
         sys.path.insert(0, str(ROOT / "ci"))
         import edit_loop
 
         where = args.workdir or Path(tempfile.mkdtemp(prefix="orch-editloop-"))
         where.mkdir(parents=True, exist_ok=True)
         try:
-            ratios = {a: edit_loop.measure(a, where, args.jobs, args.rounds)
+            how = edit_loop.measure_series if args.edit_loop_series else edit_loop.measure
+            ratios = {a: how(a, where, args.jobs, args.rounds)
                       for a in args.arch.split(",")}
             print("edit loop, median ratio orch / floor: "
                   + ", ".join(f"{a} {r:.2f}x" for a, r in ratios.items()))

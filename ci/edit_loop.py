@@ -210,3 +210,85 @@ def measure(arch_name: str, where: Path, jobs: int, rounds: int) -> float:
         print(f"  ratio {took / floor:.2f}x (target <= 1.15x)", flush=True)
     ratios.sort()
     return ratios[len(ratios) // 2]
+
+
+# --- the same figure through a series (`--edit-loop-series`): edit one patch ---------------
+
+MARK = "/* orch edit-loop benchmark: "
+
+
+def edit_patch(series: Path, token: str) -> None:
+    """Turn one blank line the last mm/userfaultfd.c patch adds into a comment carrying
+    `token` (the line count stays, and no later patch has it as context)."""
+    patch = sorted(series.glob("0007-*.patch"))[0]
+    lines = patch.read_text().splitlines(keepends=True)
+    start = next(i for i, ln in enumerate(lines) if ln.startswith("diff --git a/mm/userfaultfd.c"))
+    at = next(i for i in range(start, len(lines))
+              if lines[i] == "+\n" or lines[i].startswith("+" + MARK))
+    lines[at] = f"+{MARK}{token} */\n"
+    patch.write_text("".join(lines))
+
+
+def measure_series(arch_name: str, where: Path, jobs: int, rounds: int) -> float:
+    """Edit one patch of the default series (a copy), `orch run --series COPY` on the
+    embedded tree, vs the same one-line edit made in orch's worktree and bare make in its
+    build dir (under the tree lock), a bare boot and the tests. No second build dir: its
+    first build is what a user checkout costs on a loaded 2-core machine."""
+    from orchestrator.base.runner import Runner
+    from orchestrator.kernel import arch as archmod
+    from orchestrator.kernel import build, kconfig
+    from orchestrator.kernel import tree as treemod
+    from orchestrator.run.pipeline import tree_lock
+
+    a = archmod.get(arch_name)
+    series = where / "series"
+    if not series.exists():
+        shutil.copytree(ROOT / "patches" / "uffd-move", series)
+    tree = treemod.resolve(None, Runner(), progress=print)
+    wt = treemod.worktree_path(tree)
+    bd = treemod.build_dir(wt, a.name)
+    out = where / "out"
+    print(f"== edit loop, {a.name}: one line of {EDITED} in {series.name}/0007 (a patch)")
+
+    def orch(tag: str) -> tuple[float, dict]:
+        t0 = time.monotonic()
+        subprocess.run([sys.executable, "-m", "orchestrator", "run", "--arch", a.name,
+                        "--series", str(series), "-o", str(out / tag), "-q"], cwd=ROOT)
+        return time.monotonic() - t0, json.loads((out / tag / "metadata.json").read_text())
+
+    edit_patch(series, f"warm-{uuid.uuid4().hex[:8]}")
+    _, meta = orch(f"{a.name}-warm")  # untimed: orch's build dir holds this series' objects
+    initrd = Path(meta["arches"][a.name]["initramfs"])
+    tests = sorted(p.stem for p in (ROOT / "selftests").glob("*.c"))
+    extra, env = bare_env(a)
+    env.update(CCACHE_BASEDIR=str(wt), KBUILD_BUILD_HOST="orch-bench")
+    ratios = []
+    for n in range(rounds):
+        edit_patch(series, f"orch-{uuid.uuid4().hex[:8]}")
+        took, meta = orch(f"{a.name}-{n}")
+        p = parts(meta, a.name)
+        with tree_lock(tree):
+            f = wt / EDITED
+            text = f.read_text()
+            i = text.index(MARK)
+            j = text.index(" */", i)
+            f.write_text(text[:i] + f"{MARK}bare-{uuid.uuid4().hex[:8]}" + text[j:])
+            t0 = time.monotonic()
+            with open(where / f"bare-make-{a.name}.log", "a") as log:
+                subprocess.run(kconfig.make_argv(a, wt, bd, [a.image], jobs=jobs) + extra,
+                               check=True, env=dict(env, **build.REPRO_ENV), stdout=log,
+                               stderr=subprocess.STDOUT)
+            mk = time.monotonic() - t0
+            image = where / f"{a.name}-bare-image"
+            shutil.copy(bd / a.image_path, image)
+        boot, test = bare_boot_and_test(a, image, initrd, tests)
+        floor = mk + boot + test
+        ratios.append(took / floor)
+        print(f"  orch run {took:.1f} s (compiled: {meta['arches'][a.name]['kernel']['compiled']}"
+              f"): " + ", ".join(f"{k} {v:.1f}" for k, v in p.items())
+              + f"; other {took - sum(p.values()):.1f}")
+        print(f"  floor {floor:.1f} s: make {mk:.1f} + boot {boot:.1f} + tests {test:.1f}")
+        print(f"  ratio {took / floor:.2f}x (target <= 1.15x)", flush=True)
+    ratios.sort()
+    return ratios[len(ratios) // 2]
+
