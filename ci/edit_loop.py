@@ -251,13 +251,17 @@ def measure_series(arch_name: str, where: Path, jobs: int, rounds: int) -> float
     print(f"== edit loop, {a.name}: one line of {EDITED} in {series.name}/0007 (a patch)")
 
     def orch(tag: str) -> tuple[float, dict]:
+        # The round holds the tree lock (no other orch moves the worktree between orch's
+        # run and the bare make); the child is told so.
         t0 = time.monotonic()
         subprocess.run([sys.executable, "-m", "orchestrator", "run", "--arch", a.name,
-                        "--series", str(series), "-o", str(out / tag), "-q"], cwd=ROOT)
+                        "--series", str(series), "-o", str(out / tag), "-q"], cwd=ROOT,
+                       env=dict(os.environ, ORCH_TREE_LOCK_HELD=tree.key))
         return time.monotonic() - t0, json.loads((out / tag / "metadata.json").read_text())
 
     edit_patch(series, f"warm-{uuid.uuid4().hex[:8]}")
-    _, meta = orch(f"{a.name}-warm")  # untimed: orch's build dir holds this series' objects
+    with tree_lock(tree):
+        _, meta = orch(f"{a.name}-warm")  # untimed: orch's build dir holds the objects
     initrd = Path(meta["arches"][a.name]["initramfs"])
     tests = sorted(p.stem for p in (ROOT / "selftests").glob("*.c"))
     extra, env = bare_env(a)
@@ -265,9 +269,8 @@ def measure_series(arch_name: str, where: Path, jobs: int, rounds: int) -> float
     ratios = []
     for n in range(rounds):
         edit_patch(series, f"orch-{uuid.uuid4().hex[:8]}")
-        took, meta = orch(f"{a.name}-{n}")
-        p = parts(meta, a.name)
         with tree_lock(tree):
+            took, meta = orch(f"{a.name}-{n}")
             f = wt / EDITED
             text = f.read_text()
             i = text.index(MARK)
@@ -284,6 +287,7 @@ def measure_series(arch_name: str, where: Path, jobs: int, rounds: int) -> float
         boot, test = bare_boot_and_test(a, image, initrd, tests)
         floor = mk + boot + test
         ratios.append(took / floor)
+        p = parts(meta, a.name)
         print(f"  orch run {took:.1f} s (compiled: {meta['arches'][a.name]['kernel']['compiled']}"
               f"): " + ", ".join(f"{k} {v:.1f}" for k, v in p.items())
               + f"; other {took - sum(p.values()):.1f}")
