@@ -124,6 +124,30 @@ def sysroot(arch: Arch, runner: Runner, progress=print, packages: list[str] | No
     return root / "root"
 
 
+BASH_STATIC = "bin/bash-static"  # Debian's bash-static, in the package and on the host
+
+
+def bash_static(arch: Arch, runner: Runner, progress=print) -> Path:
+    """The host path of a static bash for `arch` (Debian's bash-static), for guest scripts
+    that need bash (kselftest's run_kselftest.sh, mm's run_vmtests.sh) in a busybox guest.
+    The native arch: the host's /bin/bash-static (ci/setup.sh installs it); other arches:
+    the arm64 (...) package, downloaded once into the cache."""
+    if is_native(arch):
+        path = Path("/") / BASH_STATIC
+        if not path.is_file():
+            raise MissingToolError(f"{path} not found (apt-get install bash-static)")
+    else:
+        name = f"{arch.debian_arch}-bash-static"
+        if runner.dry_run:  # sysroot would mark an empty download complete
+            return cache.cache_root() / "sysroot" / name / "root" / BASH_STATIC
+        path = sysroot(arch, runner, progress, packages=["bash-static"], name=name) / BASH_STATIC
+        if not path.is_file():
+            raise InfraError(f"{arch.name}: the bash-static package has no /{BASH_STATIC}")
+    if not _is_static(str(path)):
+        raise MissingToolError(f"{path} is not static (apt-get install bash-static)")
+    return path
+
+
 def _is_static(path: str) -> bool:
     return not _needed(Path(path)) and _interp(Path(path)) is None
 
