@@ -15,6 +15,7 @@ from typing import Callable
 from orchestrator.base.errors import UsageError
 from orchestrator.kernel import tree as treemod
 from orchestrator.run.state import ArchState, RunState
+from orchestrator.targets import rootfs
 from orchestrator.testing import compile as selftests
 from orchestrator.testing import kselftest
 from orchestrator.testing import kselftest_build as ksbuild
@@ -113,7 +114,7 @@ def ks_build(run: RunState, st: ArchState | None) -> None:
         inst = ksbuild.build(a, wt, f"{commit}:{sid}", colls, r,
                              run.log(a.name, "kselftest.log"), progress=run.progress.line)
     st.payload["kselftest"] = inst.dir
-    st.files["/bin/bash"] = ksbuild.bash_static(a, r, run.progress.line)
+    st.files["/bin/bash"] = rootfs.bash_static(a, r, run.progress.line)
     st.kselftest = {"tree": tree.spec, "commit": commit, "collections": colls,
                     "key": inst.key, "headers": inst.headers, "compiled": inst.compiled,
                     "unbuilt": dict(inst.unbuilt)}
