@@ -13,7 +13,8 @@ Cells still unpaired are listed; their testcases count as new (NEW side) or gone
 Per (cell pair, binary, case) the class is: regression (pass -> fail/error), fix
 (fail/error/skip -> pass: a test skipped for a missing feature that now passes is what a
 series adding the feature fixes), new, gone, skip-change (other changes to or from skip),
-still-failing (fail <-> error) or unchanged. Pure functions over two records, so they are unit-tested on records.
+still-failing (fail <-> error) or unchanged. Pure functions over two records, so they are
+unit-tested on records.
 """
 
 from __future__ import annotations
