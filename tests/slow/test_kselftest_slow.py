@@ -151,3 +151,48 @@ def test_61s_own_vm_collection_runs_as_its_runner_does(tmp_path):
         skipped = [t for t in rec["tests"] if t["binary"] == f"kselftest.vm.{prog}"]
         if skipped:
             assert skipped[0]["status"] == "skip" and why in skipped[0]["message"]
+
+
+CRASH_MAKEFILE = "TEST_PROGS := crash.sh\n\ninclude ../lib.mk\n"
+CRASH_SH = """#!/bin/sh
+# A kselftest that crashes the kernel (CONFIG_MAGIC_SYSRQ=y is in configs/base.config).
+echo "orch-crash: crashing the kernel now"
+echo c > /proc/sysrq-trigger
+sleep 60
+"""
+
+
+def _git(*args, cwd=None):
+    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True,
+                   env={"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+                        "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
+                        "PATH": "/usr/bin:/bin"})
+
+
+def test_kselftest_that_crashes_the_kernel(tmp_path):
+    """A kselftest tree that is a user's checkout (6.12 plus a commit adding a collection
+    whose one program crashes the kernel): the crash is the program's failure,
+    `kernel_crash`, with the console excerpt; exit 1, as for orch's own tests."""
+    from orchestrator.base.runner import Runner
+    from orchestrator.kernel import tree as treemod
+
+    src = treemod.resolve("linux-6.12", Runner())
+    checkout = tmp_path / "linux"
+    _git("clone", "-q", "--shared", str(src.repo), str(checkout))
+    coll = checkout / "tools/testing/selftests/orch_crash"
+    coll.mkdir()
+    (coll / "Makefile").write_text(CRASH_MAKEFILE)
+    (coll / "crash.sh").write_text(CRASH_SH)
+    (coll / "crash.sh").chmod(0o755)
+    _git("add", "-A", cwd=checkout)
+    _git("commit", "-qm", "selftests: a collection that crashes the kernel", cwd=checkout)
+    out = tmp_path / "o"
+    r = orch("run", "-o", str(out), "--arch", "x86_64", "--test", "uffd_move_probe",
+             "--kselftest-tree", str(checkout), "--kselftest", "orch_crash")
+    assert r.returncode == 1, r.stderr[-3000:]
+    got = cases(out, "kselftest.orch_crash.crash.sh")
+    crash = got[("x86_64", "kernel_crash")]
+    assert crash["status"] == "fail" and crash["kind"] == "crash", crash
+    assert "sysrq" in crash["output"].lower() or "sysrq" in crash["message"].lower()
+    probe = cases(out, "uffd_move_probe")  # ran before it: keeps its verdicts
+    assert probe[("x86_64", "uffd_feature_move")]["status"] == "pass"
