@@ -172,6 +172,7 @@ def build_env(dev: Path | None) -> dict[str, str]:
 
 
 def dev_libs(arch: Arch, dev: Path | None) -> Path | None:
+    """The -dev sysroot's directory of static archives for the arch."""
     return dev / "usr/lib" / arch.gnu_triplet if dev else None
 
 
