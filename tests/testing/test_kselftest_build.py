@@ -2,6 +2,8 @@
 the cache, and the tree left clean; against a fake kernel tree whose Makefiles are real
 make files (one program builds, one fails like a missing library does)."""
 
+import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -202,6 +204,17 @@ def test_cache_key_ignores_collection_order():
 
 def test_dynamic_programs_are_found(tmp_path):
     (tmp_path / "script.sh").write_text("#!/bin/sh\n")
-    import shutil
     shutil.copy("/bin/true", tmp_path / "dyn")  # Debian's coreutils: dynamic
     assert kb.dynamic(tmp_path) == ["dyn"]
+
+
+def test_two_builds_at_once_build_once(tree, isolated_cache, tmp_path, dev):
+    def one(i):
+        return kb.build(archmod.X86_64, tree, "t", ["mm"], Runner(), tmp_path / f"log{i}",
+                        progress=lambda _: None)
+
+    with ThreadPoolExecutor(2) as pool:
+        a, b = pool.map(one, (1, 2))
+    assert sorted([a.compiled, b.compiled]) == [False, True]
+    assert a.dir == b.dir and (a.dir / "mm/good").is_file()
+    assert [p.name for p in (isolated_cache / "kselftests").iterdir()] == [a.dir.parent.name]
