@@ -319,7 +319,7 @@ def build(arch: Arch, source: Path, source_id: str, collections: list[str], runn
             return Installed.from_json(entry)
         if entry.exists():  # an entry without its metadata: never finished
             shutil.rmtree(entry)
-        installed = _build(arch, source, collections, runner, log, progress, entry,
+        installed = _build(arch, source.resolve(), collections, runner, log, progress, entry,
                            version, key, headers, dev)
     cache.touch_used(entry)
     return installed
