@@ -21,11 +21,15 @@ Static: `EXTRA_CFLAGS=-static` (the mm/vm Makefiles put it in CFLAGS, which thei
 lines use, including the -m32/-m64 rules) and `USERLDFLAGS=-static` (lib.mk's LDFLAGS,
 6.1 and later). The guest is a busybox initramfs.
 
-A program that does not build (a library we do not have: libnuma, libcap; a tree bug)
-does not stop the others: `make -k`, then `make -i install` installs what exists; the
-failures are parsed from make's output (`-Otarget` keeps each target's lines together)
-into `Installed.unbuilt` with the compiler's line, and kselftest-list.txt keeps only the
-programs that were installed.
+Libraries (libcap, libnuma, liburing): Debian's -dev packages for the arch, downloaded
+into the cache (rootfs.sysroot), headers through CPATH and static archives through -L; a
+cross build has no other source for them, and the host needs no extra package.
+
+A program that does not build (a library that could not be had, a tree bug, 32-bit
+programs on x86_64 without gcc-multilib) does not stop the others: `make -k`, then
+`make -i install` installs what exists; the failures are parsed from make's output
+(`-Otarget` keeps each target's lines together) into `Installed.unbuilt` with the
+compiler's line, and kselftest-list.txt keeps only the programs that were installed.
 """
 
 from __future__ import annotations
@@ -38,16 +42,20 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from orchestrator.base.errors import BuildError, MissingToolError, UsageError
+from orchestrator.base.errors import BuildError, InfraError, MissingToolError, UsageError
 from orchestrator.base.runner import Runner
 from orchestrator.kernel.arch import Arch
 from orchestrator.store import cache
+from orchestrator.targets.rootfs import sysroot
 
 VERSION = "kselftests-v1"  # bump when the build changes what lands in the install dir
 SELFTESTS = Path("tools/testing/selftests")
 META = "installed.json"
 INSTALL = "install"
-STATIC_FLAGS = ["EXTRA_CFLAGS=-static", "USERLDFLAGS=-static"]
+# Libraries some programs link (mm: libcap, libnuma; liburing for cow/gup_longterm's
+# io_uring cases), as Debian's -dev packages for the arch: headers and static archives,
+# downloaded into the cache (cross builds have no other way to get them).
+DEV_PACKAGES = ["libcap-dev", "libnuma-dev", "liburing-dev"]
 
 
 @dataclass
@@ -114,10 +122,25 @@ def kernel_version(source: Path) -> str:
     return f"{fields['VERSION']}.{fields['PATCHLEVEL']}" if len(fields) == 2 else ""
 
 
-def cache_key(arch: Arch, source_id: str, collections: list[str], cc_version: str) -> str:
-    """The store key: arch, the tree's content, the collections (any order), the compiler."""
+def cache_key(arch: Arch, source_id: str, collections: list[str], cc_version: str,
+              dev: bool = True) -> str:
+    """The store key: arch, the tree's content, the collections (any order), the compiler,
+    and whether the -dev libraries were there."""
     return cache.digest(VERSION, arch.name, source_id, *sorted(set(collections)),
-                        cc_version)[:20]
+                        cc_version, *(DEV_PACKAGES if dev else ["no-dev"]))[:20]
+
+
+def dev_sysroot(arch: Arch, runner: Runner, progress) -> Path | None:
+    """The arch's -dev packages (DEV_PACKAGES), downloaded once; None when they cannot be
+    had (no network): the programs that need them are then unbuilt, the rest builds."""
+    if runner.dry_run:
+        return None
+    try:
+        return sysroot(arch, runner, progress, packages=DEV_PACKAGES,
+                       name=f"{arch.debian_arch}-kselftest-dev")
+    except InfraError as exc:
+        progress(f"kselftest {arch.name}: building without {', '.join(DEV_PACKAGES)}: {exc}")
+        return None
 
 
 def arch_vars(arch: Arch) -> list[str]:
@@ -135,14 +158,33 @@ def headers_argv(arch: Arch, source: Path, obj: Path, jobs: int) -> list[str]:
             "-s", "headers"]
 
 
+def static_flags(libs: Path | None) -> list[str]:
+    """-static for every link, and the -dev sysroot's static archives (-L); its headers
+    go in through CPATH (see build_env), which mm's check_config.sh sees too."""
+    extra = f" -L{libs}" if libs else ""
+    return [f"EXTRA_CFLAGS=-static{extra}", f"USERLDFLAGS=-static{extra}"]
+
+
+def build_env(dev: Path | None) -> dict[str, str]:
+    """CPATH: the -dev sysroot's headers, for the compiler wherever make calls it (mm's
+    check_config.sh calls `$CC` bare to find liburing)."""
+    return {"CPATH": str(dev / "usr/include")} if dev else {}
+
+
+def dev_libs(arch: Arch, dev: Path | None) -> Path | None:
+    """The -dev sysroot's directory of static archives for the arch."""
+    return dev / "usr/lib" / arch.gnu_triplet if dev else None
+
+
 def make_argv(arch: Arch, tree: Path, obj: Path, collections: list[str], goal: str,
-              jobs: int, install: Path | None = None) -> list[str]:
+              jobs: int, install: Path | None = None, dev: Path | None = None) -> list[str]:
     """kselftest's make: `-k all` builds what can be built; `-i install` installs what
     exists (a failed program does not stop the rest). -Otarget keeps each target's output
     together, so a failure can be told from the compiler lines just before it."""
     mode = "-i" if goal == "install" else "-k"
     argv = ["make", mode, f"-j{jobs}", "-Otarget", "-C", str(tree / SELFTESTS), f"O={obj}",
-            f"TARGETS={' '.join(collections)}", *arch_vars(arch), *STATIC_FLAGS, goal]
+            f"TARGETS={' '.join(collections)}", *arch_vars(arch),
+            *static_flags(dev_libs(arch, dev)), goal]
     if install is not None:
         argv.append(f"INSTALL_PATH={install}")
     return argv
@@ -263,7 +305,9 @@ def build(arch: Arch, source: Path, source_id: str, collections: list[str], runn
     second call compiles nothing."""
     check_collections(source, collections)
     version = kernel_version(source)
-    key = cache_key(arch, source_id, collections, _compiler(arch, runner))
+    cc_version = _compiler(arch, runner)
+    dev = dev_sysroot(arch, runner, progress)
+    key = cache_key(arch, source_id, collections, cc_version, dev is not None)
     entry = cache.subdir("kselftests") / f"{arch.name}-{key}"
     headers = (f"own uAPI headers of the kselftest tree ({version or source.name}): "
                f"make headers ARCH={arch.kernel_arch}, KHDR_INCLUDES=-isystem O/usr/include")
@@ -275,20 +319,22 @@ def build(arch: Arch, source: Path, source_id: str, collections: list[str], runn
             return Installed.from_json(entry)
         if entry.exists():  # an entry without its metadata: never finished
             shutil.rmtree(entry)
-        installed = _build(arch, source, collections, runner, log, progress, entry,
-                           version, key, headers)
+        installed = _build(arch, source.resolve(), collections, runner, log, progress, entry,
+                           version, key, headers, dev)
     cache.touch_used(entry)
     return installed
 
 
 def _build(arch: Arch, source: Path, collections: list[str], runner: Runner, log: Path,
-           progress, entry: Path, version: str, key: str, headers: str) -> Installed:
+           progress, entry: Path, version: str, key: str, headers: str,
+           dev: Path | None) -> Installed:
     jobs = os.cpu_count() or 1
     log.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}-", dir=entry.parent))
     try:
         tree, obj, out = tmp / "src", tmp / "obj", tmp / "out"
         install = out / INSTALL
+        env = build_env(dev)
         mirror(source, tree, runner)
         runner.check(headers_argv(arch, source, obj, jobs), BuildError,
                      f"kselftest {arch.name}: make headers", log=log)
@@ -296,13 +342,13 @@ def _build(arch: Arch, source: Path, collections: list[str], runner: Runner, log
         for coll in collections:
             progress(f"kselftest {arch.name}: building {coll} ({version or source.name})")
             lines: list[str] = []
-            res = runner.run(make_argv(arch, tree, obj, [coll], "all", jobs), log=log,
-                             on_line=lines.append)
+            res = runner.run(make_argv(arch, tree, obj, [coll], "all", jobs, dev=dev),
+                             log=log, on_line=lines.append, env=env)
             if res.timed_out:
                 raise BuildError(f"kselftest {arch.name}: building {coll} timed out")
             unbuilt.update(parse_unbuilt(lines, obj / "kselftest", coll))
-        res = runner.run(make_argv(arch, tree, obj, collections, "install", jobs, install),
-                         log=log)
+        res = runner.run(make_argv(arch, tree, obj, collections, "install", jobs, install,
+                                   dev), log=log, env=env)
         if runner.dry_run:
             return Installed(entry / INSTALL, list(collections), {}, {}, key, headers, True)
         if not (install / "run_kselftest.sh").is_file():

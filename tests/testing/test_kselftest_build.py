@@ -2,11 +2,13 @@
 the cache, and the tree left clean; against a fake kernel tree whose Makefiles are real
 make files (one program builds, one fails like a missing library does)."""
 
+import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from orchestrator.base.errors import UsageError
+from orchestrator.base.errors import InfraError, UsageError
 from orchestrator.base.runner import Runner
 from orchestrator.kernel import arch as archmod
 from orchestrator.testing import kselftest_build as kb
@@ -34,21 +36,25 @@ install: all
 \t  > $(INSTALL_PATH)/kselftest-list.txt
 """
 COLLECTION = """\
-all: $(OUTPUT)/good $(OUTPUT)/bad
+all: $(OUTPUT)/good $(OUTPUT)/bad $(OUTPUT)/numa
 local_config.mk:
 \techo 'written into the source dir, as mm/check_config.sh does' > $@
 $(OUTPUT)/good: local_config.mk
 \t@echo "  CC       good"
-\t@test "$(EXTRA_CFLAGS)" = -static
+\t@test "$(filter -static,$(EXTRA_CFLAGS) $(USERLDFLAGS))" = "-static -static"
 \t@grep -q FAKE_UAPI $(O)/usr/include/linux/fake.h
 \t@printf '#!/bin/sh\\necho ok\\n' > $@ && chmod +x $@
 $(OUTPUT)/bad:
 \t@echo "  CC       bad"
 \t@echo "bad.c:9:10: fatal error: numa.h: No such file or directory"
 \t@false
+$(OUTPUT)/numa: $(OUTPUT)/good
+\t@echo "  CC       numa"
+\t@test -f "$$CPATH/numa.h" || { echo "numa.c:1:10: fatal error: numa.h: No such file"; false; }
+\t@cp $(OUTPUT)/good $@
 install:
 \tmkdir -p $(INSTALL_PATH)
-\t-cp $(OUTPUT)/good $(OUTPUT)/bad run.sh $(INSTALL_PATH)/
+\t-cp $(OUTPUT)/good $(OUTPUT)/bad $(OUTPUT)/numa run.sh $(INSTALL_PATH)/
 """
 
 
@@ -67,6 +73,22 @@ def tree(tmp_path):
     return src
 
 
+@pytest.fixture
+def dev(tmp_path, monkeypatch):
+    """The -dev packages' sysroot, without a download: a directory with numa.h."""
+    root = tmp_path / "dev"
+    (root / "usr/include").mkdir(parents=True)
+    (root / "usr/include/numa.h").write_text("")
+    asked = []
+
+    def fake(arch, runner, progress, packages, name):
+        asked.append((arch.name, packages, name))
+        return root
+
+    monkeypatch.setattr(kb, "sysroot", fake)
+    return asked
+
+
 def files(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*")}
 
@@ -76,7 +98,7 @@ def test_known_collections(tree):
     assert kb.known_collections(tree / "nowhere") == []
 
 
-def test_an_unknown_collection_is_refused_in_one_line(tree, isolated_cache):
+def test_an_unknown_collection_is_refused_in_one_line(tree, isolated_cache, dev):
     with pytest.raises(UsageError) as exc:
         kb.build(archmod.X86_64, tree, "t1", ["mm", "vm"], Runner(), tree / "log")
     assert str(exc.value) == (f"--kselftest vm: no such collection in {tree} "
@@ -87,6 +109,9 @@ def test_an_unknown_collection_is_refused_in_one_line(tree, isolated_cache):
 def test_make_argv_cross_static_and_own_headers():
     argv = kb.make_argv(archmod.ARM64, Path("/t"), Path("/o"), ["mm"], "all", 2)
     assert argv[:3] == ["make", "-k", "-j2"] and "-Otarget" in argv
+    dev = kb.make_argv(archmod.ARM64, Path("/t"), Path("/o"), ["mm"], "all", 2, dev=Path("/d"))
+    assert "USERLDFLAGS=-static -L/d/usr/lib/aarch64-linux-gnu" in dev
+    assert kb.build_env(Path("/d")) == {"CPATH": "/d/usr/include"}
     assert {"ARCH=arm64", "CROSS_COMPILE=aarch64-linux-gnu-", "MACHINE=arm64",
             "EXTRA_CFLAGS=-static", "USERLDFLAGS=-static", "O=/o", "TARGETS=mm"} <= set(argv)
     inst = kb.make_argv(archmod.ARM64, Path("/t"), Path("/o"), ["mm", "x"], "install", 2,
@@ -109,7 +134,7 @@ def test_unbuilt_from_make_output():
     }
 
 
-def test_build_installs_what_builds_and_caches_it(tree, isolated_cache, tmp_path):
+def test_build_installs_what_builds_and_caches_it(tree, isolated_cache, tmp_path, dev):
     before = files(tree)
     runner = Runner()
     log = tmp_path / "out/kselftest.log"
@@ -119,7 +144,9 @@ def test_build_installs_what_builds_and_caches_it(tree, isolated_cache, tmp_path
     assert got.compiled and got.collections == ["mm", "drivers/net"]
     assert lines == ["kselftest x86_64: building mm (6.12)",
                      "kselftest x86_64: building drivers/net (6.12)"]
+    assert dev == [("x86_64", kb.DEV_PACKAGES, "amd64-kselftest-dev")]
     assert got.programs == {"mm": ["good", "run.sh"], "drivers/net": ["good", "run.sh"]}
+    assert (got.dir / "mm/numa").is_file()  # built with the -dev sysroot's header
     assert got.unbuilt == {
         "mm:bad": "bad.c:9:10: fatal error: numa.h: No such file or directory",
         "drivers/net:bad": "bad.c:9:10: fatal error: numa.h: No such file or directory"}
@@ -144,7 +171,22 @@ def test_build_installs_what_builds_and_caches_it(tree, isolated_cache, tmp_path
     assert other.compiled and other.key != got.key
 
 
-def test_a_damaged_entry_is_rebuilt(tree, isolated_cache, tmp_path):
+def test_without_the_dev_packages_their_programs_are_unbuilt(tree, isolated_cache,
+                                                             tmp_path, monkeypatch):
+    def offline(*args, **kw):
+        raise InfraError("apt-get update (amd64) failed (exit 100): network unreachable")
+
+    monkeypatch.setattr(kb, "sysroot", offline)
+    lines: list[str] = []
+    got = kb.build(archmod.X86_64, tree, "t", ["mm"], Runner(), tmp_path / "log",
+                   progress=lines.append)
+    assert got.unbuilt["mm:numa"] == "numa.c:1:10: fatal error: numa.h: No such file"
+    assert lines[0].startswith("kselftest x86_64: building without libcap-dev, libnuma-dev")
+    assert got.key != kb.cache_key(archmod.X86_64, "t", ["mm"], kb._compiler(
+        archmod.X86_64, Runner()))
+
+
+def test_a_damaged_entry_is_rebuilt(tree, isolated_cache, tmp_path, dev):
     got = kb.build(archmod.X86_64, tree, "t", ["mm"], Runner(), tmp_path / "log",
                    progress=lambda _: None)
     (got.dir.parent / kb.META).unlink()  # a half-published entry: no metadata
@@ -162,6 +204,17 @@ def test_cache_key_ignores_collection_order():
 
 def test_dynamic_programs_are_found(tmp_path):
     (tmp_path / "script.sh").write_text("#!/bin/sh\n")
-    import shutil
     shutil.copy("/bin/true", tmp_path / "dyn")  # Debian's coreutils: dynamic
     assert kb.dynamic(tmp_path) == ["dyn"]
+
+
+def test_two_builds_at_once_build_once(tree, isolated_cache, tmp_path, dev):
+    def one(i):
+        return kb.build(archmod.X86_64, tree, "t", ["mm"], Runner(), tmp_path / f"log{i}",
+                        progress=lambda _: None)
+
+    with ThreadPoolExecutor(2) as pool:
+        a, b = pool.map(one, (1, 2))
+    assert sorted([a.compiled, b.compiled]) == [False, True]
+    assert a.dir == b.dir and (a.dir / "mm/good").is_file()
+    assert [p.name for p in (isolated_cache / "kselftests").iterdir()] == [a.dir.parent.name]
