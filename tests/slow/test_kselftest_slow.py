@@ -184,7 +184,7 @@ def test_kselftest_that_crashes_the_kernel(tmp_path):
     (coll / "Makefile").write_text(CRASH_MAKEFILE)
     (coll / "crash.sh").write_text(CRASH_SH)
     (coll / "crash.sh").chmod(0o755)
-    _git("add", "-A", cwd=checkout)
+    _git("add", "-f", "-A", cwd=checkout)  # the tarball import ignores everything
     _git("commit", "-qm", "selftests: a collection that crashes the kernel", cwd=checkout)
     out = tmp_path / "o"
     r = orch("run", "-o", str(out), "--arch", "x86_64", "--test", "uffd_move_probe",
