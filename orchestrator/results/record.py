@@ -66,6 +66,7 @@ class Cell:
     base_ref: str = ""  # the user's --base, when given (part of the id: two bases, two cells)
     series: str = "none"  # name: the series directory or mbox stem, "none"
     series_hash: str = ""  # KCIDB patchset_hash of the patches, "" when none
+    dirty_hash: str = ""  # sha256 of the checkout's uncommitted change (series "NAME+dirty")
     profile: str = "default"  # "default", "debug", plus --config fragment stems
     fragments: list[str] = field(default_factory=list)  # extra fragments (user's)
     debug: bool = False

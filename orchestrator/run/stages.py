@@ -27,6 +27,7 @@ from orchestrator.base.errors import (
 )
 from orchestrator.kernel import arch as archmod
 from orchestrator.kernel import build, kconfig
+from orchestrator.kernel import dirty as dirtymod
 from orchestrator.kernel import series as seriesmod
 from orchestrator.kernel import tree as treemod
 from orchestrator.kernel.arch import Arch
@@ -118,10 +119,33 @@ def apply(run: RunState, st: ArchState | None) -> None:
     run.worktree = treemod.prepare_worktree(run.tree, run.base_commit, r)
     seriesmod.apply(run.patches, run.worktree, r, run.log(None, "apply.log"),
                     progress=run.progress.status)
+    apply_dirty(run)
     if not opts.dry_run:
         run.head_commit, run.source_tree = treemod.tree_id(run.worktree, r)
     run.progress.line(f"source: {run.tree.spec} @ {run.base_commit[:12]} + "
                       f"{len(run.patches)} patch(es) -> {run.worktree}")
+
+
+def apply_dirty(run: RunState) -> None:
+    """The checkout's uncommitted changes, as a final commit after the series (dirty.py),
+    unless --committed; one line says so either way."""
+    opts = run.opts
+    if opts.committed or opts.dry_run or run.tree is None or run.tree.kind != "git":
+        return
+    d = dirtymod.state(run.tree, run.runner)
+    if d is None:
+        return
+    if d.head != run.base_commit:
+        run.progress.line(f"orch: {d.checkout} has uncommitted changes ({d.describe()}): "
+                          f"not tested, --base {opts.base} is not its HEAD")
+        return
+    dirtymod.apply(d, run.worktree, run.out / "dirty.diff", run.runner,
+                   run.log(None, "apply.log"))
+    run.dirty = d
+    run.apply_stage["dirty"] = {"files": d.files, "sha256": d.sha256, "diff": "dirty.diff"}
+    run.progress.line(f"orch: testing the uncommitted changes in {d.checkout} "
+                      f"({d.describe()}) as a final change after the series "
+                      f"(+{dirtymod.NAME}, saved in dirty.diff; --committed tests HEAD only)")
 
 
 def _builddir(run: RunState, st: ArchState) -> Path:
