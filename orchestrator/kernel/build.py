@@ -65,6 +65,13 @@ class Kernel:
     def config(self) -> Path:
         return self.store / "config"
 
+    @property
+    def vmlinux(self) -> Path | None:
+        """vmlinux with its DWARF (compressed), kept when the config has debug info: what
+        crash triage decodes frames to file:line with (and what gdb loads)."""
+        p = self.store / "vmlinux"
+        return p if p.is_file() else None
+
     def info(self) -> dict:
         try:
             return json.loads((self.store / "kernel.json").read_text())
@@ -228,6 +235,19 @@ def build(arch: Arch, srctree: Path, builddir: Path, key: str, runner: Runner, l
     return k, True
 
 
+def keep_vmlinux(arch: Arch, builddir: Path, tmp: Path) -> None:
+    """With debug info in the config, the store keeps vmlinux, its DWARF sections
+    compressed (zlib: about a third of the size, and addr2line and gdb read it as is)."""
+    config = (builddir / ".config").read_text()
+    if "\nCONFIG_DEBUG_INFO=y" not in config or not (builddir / "vmlinux").is_file():
+        return
+    objcopy = f"{arch.cross_compile()}objcopy"
+    res = Runner().run([objcopy, "--compress-debug-sections=zlib", str(builddir / "vmlinux"),
+                        str(tmp / "vmlinux")])
+    if not res.ok:
+        raise OSError(f"{objcopy} vmlinux: {res.tail[-1] if res.tail else res.returncode}")
+
+
 def store(arch: Arch, key: str, builddir: Path, tmp: Path, start: float) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -236,6 +256,7 @@ def store(arch: Arch, key: str, builddir: Path, tmp: Path, start: float) -> None
     shutil.copy2(builddir / ".config", tmp / "config")
     if (builddir / "System.map").exists():
         shutil.copy2(builddir / "System.map", tmp / "System.map")
+    keep_vmlinux(arch, builddir, tmp)
     shutil.copytree(builddir / "orch-headers", tmp / "headers")
     release = (builddir / "include/config/kernel.release")
     (tmp / "kernel.json").write_text(json.dumps({

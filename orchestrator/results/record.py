@@ -118,6 +118,9 @@ class TestCase:
     file: str = ""  # the selftest source (selftests/uffd_move.c), or the stage's log
     logs: dict[str, str] = field(default_factory=dict)  # name -> path relative to the output
     output: str = ""  # the testcase's own lines (diagnostics), tail kept, OUTPUT_CAP
+    # Kernel reports that failed it: [{kind, title, header, file, line, patch, fatal,
+    # frames: [{function, offset, size, file, line, inlined, patch}], text}]
+    reports: list[dict] = field(default_factory=list)
 
     @property
     def classname(self) -> str:

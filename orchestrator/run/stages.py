@@ -38,6 +38,7 @@ from orchestrator.targets import keys as keysmod
 from orchestrator.testing import compile as selftests
 from orchestrator.testing import faults
 from orchestrator.testing import suite as testrun
+from orchestrator.testing import triage as triagemod
 
 __all__ = ["CHECK", "MACHINE", "TREE", "STAGES", "RETRY_FROM", "Stage", "check"]
 
@@ -267,6 +268,7 @@ def run_tests(run: RunState, st: ArchState) -> int:
                 lost = True
                 st.error = InfraError(gone.message, stage="test")
             run.progress.error(f"orch: [{a.name}] test: {gone.message}")
+        triage(run, st, s)
         run.suites.append(s)
         c = s.counts()
         run.progress.line(f"[{a.name}] {t.name}: {c['pass']} passed, {c['fail']} failed, "
@@ -284,6 +286,23 @@ def run_tests(run: RunState, st: ArchState) -> int:
         code = EXIT_TEST_FAILED
         run.progress.error(f"orch: [{a.name}] no test ran (all skipped)")
     return code
+
+
+def triage(run: RunState, st: ArchState, s: testrun.Suite) -> None:
+    """Kernel reports that failed a testcase: records with file:line and the patch."""
+    if not any(c.status == "fail" and c.kind in ("dmesg_clean", "crash") for c in s.cases):
+        return
+    assert run.tree is not None and st.kernel is not None
+    names = [p.name.removesuffix(".patch") for p in run.patches] + \
+        ([dirtymod.NAME] if run.dirty else [])
+    src = triagemod.Source(run.tree.repo, run.head_commit, vmlinux=st.kernel.vmlinux,
+                           cross_compile=st.arch.cross_compile())
+    src.patches = triagemod.patch_commits(src.repo, run.base_commit, run.head_commit, names,
+                                          run.runner)
+    n = triagemod.triage_suite(s, src, run.runner)
+    if n:
+        first = next(c for c in s.cases if c.reports)
+        run.progress.line(f"[{st.arch.name}] {s.binary}: {first.message.split('; ')[0]}")
 
 
 STAGES: list[Stage] = [

@@ -1,0 +1,178 @@
+"""Crash triage: a kernel report's frames to `file:line`, and each line to the patch of the
+series that wrote it.
+
+- `file:line`: the kernel's own `scripts/faddr2line` (taken from the tested commit, so it
+  matches the tree) on the stored kernel's `vmlinux` with DWARF (build.py keeps it when the
+  config has debug info). It checks each frame's `/0xlen` against the symbol's size, so a
+  frame of another build is never decoded to a wrong line. A WARNING or `kernel BUG at`
+  header carries its own `file:line` (no debug info needed).
+- the patch: `git blame` of that line at the tested commit, in orch's clone (the series is
+  applied as one commit per patch, the checkout's uncommitted change as the last one).
+
+`summary` is the line a failure message leads with:
+`KASAN: use-after-free in move_pages_pte (mm/userfaultfd.c:1083, patch 0003-...)`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from orchestrator.base.runner import Runner
+from orchestrator.store import cache
+from orchestrator.testing.reports import Frame, Report, parse
+
+# faddr2line's output: "f+0x1/0x2:" then "f at mm/x.c:12" and "(inlined by) g at ...".
+LOC_RE = re.compile(r"^(\(inlined by\) )?(\S+) at (\S+?):(\d+)")
+HEAD_RE = re.compile(r"^(\S+)\+(0x[0-9a-f]+)/(0x[0-9a-f]+):$")
+
+
+@dataclass
+class Source:
+    """What a report is decoded against: the tested commit, its series' commits, and the
+    stored kernel's vmlinux (None: no debug info, frames keep their function only)."""
+
+    repo: Path  # git dir holding the commits (orch's clone, or the imported repository)
+    head: str
+    patches: dict[str, str] = field(default_factory=dict)  # commit -> patch name
+    vmlinux: Path | None = None
+    cross_compile: str = ""
+
+
+def patch_commits(repo: Path, base: str, head: str, names: list[str],
+                  runner: Runner) -> dict[str, str]:
+    """The series' commits (base..head, in order) -> their patch names. Names in the
+    order they were applied; a count that does not match names nothing."""
+    res = runner.run(["git", "--git-dir", str(repo), "rev-list", "--reverse",
+                      f"{base}..{head}"], always=True)
+    commits = res.output.split() if res.ok else []
+    if len(commits) != len(names):
+        return {}
+    return dict(zip(commits, names, strict=True))
+
+
+def _faddr2line(src: Source, symbols: list[str], runner: Runner) -> dict[str, list[dict]]:
+    """symbol (f+0x1/0x2) -> its locations, innermost first: [{function, file, line}]."""
+    if not src.vmlinux or not symbols:
+        return {}
+    script = cache.subdir("tmp") / f"faddr2line-{os.getpid()}"
+    got = runner.run(["git", "--git-dir", str(src.repo), "show",
+                      f"{src.head}:scripts/faddr2line"], always=True)
+    if not got.ok:
+        return {}
+    script.write_text(got.output)
+    try:
+        res = runner.run(["bash", str(script), str(src.vmlinux), *symbols], always=True,
+                         env={"CROSS_COMPILE": src.cross_compile}, timeout=300)
+    finally:
+        script.unlink(missing_ok=True)
+    out: dict[str, list[dict]] = {}
+    cur = None
+    for line in res.output.splitlines():
+        line = line.strip()
+        h = HEAD_RE.match(line)
+        if h:
+            # faddr2line prints the offset in decimal: match the frame by function + size.
+            cur = out.setdefault(f"{h.group(1)}+{int(h.group(2), 16):#x}/"
+                                 f"{int(h.group(3), 16):#x}", [])
+            continue
+        m = LOC_RE.match(line)
+        if m and cur is not None:
+            cur.append({"function": m.group(2), "file": _relative(m.group(3)),
+                        "line": int(m.group(4))})
+    return out
+
+
+def _relative(path: str) -> str:
+    """A path as the tree names it (faddr2line strips the build's prefix; an out-of-tree
+    build may leave `../`)."""
+    p = os.path.normpath(path)
+    while p.startswith("../"):
+        p = p[3:]
+    return p
+
+
+def _blame(src: Source, file: str, line: int, runner: Runner,
+           memo: dict[tuple[str, int], str]) -> str:
+    key = (file, line)
+    if key not in memo:
+        memo[key] = ""
+        if src.patches:
+            res = runner.run(["git", "--git-dir", str(src.repo), "blame", "--porcelain",
+                              "-L", f"{line},{line}", src.head, "--", file], always=True)
+            commit = res.output.split(" ", 1)[0] if res.ok and res.output else ""
+            memo[key] = src.patches.get(commit, "")
+    return memo[key]
+
+
+def decode(reports: list[Report], src: Source, runner: Runner) -> None:
+    """Fill in every frame's file:line and patch (and a header's patch), in place."""
+    frames = [f for r in reports for f in r.frames]
+    locs = _faddr2line(src, sorted({_norm(f) for f in frames}), runner)
+    memo: dict[tuple[str, int], str] = {}
+    for f in frames:
+        chain = locs.get(_norm(f), [])
+        if not chain:
+            continue
+        f.file, f.line = chain[0]["file"], chain[0]["line"]
+        f.inlined = chain[1:]
+        for loc in chain:
+            patch = _blame(src, loc["file"], loc["line"], runner, memo)
+            if patch:
+                f.patch = patch
+                f.file, f.line = loc["file"], loc["line"]
+                break
+    for r in reports:
+        if r.file and r.line:
+            r.patch = _blame(src, r.file, r.line, runner, memo)
+
+
+def _norm(f: Frame) -> str:
+    return f"{f.function}+{int(f.offset, 16):#x}/{int(f.size, 16):#x}"
+
+
+def _place(file: str, line: int, patch: str) -> str:
+    return f"{file}:{line}" + (f", patch {patch}" if patch else "")
+
+
+def summary(r: Report) -> str:
+    """`TITLE (file:line, patch P)`: where the report is, and the patch that wrote it; when
+    the crash site is not in the series but a caller is, that caller too (`; via`)."""
+    named = r.title.rsplit(" in ", 1)[-1] if " in " in r.title else ""
+    frames = [f for f in r.frames if not f.internal]
+    site = next((f for f in frames if f.function == named and f.file), None) or \
+        next((f for f in frames if f.file), None)
+    if r.file:
+        where = _place(r.file, r.line, r.patch)
+        patched = bool(r.patch)
+    elif site:
+        where = _place(site.file, site.line, site.patch)
+        patched = bool(site.patch)
+    else:
+        return r.title + (f" ({named}: no debug info for file:line)" if named else "")
+    via = next((f for f in frames if f.patch), None) if not patched else None
+    extra = f"; via {via.function} {_place(via.file, via.line, via.patch)}" if via else ""
+    return f"{r.title} ({where}{extra})"
+
+
+def triage_suite(suite, src: Source, runner: Runner) -> int:
+    """Every kernel report that fails one of `suite`'s testcases (dmesg_clean: the kernel
+    log during the binary; kernel_crash: the console from the crash on) becomes structured
+    records on that testcase, and its message leads with the first one's summary.
+    Returns the number of reports."""
+    n = 0
+    for case in suite.cases:
+        if case.status != "fail" or case.kind not in ("dmesg_clean", "crash"):
+            continue
+        text = suite.dmesg if case.kind == "dmesg_clean" else "\n".join(case.diagnostics)
+        found = parse(text)
+        if not found:
+            continue
+        decode(found, src, runner)
+        case.reports = [r.to_json() for r in found]
+        more = f" (+{len(found) - 1} more)" if len(found) > 1 else ""
+        case.message = f"{summary(found[0])}{more}; {case.message}"
+        n += len(found)
+    return n
