@@ -67,8 +67,8 @@ class Kernel:
 
     @property
     def vmlinux(self) -> Path | None:
-        """vmlinux with its DWARF (compressed), kept when the config has debug info: what
-        crash triage decodes frames to file:line with (and what gdb loads)."""
+        """vmlinux with its DWARF, kept when the config has debug info: what crash triage
+        decodes frames to file:line with (and what gdb loads)."""
         p = self.store / "vmlinux"
         return p if p.is_file() else None
 
@@ -235,17 +235,18 @@ def build(arch: Arch, srctree: Path, builddir: Path, key: str, runner: Runner, l
     return k, True
 
 
-def keep_vmlinux(arch: Arch, builddir: Path, tmp: Path) -> None:
-    """With debug info in the config, the store keeps vmlinux, its DWARF sections
-    compressed (zlib: about a third of the size, and addr2line and gdb read it as is)."""
+def keep_vmlinux(builddir: Path, tmp: Path) -> None:
+    """With debug info in the config, the store keeps vmlinux (what crash triage decodes
+    frames with, and what gdb loads). A hard link when the build dir is on the same file
+    system: free, and safe, since the linker replaces vmlinux (a new inode) rather than
+    writing into it; compressing it would add seconds to every edit-build loop."""
     config = (builddir / ".config").read_text()
     if "\nCONFIG_DEBUG_INFO=y" not in config or not (builddir / "vmlinux").is_file():
         return
-    objcopy = f"{arch.cross_compile()}objcopy"
-    res = Runner().run([objcopy, "--compress-debug-sections=zlib", str(builddir / "vmlinux"),
-                        str(tmp / "vmlinux")])
-    if not res.ok:
-        raise OSError(f"{objcopy} vmlinux: {res.tail[-1] if res.tail else res.returncode}")
+    try:
+        os.link(builddir / "vmlinux", tmp / "vmlinux")
+    except OSError:
+        shutil.copy2(builddir / "vmlinux", tmp / "vmlinux")
 
 
 def store(arch: Arch, key: str, builddir: Path, tmp: Path, start: float) -> None:
@@ -256,7 +257,7 @@ def store(arch: Arch, key: str, builddir: Path, tmp: Path, start: float) -> None
     shutil.copy2(builddir / ".config", tmp / "config")
     if (builddir / "System.map").exists():
         shutil.copy2(builddir / "System.map", tmp / "System.map")
-    keep_vmlinux(arch, builddir, tmp)
+    keep_vmlinux(builddir, tmp)
     shutil.copytree(builddir / "orch-headers", tmp / "headers")
     release = (builddir / "include/config/kernel.release")
     (tmp / "kernel.json").write_text(json.dumps({
