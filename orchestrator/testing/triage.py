@@ -26,6 +26,7 @@ from orchestrator.testing.reports import Frame, Report, parse
 
 # faddr2line's output: "f+0x1/0x2:" then "f at mm/x.c:12" and "(inlined by) g at ...".
 LOC_RE = re.compile(r"^(\(inlined by\) )?(\S+) at (\S+?):(\d+)")
+BUILD_DIR_RE = re.compile(r"/\.orch-build-[^/]+/(.*)$")
 HEAD_RE = re.compile(r"^(\S+)\+(0x[0-9a-f]+)/(0x[0-9a-f]+):$")
 
 
@@ -86,9 +87,11 @@ def _faddr2line(src: Source, symbols: list[str], runner: Runner) -> dict[str, li
 
 
 def _relative(path: str) -> str:
-    """A path as the tree names it (faddr2line strips the build's prefix; an out-of-tree
-    build may leave `../`)."""
-    p = os.path.normpath(path)
+    """A path as the tree names it. faddr2line strips the build's own prefix; an object
+    that ccache compiled in another worktree still names that one's build dir
+    (`/.../.orch-build-x86_64/../mm/x.c`), and an out-of-tree build leaves `../`."""
+    m = BUILD_DIR_RE.search(path)
+    p = os.path.normpath(m.group(1) if m else path)
     while p.startswith("../"):
         p = p[3:]
     return p

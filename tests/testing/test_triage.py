@@ -10,7 +10,8 @@ from orchestrator.testing.suite import Suite
 from tests.conftest import git
 
 DATA = Path(__file__).parent / "data"
-# What the kernel's faddr2line prints (offsets as given, decimal or hex; paths relative).
+# What the kernel's faddr2line prints (paths relative; an object ccache compiled in another
+# worktree names that one's build dir).
 FADDR2LINE = r"""#!/bin/bash
 shift
 for s in "$@"; do
@@ -21,7 +22,7 @@ for s in "$@"; do
   uffd_move_pages+0x1f4/0x380)
     echo "$s:"; echo "uffd_move_pages at ../mm/userfaultfd.c:4";;
   userfaultfd_ioctl+0x8b9/0x1730)
-    echo "$s:"; echo "userfaultfd_ioctl at fs/userfaultfd.c:2";;
+    echo "$s:"; echo "userfaultfd_ioctl at /else/wt/.orch-build-x86_64/../fs/userfaultfd.c:2";;
   *) echo "skipping $s address due to size mismatch";;
   esac
 done
