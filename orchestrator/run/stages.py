@@ -292,13 +292,14 @@ def triage(run: RunState, st: ArchState, s: testrun.Suite) -> None:
     """Kernel reports that failed a testcase: records with file:line and the patch."""
     if not any(c.status == "fail" and c.kind in ("dmesg_clean", "crash") for c in s.cases):
         return
-    assert run.tree is not None and st.kernel is not None
     names = [p.name.removesuffix(".patch") for p in run.patches] + \
         ([dirtymod.NAME] if run.dirty else [])
-    src = triagemod.Source(run.tree.repo, run.head_commit, vmlinux=st.kernel.vmlinux,
+    src = triagemod.Source(run.tree.repo if run.tree else None, run.head_commit,
+                           vmlinux=st.kernel.vmlinux if st.kernel else None,
                            cross_compile=st.arch.cross_compile())
-    src.patches = triagemod.patch_commits(src.repo, run.base_commit, run.head_commit, names,
-                                          run.runner)
+    if src.repo and run.base_commit:
+        src.patches = triagemod.patch_commits(src.repo, run.base_commit, run.head_commit,
+                                              names, run.runner)
     n = triagemod.triage_suite(s, src, run.runner)
     if n:
         first = next(c for c in s.cases if c.reports)

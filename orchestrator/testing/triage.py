@@ -35,7 +35,7 @@ class Source:
     """What a report is decoded against: the tested commit, its series' commits, and the
     stored kernel's vmlinux (None: no debug info, frames keep their function only)."""
 
-    repo: Path  # git dir holding the commits (orch's clone, or the imported repository)
+    repo: Path | None  # git dir of the commits (orch's clone, or the imported repository)
     head: str
     patches: dict[str, str] = field(default_factory=dict)  # commit -> patch name
     vmlinux: Path | None = None
@@ -56,7 +56,7 @@ def patch_commits(repo: Path, base: str, head: str, names: list[str],
 
 def _faddr2line(src: Source, symbols: list[str], runner: Runner) -> dict[str, list[dict]]:
     """symbol (f+0x1/0x2) -> its locations, innermost first: [{function, file, line}]."""
-    if not src.vmlinux or not symbols:
+    if not src.vmlinux or not src.repo or not symbols:
         return {}
     script = cache.subdir("tmp") / f"faddr2line-{os.getpid()}"
     got = runner.run(["git", "--git-dir", str(src.repo), "show",
@@ -102,7 +102,7 @@ def _blame(src: Source, file: str, line: int, runner: Runner,
     key = (file, line)
     if key not in memo:
         memo[key] = ""
-        if src.patches:
+        if src.patches and src.repo:
             res = runner.run(["git", "--git-dir", str(src.repo), "blame", "--porcelain",
                               "-L", f"{line},{line}", src.head, "--", file], always=True)
             commit = res.output.split(" ", 1)[0] if res.ok and res.output else ""
