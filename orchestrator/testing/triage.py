@@ -2,10 +2,11 @@
 series that wrote it.
 
 - `file:line`: the kernel's own `scripts/faddr2line` (taken from the tested commit, so it
-  matches the tree) on the stored kernel's `vmlinux` with DWARF (build.py keeps it when the
-  config has debug info). It checks each frame's `/0xlen` against the symbol's size, so a
-  frame of another build is never decoded to a wrong line. A WARNING or `kernel BUG at`
-  header carries its own `file:line` (no debug info needed).
+  matches the tree) on the objects of the frames, compiled again with DWARF when a report
+  appears (kernel/debuginfo.py), or on the stored `vmlinux` of a kernel whose config has
+  debug info. It checks each frame's `/0xlen` against the symbol's size, so a frame is
+  never decoded against other code. A WARNING or `kernel BUG at` header carries its own
+  `file:line` (no debug info needed).
 - the patch: `git blame` of that line at the tested commit, in orch's clone (the series is
   applied as one commit per patch, the checkout's uncommitted change as the last one).
 
@@ -17,16 +18,21 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 from orchestrator.base.runner import Runner
+from orchestrator.kernel import debuginfo
 from orchestrator.store import cache
 from orchestrator.testing.reports import Frame, Report, parse
 
 # faddr2line's output: "f+0x1/0x2:" then "f at mm/x.c:12" and "(inlined by) g at ...".
 LOC_RE = re.compile(r"^(\(inlined by\) )?(\S+) at (\S+?):(\d+)")
 BUILD_DIR_RE = re.compile(r"/\.orch-build-[^/]+/(.*)$")
+MAX_FRAMES = 8  # per report: the frames decoded (each may be an object to compile)
 HEAD_RE = re.compile(r"^(\S+)\+(0x[0-9a-f]+)/(0x[0-9a-f]+):$")
 
 
@@ -38,7 +44,8 @@ class Source:
     repo: Path | None  # git dir of the commits (orch's clone, or the imported repository)
     head: str
     patches: dict[str, str] = field(default_factory=dict)  # commit -> patch name
-    vmlinux: Path | None = None
+    vmlinux: Path | None = None  # the stored kernel's, when its config has DWARF
+    builddir: Path | None = None  # else: the build's objects, compiled again with -g
     cross_compile: str = ""
 
 
@@ -54,28 +61,34 @@ def patch_commits(repo: Path, base: str, head: str, names: list[str],
     return dict(zip(commits, names, strict=True))
 
 
-def _faddr2line(src: Source, symbols: list[str], runner: Runner) -> dict[str, list[dict]]:
-    """symbol (f+0x1/0x2) -> its locations, innermost first: [{function, file, line}]."""
-    if not src.vmlinux or not src.repo or not symbols:
-        return {}
-    script = cache.subdir("tmp") / f"faddr2line-{os.getpid()}"
+@contextmanager
+def _script(src: Source, runner: Runner) -> Iterator[Path | None]:
+    """The tested commit's scripts/faddr2line, as a scratch file."""
     got = runner.run(["git", "--git-dir", str(src.repo), "show",
-                      f"{src.head}:scripts/faddr2line"], always=True)
-    if not got.ok:
-        return {}
+                      f"{src.head}:scripts/faddr2line"], always=True) if src.repo else None
+    if got is None or not got.ok:
+        yield None
+        return
+    script = cache.subdir("tmp") / f"faddr2line-{os.getpid()}"
     script.write_text(got.output)
     try:
-        res = runner.run(["bash", str(script), str(src.vmlinux), *symbols], always=True,
-                         env={"CROSS_COMPILE": src.cross_compile}, timeout=300)
+        yield script
     finally:
         script.unlink(missing_ok=True)
+
+
+def _faddr2line(src: Source, script: Path, objfile: Path, symbols: list[str],
+                runner: Runner) -> dict[str, list[dict]]:
+    """symbol (f+0x1/0x2) -> its locations, innermost first: [{function, file, line}]."""
+    res = runner.run(["bash", str(script), str(objfile), *symbols], always=True,
+                     env={"CROSS_COMPILE": src.cross_compile}, timeout=300)
     out: dict[str, list[dict]] = {}
     cur = None
     for line in res.output.splitlines():
         line = line.strip()
         h = HEAD_RE.match(line)
         if h:
-            # faddr2line prints the offset in decimal: match the frame by function + size.
+            # faddr2line prints the offset as given: match the frame by function + size.
             cur = out.setdefault(f"{h.group(1)}+{int(h.group(2), 16):#x}/"
                                  f"{int(h.group(3), 16):#x}", [])
             continue
@@ -84,6 +97,36 @@ def _faddr2line(src: Source, symbols: list[str], runner: Runner) -> dict[str, li
             cur.append({"function": m.group(2), "file": _relative(m.group(3)),
                         "line": int(m.group(4))})
     return out
+
+
+def _locations(src: Source, frames: list[Frame], runner: Runner) -> dict[str, list[dict]]:
+    """Every frame's locations: from the stored vmlinux when the kernel has DWARF, else
+    from the frames' objects compiled again with -g (debuginfo.py)."""
+    with _script(src, runner) as script:
+        if script is None:
+            return {}
+        if src.vmlinux:
+            return _faddr2line(src, script, src.vmlinux, sorted({_norm(f) for f in frames}),
+                               runner)
+        if not src.builddir:
+            return {}
+        wanted = {(f.function, int(f.size, 16)): f for f in frames}
+        objects = debuginfo.objects_for(src.builddir, set(wanted), src.cross_compile,
+                                        runner)
+        by_object: dict[str, list[str]] = {}
+        for key, obj in objects.items():
+            by_object.setdefault(obj, []).append(_norm(wanted[key]))
+        out: dict[str, list[dict]] = {}
+        scratch = cache.subdir("tmp") / f"debuginfo-{os.getpid()}"
+        scratch.mkdir(exist_ok=True)
+        try:
+            for i, (obj, symbols) in enumerate(sorted(by_object.items())):
+                dbg = scratch / f"{i}-{Path(obj).name}"
+                if debuginfo.compile_with_debug(src.builddir, obj, dbg, runner):
+                    out.update(_faddr2line(src, script, dbg, sorted(set(symbols)), runner))
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return out
 
 
 def _relative(path: str) -> str:
@@ -113,7 +156,9 @@ def _blame(src: Source, file: str, line: int, runner: Runner,
 def decode(reports: list[Report], src: Source, runner: Runner) -> None:
     """Fill in every frame's file:line and patch (and a header's patch), in place."""
     frames = [f for r in reports for f in r.frames]
-    locs = _faddr2line(src, sorted({_norm(f) for f in frames}), runner)
+    # The frames worth a compile: not the reporting machinery, the first few of each.
+    worth = [f for r in reports for f in [f for f in r.frames if not f.internal][:MAX_FRAMES]]
+    locs = _locations(src, worth, runner)
     memo: dict[tuple[str, int], str] = {}
     for f in frames:
         chain = locs.get(_norm(f), [])

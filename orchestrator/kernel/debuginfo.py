@@ -1,0 +1,76 @@
+"""Debug info on demand: the objects a kernel report's frames are in, compiled again with
+DWARF, only when a report appears.
+
+Kernels are built without debug info (it would cost every build, see README "Crash
+triage"). When a report needs line numbers, each frame's function is looked up in the
+build's thin archive (`nm -S -A vmlinux.a`: the object, and the symbol's size, which must
+be the frame's `/0xlen`), and that object is compiled again from its own kbuild command
+line (`.NAME.o.cmd`) with `-g`, into a scratch file: the build dir is left as it was.
+gcc's code does not depend on -g, so the function's bytes and offsets are those of the
+running kernel; faddr2line checks the size again.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+from orchestrator.base.runner import Runner
+
+FUNC_TYPES = set("TtWw")
+
+
+def objects_for(builddir: Path, wanted: set[tuple[str, int]], cross_compile: str,
+                runner: Runner) -> dict[tuple[str, int], str]:
+    """(function, size) -> the object that defines it, relative to the build dir."""
+    archive = next((a for a in (builddir / "vmlinux.a", builddir / "built-in.a")
+                    if a.is_file()), None)
+    if archive is None or not wanted:
+        return {}
+    res = runner.run([f"{cross_compile}nm", "-S", "--defined-only", "-A", str(archive)],
+                     always=True, tail_lines=0)
+    names = {n for n, _ in wanted}
+    found: dict[tuple[str, int], str] = {}
+    for line in res.output.splitlines():
+        parts = line.split()
+        if len(parts) != 4 or parts[3] not in names or parts[2] not in FUNC_TYPES:
+            continue
+        where = parts[0].rsplit(":", 1)[0].split(":", 1)[-1]  # ARCHIVE:OBJECT:ADDRESS
+        key = (parts[3], int(parts[1], 16))
+        if key in wanted and key not in found:
+            obj = Path(where)
+            found[key] = str(obj.relative_to(builddir)) if obj.is_absolute() and \
+                obj.is_relative_to(builddir) else str(obj)
+    return found
+
+
+def compile_argv(builddir: Path, obj: str, out: Path) -> list[str] | None:
+    """kbuild's own command for `obj` (its .cmd file), writing `out` with DWARF instead:
+    no dependency file, no objtool pass, no ccache."""
+    p = Path(obj)
+    cmd = builddir / p.parent / f".{p.name}.cmd"
+    try:
+        first = cmd.read_text().splitlines()[0]
+    except (OSError, IndexError):
+        return None
+    if " := " not in first:
+        return None
+    command = first.split(" := ", 1)[1].split(" ; ")[0]
+    try:
+        argv = shlex.split(command)
+    except ValueError:
+        return None
+    if argv and argv[0] == "ccache":
+        argv = argv[1:]
+    if "-o" not in argv or "-c" not in argv:
+        return None
+    argv = [a for a in argv if not a.startswith("-Wp,-MMD") and not a.startswith("-Wp,-MD")]
+    argv[argv.index("-o") + 1] = str(out)
+    return [*argv, "-g"]
+
+
+def compile_with_debug(builddir: Path, obj: str, out: Path, runner: Runner) -> bool:
+    argv = compile_argv(builddir, obj, out)
+    if argv is None:
+        return False
+    return runner.run(argv, cwd=builddir, always=True, timeout=600).ok
