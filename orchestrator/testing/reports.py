@@ -76,6 +76,7 @@ class Frame:
     line: int = 0
     inlined: list[dict] = field(default_factory=list)  # [{function, file, line}] outward
     patch: str = ""  # the series patch that wrote this line (or "dirty")
+    guess: bool = False  # "? f+0x1/0x2": an address the unwinder found on the stack
 
     @property
     def symbol(self) -> str:
@@ -100,10 +101,12 @@ class Report:
     text: list[str] = field(default_factory=list)
     fatal: str = ""  # the panic message when the report ended in a panic
     patch: str = ""  # the patch that wrote the header's file:line
+    guesses: list[Frame] = field(default_factory=list)  # "? " frames, kept apart
 
     def to_json(self) -> dict:
         d = asdict(self)
-        d["frames"] = [{k: v for k, v in asdict(f).items() if v not in ("", 0, [])}
+        d.pop("guesses")
+        d["frames"] = [{k: v for k, v in asdict(f).items() if v not in ("", 0, [], False)}
                        for f in self.frames]
         d["text"] = "\n".join(self.text)
         return {k: v for k, v in d.items() if v not in ("", 0) or k in ("kind", "title")}
@@ -144,7 +147,14 @@ def _start(kind: str, m: re.Match, line: str) -> Report:
 
 
 def _finish(r: Report) -> Report:
-    """Title the report after its crash site when the header did not name a function."""
+    """Title the report after its crash site when the header did not name a function.
+
+    A stack the unwinder could only guess (x86_64's UNWINDER_GUESS, tinyconfig's: every
+    frame `? f+...`, stale return addresses among them) is kept, its frames marked as
+    guesses; a stack with reliable frames drops its guesses."""
+    if len(r.frames) <= 1 and r.guesses:
+        r.frames += [g for g in r.guesses
+                     if not any(f.symbol == g.symbol for f in r.frames)]
     first = next((f for f in r.frames if not f.internal), None)
     if r.kind in ("oops", "ubsan", "rcu_stall", "hung_task", "lockdep") and first:
         if " in " not in r.title:
@@ -203,9 +213,12 @@ def parse(text: str) -> list[Report]:
             in_stack = False
             continue
         fm = FRAME_RE.match(line)
-        if in_stack and fm and not fm.group(1):  # "? f+..." is a guess of the unwinder
-            f = Frame(fm.group(2), fm.group(3), fm.group(4), fm.group(5) or "")
-            if not cur.frames or cur.frames[-1].symbol != f.symbol or len(cur.frames) > 1:
+        if in_stack and fm:
+            f = Frame(fm.group(2), fm.group(3), fm.group(4), fm.group(5) or "",
+                      guess=bool(fm.group(1)))
+            if f.guess:
+                cur.guesses.append(f)
+            elif not cur.frames or cur.frames[-1].symbol != f.symbol or len(cur.frames) > 1:
                 cur.frames.append(f)
     if cur is not None:
         reports.append(_finish(cur))

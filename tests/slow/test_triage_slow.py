@@ -111,9 +111,12 @@ def test_crash_is_traced_to_file_line_and_patch(arch, crash_series, tmp_path):
     assert (site["file"], site["line"], site["patch"]) == (
         "mm/userfaultfd.c", lines["READ_ONCE("], PATCH)
     # ... and its caller, the ioctl, to the series patch that added it.
-    caller = next(f for f in oops["frames"] if f["function"] == "userfaultfd_move" or
-                  f["function"] == "userfaultfd_ioctl")
-    assert caller["file"] == "fs/userfaultfd.c" and caller["patch"] == IOCTL_PATCH, caller
+    # (x86_64's tinyconfig unwinder only guesses: its frames are `? f+...`, kept as such.)
+    callers = [f for f in oops["frames"] if f["function"] in ("userfaultfd_move",
+                                                                "userfaultfd_ioctl")]
+    assert callers, oops["frames"]
+    assert callers[0]["file"] == "fs/userfaultfd.c", callers
+    assert callers[0]["patch"] == IOCTL_PATCH, callers
     # The JUnit failure message leads with the first report's summary.
     suites = [s for s in JUnitXml.fromfile(str(out / "junit.xml"))
               if s.name.endswith(".move_crash")]

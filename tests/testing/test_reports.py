@@ -74,3 +74,18 @@ def test_no_report_and_json():
     d = warn.to_json()
     assert d["kind"] == "warning" and d["file"] == "mm/userfaultfd.c"
     assert d["frames"][0] == {"function": "move_pages_pte", "offset": "0x5c", "size": "0x6a0"}
+
+
+def test_a_guessed_stack_is_kept_as_guesses():
+    """x86_64's tinyconfig unwinder (UNWINDER_GUESS) marks every frame `? `."""
+    text = ("[ 1.0] BUG: kernel NULL pointer dereference, address: 0000000000000000\n"
+            "[ 1.1] Oops: 0000 [#1] SMP\n[ 1.2] RIP: 0010:uffd_move_pages+0x6c/0x8a0\n"
+            "[ 1.3] Call Trace:\n[ 1.4]  <TASK>\n[ 1.5]  ? __die+0x1f/0x60\n"
+            "[ 1.6]  ? userfaultfd_ioctl+0x3d0/0x1530\n[ 1.7]  ? uffd_move_pages+0x6c/0x8a0\n"
+            "[ 1.8]  </TASK>\n")
+    (r,) = reports.parse(text)
+    assert [(f.function, f.guess) for f in r.frames] == [
+        ("uffd_move_pages", False), ("__die", True), ("userfaultfd_ioctl", True)]
+    assert r.to_json()["frames"][2] == {"function": "userfaultfd_ioctl", "offset": "0x3d0",
+                                        "size": "0x1530", "guess": True}
+    assert "guesses" not in r.to_json()
