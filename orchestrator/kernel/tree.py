@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import tarfile
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -197,6 +198,13 @@ def prepare_worktree(tree: Tree, commit: str, runner: Runner) -> Path:
         raise UsageError(f"cannot check out {commit} in {wt}: {res.tail[-1] if res.tail else ''}")
     runner.run([*g, "clean", "-q", "-f", "-f", "-d", "-x", "-e", f"/{BUILD_PREFIX}*"])
     return wt
+
+
+def tree_lock(tree: Tree):
+    """The per-tree lock; `orch bisect` holds it for its `git bisect run` children."""
+    if os.environ.get("ORCH_TREE_LOCK_HELD") == tree.key:
+        return nullcontext()
+    return cache.locked(cache.subdir("locks") / f"work-{tree.key}.lock")
 
 
 def build_dir(wt: Path, arch: str) -> Path:

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import os
 import shutil
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from orchestrator import targets
 from orchestrator.base.errors import (
@@ -301,10 +302,31 @@ def triage(run: RunState, st: ArchState, s: testrun.Suite) -> None:
     if src.repo and run.base_commit:
         src.patches = triagemod.patch_commits(src.repo, run.base_commit, run.head_commit,
                                               names, run.runner)
-    n = triagemod.triage_suite(s, src, run.runner)
+    with _sources_at_head(run, decode=src.builddir is not None and src.vmlinux is None):
+        n = triagemod.triage_suite(s, src, run.runner)
     if n:
         first = next(c for c in s.cases if c.reports)
         run.progress.line(f"[{st.arch.name}] {s.binary}: {first.message.split('; ')[0]}")
+
+
+@contextmanager
+def _sources_at_head(run: RunState, decode: bool) -> Iterator[None]:
+    """Objects are compiled again from orch's worktree (debuginfo.py): it must hold the
+    tested sources. Another run on the same tree may have checked out something else since
+    the build: then, under the tree lock, the tested commit is checked out again (any run
+    resets the worktree to its own commit first)."""
+    wt, r = run.worktree, run.runner
+    if not decode or wt is None or run.tree is None:
+        yield
+        return
+    head = r.run(["git", "-C", str(wt), "rev-parse", "HEAD^{tree}"], always=True)
+    clean = r.run(["git", "-C", str(wt), "diff", "--quiet", "HEAD"], always=True)
+    if head.output.strip() == run.source_tree and clean.ok:
+        yield
+        return
+    with treemod.tree_lock(run.tree):
+        treemod.prepare_worktree(run.tree, run.head_commit, r)
+        yield
 
 
 STAGES: list[Stage] = [
