@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -302,11 +303,13 @@ def triage(run: RunState, st: ArchState, s: testrun.Suite) -> None:
     if src.repo and run.base_commit:
         src.patches = triagemod.patch_commits(src.repo, run.base_commit, run.head_commit,
                                               names, run.runner)
+    start = time.monotonic()
     with _sources_at_head(run, decode=src.builddir is not None and src.vmlinux is None):
         n = triagemod.triage_suite(s, src, run.runner)
     if n:
         first = next(c for c in s.cases if c.reports)
-        run.progress.line(f"[{st.arch.name}] {s.binary}: {first.message.split('; ')[0]}")
+        run.progress.line(f"[{st.arch.name}] {s.binary}: {first.message.split('; ')[0]} "
+                          f"(triage {time.monotonic() - start:.1f}s)")
 
 
 @contextmanager
