@@ -3,9 +3,10 @@ DWARF, only when a report appears.
 
 Kernels are built without debug info (it would cost every build, see README "Crash
 triage"). When a report needs line numbers, each frame's function is looked up in the
-build's thin archive (`nm -S -A vmlinux.a`: the object, and the symbol's size, which must
-be the frame's `/0xlen`), and that object is compiled again from its own kbuild command
-line (`.NAME.o.cmd`) with `-g`, into a scratch file: the build dir is left as it was.
+build's thin archive (`nm -S -A vmlinux.a`: the object, and the symbol's size, which with
+its alignment padding is the frame's `/0xlen`), and that object is compiled again from
+its own kbuild command line (`.NAME.o.cmd`) with `-g`, into a scratch file: the build dir
+is left as it was.
 gcc's code does not depend on -g, so the function's bytes and offsets are those of the
 running kernel; faddr2line checks the size again.
 """
@@ -18,6 +19,7 @@ from pathlib import Path
 from orchestrator.base.runner import Runner
 
 FUNC_TYPES = set("TtWw")
+PADDING = 64  # the most alignment padding a function's kallsyms size may carry
 
 
 def objects_for(builddir: Path, wanted: set[tuple[str, int]], cross_compile: str,
@@ -29,19 +31,24 @@ def objects_for(builddir: Path, wanted: set[tuple[str, int]], cross_compile: str
         return {}
     res = runner.run([f"{cross_compile}nm", "-S", "--defined-only", "-A", str(archive)],
                      always=True, tail_lines=0)
-    names = {n for n, _ in wanted}
-    found: dict[tuple[str, int], str] = {}
+    sizes: dict[str, list[int]] = {}
+    for name, size in wanted:
+        sizes.setdefault(name, []).append(size)
+    best: dict[tuple[str, int], tuple[int, str]] = {}
     for line in res.output.splitlines():
         parts = line.split()
-        if len(parts) != 4 or parts[3] not in names or parts[2] not in FUNC_TYPES:
+        if len(parts) != 4 or parts[3] not in sizes or parts[2] not in FUNC_TYPES:
             continue
         where = parts[0].rsplit(":", 1)[0].split(":", 1)[-1]  # ARCHIVE:OBJECT:ADDRESS
-        key = (parts[3], int(parts[1], 16))
-        if key in wanted and key not in found:
-            obj = Path(where)
-            found[key] = str(obj.relative_to(builddir)) if obj.is_absolute() and \
-                obj.is_relative_to(builddir) else str(obj)
-    return found
+        elf_size = int(parts[1], 16)
+        for size in sizes[parts[3]]:
+            # kallsyms' size runs to the next symbol: the ELF size plus alignment padding.
+            pad = size - elf_size
+            if 0 <= pad < PADDING and pad < best.get((parts[3], size), (PADDING, ""))[0]:
+                obj = Path(where)
+                rel = obj.relative_to(builddir) if obj.is_relative_to(builddir) else obj
+                best[(parts[3], size)] = (pad, str(rel))
+    return {k: obj for k, (_, obj) in best.items()}
 
 
 def compile_argv(builddir: Path, obj: str, out: Path) -> list[str] | None:
