@@ -110,12 +110,12 @@ def _locations(src: Source, frames: list[Frame], runner: Runner) -> dict[str, li
                                runner)
         if not src.builddir:
             return {}
-        wanted = {(f.function, int(f.size, 16)): f for f in frames}
-        objects = debuginfo.objects_for(src.builddir, set(wanted), src.cross_compile,
-                                        runner)
+        objects = debuginfo.objects_for(src.builddir, {_key(f) for f in frames},
+                                        src.cross_compile, runner)
         by_object: dict[str, list[str]] = {}
-        for key, obj in objects.items():
-            by_object.setdefault(obj, []).append(_norm(wanted[key]))
+        for f in frames:  # every offset: two frames may be in one function
+            if _key(f) in objects:
+                by_object.setdefault(objects[_key(f)], []).append(_norm(f))
         out: dict[str, list[dict]] = {}
         scratch = cache.subdir("tmp") / f"debuginfo-{os.getpid()}"
         scratch.mkdir(exist_ok=True)
@@ -175,6 +175,10 @@ def decode(reports: list[Report], src: Source, runner: Runner) -> None:
     for r in reports:
         if r.file and r.line:
             r.patch = _blame(src, r.file, r.line, runner, memo)
+
+
+def _key(f: Frame) -> tuple[str, int]:
+    return f.function, int(f.size, 16)
 
 
 def _norm(f: Frame) -> str:

@@ -103,6 +103,9 @@ def test_crash_is_traced_to_file_line_and_patch(arch, crash_series, tmp_path):
     assert (warn["kind"], warn["title"]) == ("warning", "WARNING in uffd_move_pages")
     assert (warn["file"], warn["line"], warn["patch"]) == (
         "mm/userfaultfd.c", lines["WARN("], PATCH)
+    # Its crash site (the WARN's trap), decoded: in the test patch.
+    assert (warn["frames"][0]["file"], warn["frames"][0]["patch"]) == (
+        "mm/userfaultfd.c", PATCH), warn["frames"][0]
     # The NULL dereference: the crash site decoded from DWARF to the test patch's line ...
     assert oops["kind"] == "oops" and oops["title"].endswith(
         "NULL pointer dereference in uffd_move_pages"), oops["title"]
