@@ -128,3 +128,4 @@ def test_crash_is_traced_to_file_line_and_patch(arch, crash_series, tmp_path):
     want = f"WARNING in uffd_move_pages (mm/userfaultfd.c:{lines['WARN(']}, patch {PATCH})"
     assert failure.message.startswith(want), failure.message
     print(f"\n{arch} JUnit failure message: {failure.message}")
+    print(next((ln for ln in r.stderr.splitlines() if "(triage " in ln), ""))
