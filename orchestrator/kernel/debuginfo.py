@@ -35,20 +35,28 @@ def objects_for(builddir: Path, wanted: set[tuple[str, int]], cross_compile: str
     for name, size in wanted:
         sizes.setdefault(name, []).append(size)
     best: dict[tuple[str, int], tuple[int, str]] = {}
+    named: dict[str, list[str]] = {}
     for line in res.output.splitlines():
         parts = line.split()
         if len(parts) != 4 or parts[3] not in sizes or parts[2] not in FUNC_TYPES:
             continue
-        where = parts[0].rsplit(":", 1)[0].split(":", 1)[-1]  # ARCHIVE:OBJECT:ADDRESS
+        where = Path(parts[0].rsplit(":", 1)[0].split(":", 1)[-1])  # ARCHIVE:OBJECT:ADDR
+        obj = str(where.relative_to(builddir) if where.is_relative_to(builddir) else where)
+        named.setdefault(parts[3], []).append(obj)
         elf_size = int(parts[1], 16)
         for size in sizes[parts[3]]:
             # kallsyms' size runs to the next symbol: the ELF size plus alignment padding.
             pad = size - elf_size
             if 0 <= pad < PADDING and pad < best.get((parts[3], size), (PADDING, ""))[0]:
-                obj = Path(where)
-                rel = obj.relative_to(builddir) if obj.is_relative_to(builddir) else obj
-                best[(parts[3], size)] = (pad, str(rel))
-    return {k: obj for k, (_, obj) in best.items()}
+                best[(parts[3], size)] = (pad, obj)
+    found = {k: obj for k, (_, obj) in best.items()}
+    # The build dir may hold another build of the object (the tested kernel came from the
+    # store; another series was built since): the one object of that name is compiled
+    # again from the tested sources, and faddr2line's size check decides.
+    for name, size in wanted:
+        if (name, size) not in found and len(named.get(name, [])) == 1:
+            found[(name, size)] = named[name][0]
+    return found
 
 
 def compile_argv(builddir: Path, obj: str, out: Path) -> list[str] | None:

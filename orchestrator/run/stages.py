@@ -315,20 +315,19 @@ def triage(run: RunState, st: ArchState, s: testrun.Suite) -> None:
 @contextmanager
 def _sources_at_head(run: RunState, decode: bool) -> Iterator[None]:
     """Objects are compiled again from orch's worktree (debuginfo.py): it must hold the
-    tested sources. Another run on the same tree may have checked out something else since
-    the build: then, under the tree lock, the tested commit is checked out again (any run
-    resets the worktree to its own commit first)."""
+    tested sources while they compile, so the tree lock is held (another run on the same
+    tree would check out its own commit), and when another run checked out something else
+    since the build, the tested commit is checked out again (any run resets the worktree
+    to its own commit first)."""
     wt, r = run.worktree, run.runner
     if not decode or wt is None or run.tree is None:
         yield
         return
-    head = r.run(["git", "-C", str(wt), "rev-parse", "HEAD^{tree}"], always=True)
-    clean = r.run(["git", "-C", str(wt), "diff", "--quiet", "HEAD"], always=True)
-    if head.output.strip() == run.source_tree and clean.ok:
-        yield
-        return
     with treemod.tree_lock(run.tree):
-        treemod.prepare_worktree(run.tree, run.head_commit, r)
+        head = r.run(["git", "-C", str(wt), "rev-parse", "HEAD^{tree}"], always=True)
+        clean = r.run(["git", "-C", str(wt), "diff", "--quiet", "HEAD"], always=True)
+        if head.output.strip() != run.source_tree or not clean.ok:
+            treemod.prepare_worktree(run.tree, run.head_commit, r)
         yield
 
 
