@@ -85,6 +85,7 @@ def compile_argv(builddir: Path, obj: str, out: Path) -> list[str] | None:
 
 
 def compile_with_debug(builddir: Path, obj: str, out: Path, runner: Runner) -> bool:
+    """Compile `obj` again with DWARF into `out` (False: no command line, or it failed)."""
     argv = compile_argv(builddir, obj, out)
     if argv is None:
         return False

@@ -46,6 +46,7 @@ class Dirty:
         return hashlib.sha256(self.diff).hexdigest()
 
     def describe(self) -> str:
+        """`2 files: mm/a.c, mm/b.c` (the first three)."""
         n = len(self.files)
         return f"{n} file{'s' if n != 1 else ''}: " + ", ".join(self.files[:3]) + \
             (", ..." if n > 3 else "")
