@@ -303,6 +303,8 @@ def triage(run: RunState, st: ArchState, s: testrun.Suite) -> None:
     if src.repo and run.base_commit:
         src.patches = triagemod.patch_commits(src.repo, run.base_commit, run.head_commit,
                                               names, run.runner)
+        src.touched = triagemod.touched(src.repo, run.base_commit, run.head_commit,
+                                        run.runner)
     start = time.monotonic()
     with _sources_at_head(run, decode=src.builddir is not None and src.vmlinux is None):
         n = triagemod.triage_suite(s, src, run.runner)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,7 @@ from orchestrator.testing.reports import Frame, Report, parse
 # faddr2line's output: "f+0x1/0x2:" then "f at mm/x.c:12" and "(inlined by) g at ...".
 LOC_RE = re.compile(r"^(\(inlined by\) )?(\S+) at (\S+?):(\d+)")
 BUILD_DIR_RE = re.compile(r"/\.orch-build-[^/]+/(.*)$")
+GUESS_BUDGET = 20.0  # seconds of compiles for objects only guessed frames are in
 MAX_FRAMES = 8  # per report: the frames decoded (each may be an object to compile)
 HEAD_RE = re.compile(r"^(\S+)\+(0x[0-9a-f]+)/(0x[0-9a-f]+):$")
 
@@ -44,9 +46,17 @@ class Source:
     repo: Path | None  # git dir of the commits (orch's clone, or the imported repository)
     head: str
     patches: dict[str, str] = field(default_factory=dict)  # commit -> patch name
+    touched: set[str] = field(default_factory=set)  # files the series (and dirty) changed
     vmlinux: Path | None = None  # the stored kernel's, when its config has DWARF
     builddir: Path | None = None  # else: the build's objects, compiled again with -g
     cross_compile: str = ""
+
+
+def touched(repo: Path, base: str, head: str, runner: Runner) -> set[str]:
+    """The files that the commits base..head changed."""
+    res = runner.run(["git", "--git-dir", str(repo), "diff", "--name-only", base, head],
+                     always=True)
+    return set(res.output.split()) if res.ok else set()
 
 
 def patch_commits(repo: Path, base: str, head: str, names: list[str],
@@ -113,17 +123,26 @@ def _locations(src: Source, frames: list[Frame], runner: Runner) -> dict[str, li
         objects = debuginfo.objects_for(src.builddir, {_key(f) for f in frames},
                                         src.cross_compile, runner)
         by_object: dict[str, list[str]] = {}
+        rank: dict[str, int] = {}
         for f in frames:  # every offset: two frames may be in one function
             if _key(f) in objects:
-                by_object.setdefault(objects[_key(f)], []).append(_norm(f))
+                obj = objects[_key(f)]
+                by_object.setdefault(obj, []).append(_norm(f))
+                # First the objects the series changed, then reliable frames', then guesses'.
+                r = 0 if str(Path(obj).with_suffix(".c")) in src.touched else 2 if f.guess else 1
+                rank[obj] = min(rank.get(obj, r), r)
         out: dict[str, list[dict]] = {}
         scratch = cache.subdir("tmp") / f"debuginfo-{os.getpid()}"
         scratch.mkdir(exist_ok=True)
+        start = time.monotonic()
         try:
-            for i, (obj, symbols) in enumerate(sorted(by_object.items())):
+            for i, obj in enumerate(sorted(by_object, key=lambda o: (rank[o], o))):
+                if rank[obj] == 2 and time.monotonic() - start > GUESS_BUDGET:
+                    break  # guessed frames (stale addresses among them) get a time budget
                 dbg = scratch / f"{i}-{Path(obj).name}"
                 if debuginfo.compile_with_debug(src.builddir, obj, dbg, runner):
-                    out.update(_faddr2line(src, script, dbg, sorted(set(symbols)), runner))
+                    out.update(_faddr2line(src, script, dbg, sorted(set(by_object[obj])),
+                                           runner))
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         return out

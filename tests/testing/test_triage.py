@@ -114,3 +114,4 @@ def test_a_failing_dmesg_clean_gets_records_and_a_message_that_leads_with_the_su
 def test_patch_names_need_one_commit_per_patch(tmp_path):
     repo, base, head = tree(tmp_path)
     assert triage.patch_commits(repo / ".git", base, head, ["only-one"], Runner()) == {}
+    assert triage.touched(repo / ".git", base, head, Runner()) == {"mm/userfaultfd.c"}
