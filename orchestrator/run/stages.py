@@ -14,9 +14,8 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Iterator
 
 from orchestrator import targets
 from orchestrator.base.errors import (
@@ -306,31 +305,42 @@ def triage(run: RunState, st: ArchState, s: testrun.Suite) -> None:
         src.touched = triagemod.touched(src.repo, run.base_commit, run.head_commit,
                                         run.runner)
     start = time.monotonic()
-    with _sources_at_head(run, decode=src.builddir is not None and src.vmlinux is None):
-        n = triagemod.triage_suite(s, src, run.runner)
+    n = _triage_at_head(run, s, src)
     if n:
         first = next(c for c in s.cases if c.reports)
         run.progress.line(f"[{st.arch.name}] {s.binary}: {first.message.split('; ')[0]} "
                           f"(triage {time.monotonic() - start:.1f}s)")
 
 
-@contextmanager
-def _sources_at_head(run: RunState, decode: bool) -> Iterator[None]:
+def _triage_at_head(run: RunState, s: testrun.Suite, src: triagemod.Source) -> int:
     """Objects are compiled again from orch's worktree (debuginfo.py): it must hold the
-    tested sources while they compile, so the tree lock is held (another run on the same
-    tree would check out its own commit), and when another run checked out something else
-    since the build, the tested commit is checked out again (any run resets the worktree
-    to its own commit first)."""
+    tested sources while they compile. Usually it does (nothing else ran on the tree since
+    this run's apply); when another run checked out something else, or does during the
+    compile, the triage is done (again) under the tree lock with the tested commit checked
+    out again (any run resets the worktree to its own commit first)."""
     wt, r = run.worktree, run.runner
-    if not decode or wt is None or run.tree is None:
-        yield
-        return
-    with treemod.tree_lock(run.tree):
+    kept = [(c, c.message) for c in s.cases]
+
+    def attempt() -> int:
+        for c, message in kept:
+            c.message, c.reports = message, []
+        return triagemod.triage_suite(s, src, r)
+
+    def at_head() -> bool:
         head = r.run(["git", "-C", str(wt), "rev-parse", "HEAD^{tree}"], always=True)
         clean = r.run(["git", "-C", str(wt), "diff", "--quiet", "HEAD"], always=True)
-        if head.output.strip() != run.source_tree or not clean.ok:
+        return head.output.strip() == run.source_tree and clean.ok
+
+    if wt is None or run.tree is None or src.vmlinux or not src.builddir:
+        return attempt()
+    if at_head():
+        n = attempt()
+        if at_head():
+            return n
+    with treemod.tree_lock(run.tree):
+        if not at_head():
             treemod.prepare_worktree(run.tree, run.head_commit, r)
-        yield
+        return attempt()
 
 
 STAGES: list[Stage] = [
