@@ -110,7 +110,7 @@ def ks_build(run: RunState, st: ArchState | None) -> None:
                           f"install ({a.name})")
         return
     tree, commit = _ks_tree(run)
-    with treemod.lock(tree):
+    with treemod.tree_lock(tree):
         wt = treemod.prepare_worktree(tree, commit, r)
         sid = kselftest_source_id(wt, a, r)
         for c in colls:

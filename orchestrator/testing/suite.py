@@ -258,5 +258,5 @@ def record_cases(cell: str, suite: Suite, file: str, logs: dict[str, str]) -> li
         out.append(TestCase(cell=cell, binary=suite.binary, name=t.name, status=t.status,
                             kind=t.kind, message=t.message, duration=duration,
                             duration_source=source, file=file, logs=dict(logs),
-                            output=cap("\n".join(t.diagnostics))))
+                            output=cap("\n".join(t.diagnostics)), reports=t.reports))
     return out
