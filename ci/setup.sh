@@ -22,7 +22,7 @@ PACKAGES=(
   ccache rsync python3-venv openssh-client
   qemu-system-x86 qemu-system-arm qemu-utils
   gcc-aarch64-linux-gnu libc6-dev-arm64-cross
-  busybox-static dropbear-bin gdb-multiarch
+  busybox-static dropbear-bin bash-static gdb-multiarch
   linux-source-6.1
 )
 export DEBIAN_FRONTEND=noninteractive

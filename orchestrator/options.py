@@ -77,8 +77,11 @@ class Options:
     profiles: list[str] = field(default_factory=list)
     output: Path | None = None
     junit: Path | None = None
-    selftests: Path = SELFTESTS
+    selftests: Path = SELFTESTS  # Path("none"): none of orch's own
     tests: list[str] | None = None
+    kselftest: list[str] = field(default_factory=list)  # --kselftest specs
+    kselftest_tree: str | None = None
+    kselftest_timeout: float | None = None
     jobs: int | None = None
     accel: str = "auto"  # auto | kvm | tcg
     boot_timeout: float = 180.0
@@ -93,6 +96,7 @@ class Options:
     retries: int = 0  # re-boot and re-test this many times when a test fails
     patches: list | None = None  # a series already loaded (orch bisect's prefixes)
     in_worktree: bool = False  # use orch's worktree as checked out (git bisect run)
+    committed: bool = False  # a checkout's committed state only (not its uncommitted edits)
     target: str | None = None  # qemu, or ssh://[user@]host[:port]
     # A target's own options (declared once, in its module's OPTIONS): dest -> value.
     target_options: dict[str, Any] = field(default_factory=dict)
@@ -124,6 +128,10 @@ def _fmt_series(v: str) -> str:
     return v if v == "none" else abs_path(v)
 
 
+def _fmt_selftests(v) -> str:
+    return "none" if str(v) == "none" else abs_path(v)
+
+
 def _fmt_fragment(v: str) -> str:
     # A bare name ("debug") means configs/NAME.config when no such file exists here.
     p = Path(v).expanduser()
@@ -145,6 +153,9 @@ OPTIONS: list[Opt] = [
         "name: linux-6.1 (default), linux-6.12", fmt=_fmt_tree, example="linux-6.12"),
     Opt(("--base",), "base", "commit to start from (default: the checkout's HEAD, or the "
         "imported tarball)", step=False, example="v6.1"),
+    Opt(("--committed",), "committed", "test only the checkout's committed state (default: "
+        "its uncommitted changes too, as a final change after the series)", kind="flag",
+        default=False, commands=(RUN, BOOT), example=True),
     Opt(("--series",), "series", "series dir (quilt `series` file or *.patch), an mbox, or "
         "'none' (default: patches/uffd-move on the embedded linux-6.1 tree, else none)",
         fmt=_fmt_series, step=False, example="none"),
@@ -155,7 +166,18 @@ OPTIONS: list[Opt] = [
     Opt(("--output", "-o"), "output", "output dir (default: orch-out/<time>)", type=Path,
         fmt=abs_path, step=False, reproduce=False, example=Path("/tmp/o")),
     Opt(("--selftests",), "selftests", "directory of *.c selftests (default: orch's "
-        "selftests/)", type=Path, default=SELFTESTS, fmt=abs_path, example=Path("/tmp/st")),
+        "selftests/), or 'none'", type=Path, default=SELFTESTS, fmt=_fmt_selftests,
+        example=Path("/tmp/st")),
+    Opt(("--kselftest",), "kselftest", "the kernel's own selftests: COLLECTION (as "
+        "run_kselftest.sh runs it), COLLECTION:PROG[,PROG], 'COLLECTION:PROG ARGS...', or "
+        "mm:@CATEGORY (run_vmtests.sh -t); repeatable", kind="append", default=[],
+        metavar="SPEC", example=["mm:uffd-unit-tests", "mm:@userfaultfd"]),
+    Opt(("--kselftest-tree",), "kselftest_tree", "the tree the kselftests come from "
+        "(default: the tree under test, with its series): an embedded name, a checkout or "
+        "a tarball", fmt=_fmt_tree, metavar="TREE", example="linux-6.12"),
+    Opt(("--kselftest-timeout",), "kselftest_timeout", "seconds per kselftest program, "
+        "instead of its collection's `settings` (run_kselftest.sh --override-timeout)",
+        type=test_seconds, example=600.0),
     Opt(("--jobs", "-j"), "jobs", "make -j (default: all CPUs)", type=positive_int,
         example=3),
     Opt(("--accel",), "accel", "auto: KVM when a probe shows it really boots a kernel, "

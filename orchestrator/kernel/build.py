@@ -30,6 +30,7 @@ REPRO_ENV = {
     "KBUILD_BUILD_TIMESTAMP": "Sat Jan  1 00:00:00 UTC 2000",
 }
 GDB_DIR = "gdb"  # in a store entry: vmlinux-gdb.py and scripts/gdb/linux/*.py
+SYMS = "vmlinux-syms"  # in a store entry: vmlinux without debug info (for gdb's symbols)
 # Bumped whenever what goes into the image changes for the same inputs (v2: the stamp).
 KEY_VERSION = "kernel-v2"
 
@@ -59,10 +60,11 @@ class Kernel:
         return self.store / "headers"
 
     @property
-    def vmlinux(self) -> Path:
-        """The ELF kernel with its symbol table (for gdb); kernels stored before orch kept
-        it have none unless their build dir still held it (`adopt`)."""
-        return self.store / "vmlinux"
+    def gdb_vmlinux(self) -> Path:
+        """What gdb loads: vmlinux with its DWARF when kept (`vmlinux`), else the one with
+        its symbol table only (`vmlinux-syms`; kernels stored before orch kept it have none
+        unless their build dir still held it: `adopt`)."""
+        return self.vmlinux or self.store / SYMS
 
     @property
     def gdb_scripts(self) -> Path | None:
@@ -90,6 +92,13 @@ class Kernel:
             info["headers_digest"] = d
             files.write_text(self.store / "kernel.json", json.dumps(info, indent=2))
         return d
+
+    @property
+    def vmlinux(self) -> Path | None:
+        """vmlinux with its DWARF, kept when the config has debug info: what crash triage
+        decodes frames to file:line with (and what gdb loads)."""
+        p = self.store / "vmlinux"
+        return p if p.is_file() else None
 
     def info(self) -> dict:
         try:
@@ -300,13 +309,13 @@ def built_here(k: Kernel, vmlinux: Path) -> bool:
 def adopt(k: Kernel, builddir: Path) -> None:
     """A stored kernel without its vmlinux (stored before orch kept it): take the build
     dir's when it is this kernel's (its banner says so), atomically; else leave it be."""
-    if k.vmlinux.exists() or not built_here(k, builddir / "vmlinux"):
+    if k.gdb_vmlinux.exists() or not built_here(k, builddir / "vmlinux"):
         return
     tmp = k.store / f".vmlinux.tmp-{os.getpid()}"
     gtmp = k.store / f".gdb.tmp-{os.getpid()}"
     try:
         shutil.copy2(builddir / "vmlinux", tmp)
-        os.replace(tmp, k.vmlinux)
+        os.replace(tmp, k.store / SYMS)
         if k.gdb_scripts is None:
             copy_gdb_scripts(builddir, gtmp)
             if gtmp.exists():
@@ -334,6 +343,20 @@ def estimate(arch: Arch, cold: bool) -> tuple[int | None, float | None]:
     return (best[1]["steps"] if cold else None), best[1].get("compile_seconds")
 
 
+def keep_vmlinux(builddir: Path, tmp: Path) -> None:
+    """With debug info in the config, the store keeps vmlinux (what crash triage decodes
+    frames with, and what gdb loads). A hard link when the build dir is on the same file
+    system: free, and safe, since the linker replaces vmlinux (a new inode) rather than
+    writing into it; compressing it would add seconds to every edit-build loop."""
+    config = (builddir / ".config").read_text()
+    if "\nCONFIG_DEBUG_INFO=y" not in config or not (builddir / "vmlinux").is_file():
+        return
+    try:
+        os.link(builddir / "vmlinux", tmp / "vmlinux")
+    except OSError:
+        shutil.copy2(builddir / "vmlinux", tmp / "vmlinux")
+
+
 def store(arch: Arch, key: str, builddir: Path, tmp: Path, start: float,
           steps: int | None = None, cold: bool = True) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
@@ -343,9 +366,13 @@ def store(arch: Arch, key: str, builddir: Path, tmp: Path, start: float,
     shutil.copy2(builddir / ".config", tmp / "config")
     if (builddir / "System.map").exists():
         shutil.copy2(builddir / "System.map", tmp / "System.map")
+    keep_vmlinux(builddir, tmp)
     shutil.copytree(builddir / "orch-headers", tmp / "headers")
-    if (builddir / "vmlinux").exists():
-        shutil.copy2(builddir / "vmlinux", tmp / "vmlinux")
+    if not (tmp / "vmlinux").exists() and (builddir / "vmlinux").is_file():
+        try:  # a hard link, as keep_vmlinux: the linker writes a new inode
+            os.link(builddir / "vmlinux", tmp / SYMS)
+        except OSError:
+            shutil.copy2(builddir / "vmlinux", tmp / SYMS)
     copy_gdb_scripts(builddir, tmp / GDB_DIR)
     release = (builddir / "include/config/kernel.release")
     (tmp / "kernel.json").write_text(json.dumps({

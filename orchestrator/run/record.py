@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from orchestrator import __version__
 from orchestrator.base.files import write_json
 from orchestrator.base.paths import SELFTESTS
+from orchestrator.kernel import dirty as dirtymod
 from orchestrator.kernel import series as seriesmod
 from orchestrator.kernel import tree as treemod
 from orchestrator.kernel.tree import EMBEDDED
@@ -81,6 +82,8 @@ def metadata(run: RunState) -> dict:
                 "base_commit": run.base_commit,
                 "head_commit": run.head_commit,
                 "source_tree_object": run.source_tree,
+                "dirty": {"files": run.dirty.files, "sha256": run.dirty.sha256,
+                          "diff": "dirty.diff"} if run.dirty else None,
                 "worktree": str(run.worktree) if run.worktree else None,
             },
             "series": {
@@ -91,9 +94,18 @@ def metadata(run: RunState) -> dict:
             "selftests": {
                 "dir": str(run.opts.selftests),
                 "files": {p.name: cache.file_digest(p)
-                          for p in sorted(run.opts.selftests.glob("*.[ch]"))},
+                          for p in sorted(run.opts.selftests.glob("*.[ch]"))}
+                if str(run.opts.selftests) != "none" else {},
                 "only": run.opts.tests,
             },
+            "kselftest": {
+                "requests": [str(q) for q in run.kselftests],
+                "tree": run.opts.kselftest_tree,
+                "timeout_override": run.opts.kselftest_timeout,
+                # Per arch: the tree and commit built, the cache key, the uAPI headers
+                # used, what could not be built and why.
+                "builds": {n: st.kselftest for n, st in run.states.items() if st.kselftest},
+            } if run.opts.kselftest else None,
             "kernel_cmdline_extra": run.opts.append,
         },
         "host": {
@@ -119,8 +131,12 @@ def cell(run: RunState, st: ArchState) -> results.Cell:
         tree=tree_name(tree_spec, str(run.tree.origin) if run.tree else None),
         base_commit=run.base_commit,
         base_ref=run.opts.base or "",
-        series=series_name(run.opts.series, len(run.patches)),
-        series_hash=results.patchset_hash([p["sha256"] for p in fp]),
+        series=series_name(run.opts.series, len(run.patches)) +
+        (f"+{dirtymod.NAME}" if run.dirty else ""),
+        # The uncommitted change counts as one more patch of the set.
+        series_hash=results.patchset_hash([p["sha256"] for p in fp] +
+                                          ([run.dirty.sha256] if run.dirty else [])),
+        dirty_hash=run.dirty.sha256 if run.dirty else "",
         profile=profile_name(run.opts.profiles, run.opts.configs),
         fragments=[str(c) for c in run.opts.configs],
         debug="debug" in run.opts.profiles,
@@ -162,6 +178,8 @@ def record(run: RunState) -> results.Record:
 def source_file(run: RunState, s: testrun.Suite) -> str:
     if s.binary.startswith("orch-"):
         return ""
+    if s.binary in run.test_files or s.binary.startswith("kselftest."):
+        return run.test_files.get(s.binary, "")
     if run.opts.selftests == SELFTESTS:
         return f"selftests/{s.binary}.c"
     return str(run.opts.selftests / f"{s.binary}.c")

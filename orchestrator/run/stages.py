@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -27,16 +28,18 @@ from orchestrator.base.errors import (
 )
 from orchestrator.kernel import arch as archmod
 from orchestrator.kernel import build, kconfig
+from orchestrator.kernel import dirty as dirtymod
 from orchestrator.kernel import series as seriesmod
 from orchestrator.kernel import tree as treemod
 from orchestrator.kernel.arch import Arch
+from orchestrator.run.sources import SOURCES
 from orchestrator.run.state import CHECK, MACHINE, TREE, ArchState, RunState, Stage
 from orchestrator.store import cache
 from orchestrator.targets import UpRequest, rootfs
 from orchestrator.targets import keys as keysmod
-from orchestrator.testing import compile as selftests
 from orchestrator.testing import faults
 from orchestrator.testing import suite as testrun
+from orchestrator.testing import triage as triagemod
 
 __all__ = ["CHECK", "MACHINE", "TREE", "STAGES", "RETRY_FROM", "Stage", "check"]
 
@@ -52,7 +55,8 @@ def check(run: RunState, st: ArchState | None) -> None:
         run.fragments[a.name] = kconfig.fragments_for(a, opts.configs, opts.profiles)
         for f in run.fragments[a.name]:
             kconfig.parse_fragment(f)
-    selftests.sources(opts.selftests, opts.tests)
+    for src in SOURCES:
+        src.check(run)
     for a in opts.arches:
         if opts.smp > a.max_cpus:
             raise UsageError(f"--smp {opts.smp}: QEMU's {a.machine} machine ({a.name}) "
@@ -118,10 +122,33 @@ def apply(run: RunState, st: ArchState | None) -> None:
     run.worktree = treemod.prepare_worktree(run.tree, run.base_commit, r)
     seriesmod.apply(run.patches, run.worktree, r, run.log(None, "apply.log"),
                     progress=run.progress.status)
+    apply_dirty(run)
     if not opts.dry_run:
         run.head_commit, run.source_tree = treemod.tree_id(run.worktree, r)
     run.progress.line(f"source: {run.tree.spec} @ {run.base_commit[:12]} + "
                       f"{len(run.patches)} patch(es) -> {run.worktree}")
+
+
+def apply_dirty(run: RunState) -> None:
+    """The checkout's uncommitted changes, as a final commit after the series (dirty.py),
+    unless --committed; one line says so either way."""
+    opts = run.opts
+    if opts.committed or opts.dry_run or run.tree is None or run.tree.kind != "git":
+        return
+    d = dirtymod.state(run.tree, run.runner)
+    if d is None:
+        return
+    if d.head != run.base_commit:
+        run.progress.line(f"orch: {d.checkout} has uncommitted changes ({d.describe()}): "
+                          f"not tested, --base {opts.base} is not its HEAD")
+        return
+    dirtymod.apply(d, run.worktree, run.out / "dirty.diff", run.runner,
+                   run.log(None, "apply.log"))
+    run.dirty = d
+    run.apply_stage["dirty"] = {"files": d.files, "sha256": d.sha256, "diff": "dirty.diff"}
+    run.progress.line(f"orch: testing the uncommitted changes in {d.checkout} "
+                      f"({d.describe()}) as a final change after the series "
+                      f"(+{dirtymod.NAME}, saved in dirty.diff; --committed tests HEAD only)")
 
 
 def _builddir(run: RunState, st: ArchState) -> Path:
@@ -166,20 +193,13 @@ def build_kernel(run: RunState, st: ArchState | None) -> None:
 
 # --- machine (no tree needed: the kernel and its headers are in the store) -----------------
 
-def build_selftests(run: RunState, st: ArchState | None) -> None:
-    assert st is not None and st.kernel is not None
-    st.tests = selftests.build(st.arch, run.opts.selftests, st.kernel.headers,
-                               "" if run.runner.dry_run else st.kernel.headers_digest(),
-                               run.runner, run.log(st.arch.name, "selftests.log"),
-                               run.opts.tests, progress=run.progress.status)
-
-
 def build_rootfs(run: RunState, st: ArchState | None) -> None:
     assert st is not None
     r = run.runner
     keys = keysmod.ensure(r)
     st.initrd = rootfs.build_initramfs(st.arch, keys, st.tests, r,
-                                       progress=run.progress.line) \
+                                       progress=run.progress.line, payload=st.payload,
+                                       guest_files=st.files) \
         if not r.dry_run else Path("initramfs.cpio")
 
 
@@ -187,7 +207,7 @@ def up_request(run: RunState, st: ArchState) -> UpRequest:
     return UpRequest(st.arch, st.kernel, st.initrd, st.tests,
                      run.log(st.arch.name, "console.log"), run.runner,
                      progress=run.progress.line, status=run.progress.status,
-                     notice=run.progress.error)
+                     payload=dict(st.payload), notice=run.progress.error)
 
 
 def boot(run: RunState, st: ArchState | None) -> None:
@@ -224,36 +244,42 @@ def run_tests(run: RunState, st: ArchState) -> int:
     code = EXIT_PASS
     lost = False  # the machine or the connection went away: infrastructure
     gone: faults.Lost | None = None  # why the remaining binaries do not run
-    history = f"tests-{a.name}-" + cache.digest(*(t.name for t in st.tests))[:12]
-    steps = run.progress.meter(f"tests {a.name}", len(st.tests),
+    history = f"tests-{a.name}-" + cache.digest(*(t.binary for t in st.programs))[:12]
+    steps = run.progress.meter(f"tests {a.name}", len(st.programs),
                                cache.recall(history).get("seconds"))
-    for i, t in enumerate(st.tests):
-        if gone:
-            s = testrun.Suite(a.name, t.name)
+    for i, t in enumerate(st.programs):
+        if gone or t.skip:
+            s = testrun.Suite(a.name, t.binary)
             s.cases.append(testrun.ktap.TestResult(
-                t.name, "error" if gone.infrastructure else "skip",
+                t.program, "skip", message=t.skip, kind="exit_code") if not gone else
+                testrun.ktap.TestResult(
+                t.binary, "error" if gone.infrastructure else "skip",
                 message=f"not run: {gone.message}",
                 kind=gone.kind if gone.infrastructure else "crash"))
             run.suites.append(s)
             continue
-        steps.update(t.name, done=i)
+        steps.update(t.binary, done=i)
         mark = m.guest.mark() if m.guest else 0
-        s = testrun.run_binary(m.session, a.name, t.name, run.opts.test_timeout,
-                               run.out / a.name / "tests", path=f"{m.tests_dir}/{t.name}")
+        where = m.tests_dir if t.payload == "selftests" else m.dirs[t.payload]
+        s = testrun.run_binary(m.session, a.name, t.binary, t.timeout,
+                               run.out / a.name / "tests", path=f"{where}/{t.path}",
+                               cwd=f"{where}/{t.cwd}" if t.cwd else "/tmp", args=t.args,
+                               program=t.program)
         ssh_err = next((x for x in s.cases if x.name == "ssh" and x.status == "error"), None)
         if ssh_err:
             # A machine with a console (QEMU) tells a crash from a kill; one without
             # (a board over SSH) cannot: infrastructure.
-            gone = faults.diagnose(m.guest, t.name, since=mark,
+            gone = faults.diagnose(m.guest, t.binary, since=mark,
                                    detail=ssh_err.message.split(": ", 1)[-1])
             faults.reclassify(s, gone)
             if gone.infrastructure:
                 lost = True
                 st.error = InfraError(gone.message, stage="test")
             run.progress.error(f"orch: [{a.name}] test: {gone.message}")
+        triage(run, st, s)
         run.suites.append(s)
         c = s.counts()
-        run.progress.line(f"[{a.name}] {t.name}: {c['pass']} passed, {c['fail']} failed, "
+        run.progress.line(f"[{a.name}] {t.binary}: {c['pass']} passed, {c['fail']} failed, "
                           f"{c['skip']} skipped, {c['error']} errors ({s.duration:.1f}s)")
         run.write_reports()
     if not gone:
@@ -272,6 +298,62 @@ def run_tests(run: RunState, st: ArchState) -> int:
     return code
 
 
+def triage(run: RunState, st: ArchState, s: testrun.Suite) -> None:
+    """Kernel reports that failed a testcase: records with file:line and the patch."""
+    if not any(c.status == "fail" and c.kind in ("dmesg_clean", "crash") for c in s.cases):
+        return
+    names = [p.name.removesuffix(".patch") for p in run.patches] + \
+        ([dirtymod.NAME] if run.dirty else [])
+    src = triagemod.Source(run.tree.repo if run.tree else None, run.head_commit,
+                           vmlinux=st.kernel.vmlinux if st.kernel else None,
+                           builddir=_builddir(run, st) if run.worktree else None,
+                           cross_compile=st.arch.cross_compile())
+    if src.repo and run.base_commit:
+        src.patches = triagemod.patch_commits(src.repo, run.base_commit, run.head_commit,
+                                              names, run.runner)
+        src.touched = triagemod.touched(src.repo, run.base_commit, run.head_commit,
+                                        run.runner)
+    start = time.monotonic()
+    n = _triage_at_head(run, s, src)
+    if n:
+        first = next(c for c in s.cases if c.reports)
+        run.progress.line(f"[{st.arch.name}] {s.binary}: {first.message.split('; ')[0]} "
+                          f"(triage {time.monotonic() - start:.1f}s)")
+
+
+def _triage_at_head(run: RunState, s: testrun.Suite, src: triagemod.Source) -> int:
+    """Objects are compiled again from orch's worktree (debuginfo.py): it must hold the
+    tested sources while they compile. Usually it does (nothing else ran on the tree since
+    this run's apply); when another run checked out something else, or does during the
+    compile, the triage is done (again) under the tree lock with the tested commit checked
+    out again (any run resets the worktree to its own commit first)."""
+    wt, r = run.worktree, run.runner
+    kept = [(c, c.message) for c in s.cases]
+
+    def attempt() -> int:
+        for c, message in kept:
+            c.message, c.reports = message, []
+        return triagemod.triage_suite(s, src, r)
+
+    def at_head() -> bool:
+        head = r.run(["git", "-C", str(wt), "rev-parse", "HEAD^{tree}"], always=True)
+        clean = r.run(["git", "-C", str(wt), "diff", "--quiet", "HEAD"], always=True)
+        return head.output.strip() == run.source_tree and clean.ok
+
+    if wt is None or run.tree is None or src.vmlinux or not src.builddir:
+        return attempt()
+    if at_head():
+        n = attempt()
+        if at_head():
+            return n
+    with treemod.tree_lock(run.tree):
+        if not at_head():
+            treemod.prepare_worktree(run.tree, run.head_commit, r)
+        return attempt()
+
+
+TESTS = tuple(src.gives for src in SOURCES)  # what the wanted test sources give
+
 STAGES: list[Stage] = [
     Stage("check", check, gives="checked", phase=CHECK, per_arch=False),
     Stage("preflight", check_target, gives="target", phase=CHECK,
@@ -279,10 +361,11 @@ STAGES: list[Stage] = [
     Stage("apply", apply, gives="source", phase=TREE, per_arch=False),
     Stage("config", config, needs=("source",), gives="config", phase=TREE),
     Stage("build", build_kernel, needs=("config",), gives="kernel", phase=TREE),
-    Stage("selftests", build_selftests, needs=("kernel",), gives="tests"),
-    Stage("rootfs", build_rootfs, needs=("tests",), gives="initramfs",
+    *[Stage(src.stage, src.build, needs=src.needs, gives=src.gives, wanted=src.wanted)
+      for src in SOURCES],
+    Stage("rootfs", build_rootfs, needs=TESTS, gives="initramfs",
           wanted=lambda run: run.target.wants_initramfs),
-    Stage("boot", boot, needs=("target", "kernel", "tests", "initramfs"), gives="machine"),
+    Stage("boot", boot, needs=("target", "kernel", *TESTS, "initramfs"), gives="machine"),
     Stage("test", test, needs=("machine",), gives="results"),
 ]
 

@@ -19,7 +19,7 @@ from orchestrator.kernel.arch import Arch
 from orchestrator.targets import keys as keysmod
 from orchestrator.targets import qemu
 from orchestrator.targets.protocol import Machine, TargetBase, UpRequest, setting
-from orchestrator.targets.rootfs import TESTS_DIR
+from orchestrator.targets.rootfs import TESTS_DIR, payload_dir
 from orchestrator.targets.ssh import GuestSSH
 
 
@@ -93,9 +93,9 @@ class QemuTarget(TargetBase):
         """The gdb command line, shown even with --quiet: it is what --gdb asked for."""
         k = req.kernel
         assert k is not None
-        argv = qemu.gdb_argv(k.vmlinux, port, k.gdb_scripts)
+        argv = qemu.gdb_argv(k.gdb_vmlinux, port, k.gdb_scripts)
         req.notice(f"[{req.arch.name}] gdb: {shlex.join(argv)}")
-        if not k.vmlinux.exists():
+        if not k.gdb_vmlinux.exists():
             req.notice(f"[{req.arch.name}] gdb: no vmlinux stored for this kernel (stored "
                        f"before orch kept it, and its build dir has moved on): gdb attaches "
                        f"but has no symbols until it is built again")
@@ -144,7 +144,8 @@ class QemuTarget(TargetBase):
                                  f"{accel.upper()}: init {facts['boot_to_ready']}s, "
                                  f"SSH {facts['boot_to_ssh']}s")
                     try:
-                        yield Machine(ssh, TESTS_DIR, facts, guest=g)
+                        yield Machine(ssh, TESTS_DIR, facts, guest=g,
+                                      dirs={n: payload_dir(n) for n in req.payload})
                     finally:
                         ssh.close()
                     return

@@ -32,6 +32,9 @@ class UpRequest:
     tests: list[Path]  # the static selftest binaries on this host
     console: Path  # where a serial console goes, when the target has one
     runner: Runner
+    # Test directory trees (name -> host dir: a kselftest install), for the machine's
+    # `dirs`: in the initramfs (rootfs.payload_dir) or uploaded.
+    payload: dict[str, Path] = field(default_factory=dict)
     progress: Callable[[str], None] = print
     status: Callable[[str], None] = lambda msg: None
     notice: Callable[[str], None] = print  # shown even with --quiet (what was asked for)
@@ -42,12 +45,14 @@ class UpRequest:
 
 @dataclass
 class Machine:
-    """A target that is up: run commands on `session`; test binaries are in `tests_dir`."""
+    """A target that is up: run commands on `session`; test binaries are in `tests_dir`,
+    each test payload (UpRequest.payload) in `dirs[name]`."""
 
     session: Session
     tests_dir: str
     facts: dict[str, object] = field(default_factory=dict)
     guest: qemu.Guest | None = None  # its console tells a kernel crash from a lost machine
+    dirs: dict[str, str] = field(default_factory=dict)
 
 
 class Target(Protocol):

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 from orchestrator.base.runner import Runner
 from orchestrator.kernel import arch, build, kconfig
-from orchestrator.run import stages
+from orchestrator.run import sources, stages
 
 
 def _git(wt: Path, *args: str) -> str:
@@ -100,11 +100,12 @@ def _selftests(tmp_path: Path, k: build.Kernel) -> list[str]:
     (src / "hello.c").write_text("#include <linux/orch_test.h>\nint main(void) "
                                  "{ return ORCH_X - ORCH_X; }\n")
     r = Runner()
-    run = SimpleNamespace(runner=r, opts=SimpleNamespace(selftests=src, tests=None),
+    run = SimpleNamespace(runner=r, opts=SimpleNamespace(selftests=src, tests=None,
+                                                        test_timeout=60.0),
                           log=lambda a, name: tmp_path / name,
                           progress=SimpleNamespace(status=lambda m: None))
-    st = SimpleNamespace(arch=arch.X86_64, kernel=k, tests=[])
-    stages.build_selftests(run, st)
+    st = SimpleNamespace(arch=arch.X86_64, kernel=k, tests=[], programs=[])
+    sources.own_build(run, st)
     assert all(t.is_file() for t in st.tests)
     return [c for c in r.commands if "hello.c" in c]
 

@@ -34,11 +34,11 @@ def test_gdb_command_line():
 def test_the_announced_line_names_the_stored_vmlinux(isolated_cache):
     k = build.store_for(arch.ARM64, "k" * 20)
     k.store.mkdir(parents=True)
-    k.vmlinux.write_bytes(b"\x7fELF")
+    k.gdb_vmlinux.write_bytes(b"\x7fELF")
     said = []
     req = UpRequest(arch.ARM64, k, None, [], Path("/dev/null"), None, notice=said.append)
     base.make(options.make(gdb=True)).announce_gdb(req, 40001)
-    assert said[0] == (f"[arm64] gdb: gdb-multiarch {k.vmlinux} -ex "
+    assert said[0] == (f"[arm64] gdb: gdb-multiarch {k.gdb_vmlinux} -ex "
                        f"'target remote 127.0.0.1:40001'")
     assert "CONFIG_GDB_SCRIPTS=y" in said[1]  # no scripts stored: how to get them
 
@@ -86,7 +86,7 @@ def test_a_kernel_stored_before_vmlinux_was_kept_adopts_its_build_dirs(isolated_
     k = _stored(build.store_for(arch.X86_64, "a" * 20))
     bd = _builddir(tmp_path, k, scripts=True)
     build.adopt(k, bd)
-    assert k.vmlinux.read_bytes() == (bd / "vmlinux").read_bytes()
+    assert k.gdb_vmlinux.read_bytes() == (bd / "vmlinux").read_bytes()
     assert k.gdb_scripts == k.store / "gdb/vmlinux-gdb.py"
     linux = k.store / "gdb/scripts/gdb/linux"
     assert not (linux / "utils.py").is_symlink()  # real files: the worktree moves on
@@ -97,7 +97,7 @@ def test_another_kernels_vmlinux_is_not_adopted(isolated_cache, tmp_path):
     other = build.store_for(arch.X86_64, "b" * 20)
     k = _stored(build.store_for(arch.X86_64, "a" * 20))
     build.adopt(k, _builddir(tmp_path, other, scripts=False))
-    assert not k.vmlinux.exists() and k.gdb_scripts is None
+    assert not k.gdb_vmlinux.exists() and k.gdb_scripts is None
 
 
 def test_scripts_gdb_is_built_when_the_config_asks(tmp_path):
@@ -115,6 +115,6 @@ def test_a_new_kernel_is_stored_with_its_vmlinux_and_gdb_scripts(isolated_cache,
     (bd / ".config").write_text("CONFIG_GDB_SCRIPTS=y\n")
     (bd / "orch-headers/include").mkdir(parents=True)
     build.store(arch.ARM64, k.key, bd, k.store, 0.0, steps=12, cold=False)
-    assert k.vmlinux.read_bytes() == (bd / "vmlinux").read_bytes()
+    assert k.gdb_vmlinux.read_bytes() == (bd / "vmlinux").read_bytes()
     assert k.gdb_scripts is not None and not k.gdb_scripts.is_symlink()
     assert (k.info()["steps"], k.info()["cold"]) == (12, False)
