@@ -54,7 +54,7 @@ def test_gdb_attaches_and_reads_guest_memory(arch, tmp_path):
         argv = shlex.split(found[0].group(2))
         target = argv[-1]
         assert re.fullmatch(r"target remote 127\.0\.0\.1:\d+", target), argv
-        assert argv[1].endswith("/vmlinux"), argv
+        assert argv[1].endswith(("/vmlinux", "/vmlinux-syms")), argv
         res = subprocess.run([*argv[:-2], "-batch", "-nx", "-ex", target,
                               "-ex", "x/s *(char **)&saved_command_line",
                               "-ex", "x/s (char *)&linux_banner", "-ex", "detach"],
