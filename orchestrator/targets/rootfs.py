@@ -19,6 +19,7 @@ from orchestrator.base.errors import InfraError, MissingToolError
 from orchestrator.base.runner import Runner
 from orchestrator.kernel.arch import Arch, is_native
 from orchestrator.store import cache
+from orchestrator.targets import lavaguest
 from orchestrator.targets.keys import Keys
 
 PACKAGES = ["busybox-static", "dropbear-bin", "libc6", "libcrypt1", "libtomcrypt1",
@@ -48,8 +49,9 @@ case " $(cat /proc/cmdline) " in
   *) dropbear -r /etc/dropbear/dropbear_ed25519_host_key -s -p 22 ;;
 esac
 echo "@READY@ $(uname -r)"
+@LAVA@
 while :; do sleep 3600; done
-""".replace("@READY@", READY_MARKER)
+""".replace("@READY@", READY_MARKER).replace("@LAVA@", lavaguest.CONSOLE.strip())
 
 PASSWD = "root:x:0:0:root:/root:/bin/sh\n"
 GROUP = "root:x:0:\n"
@@ -191,7 +193,7 @@ def build_initramfs(arch: Arch, keys: Keys, tests: list[Path], runner: Runner,
         userland.update(closure(root, arch, prog))
     parts = [f"{g}={cache.file_digest(h)}" for g, h in sorted(userland.items())]
     parts += [f"test:{t.name}={cache.file_digest(t)}" for t in tests]
-    parts += [init, keys.client_pub, cache.file_digest(keys.host_dropbear)]
+    parts += [init, lavaguest.TEST_SCRIPT, keys.client_pub, cache.file_digest(keys.host_dropbear)]
     key = cache.digest("initramfs-v1", arch.name, *parts)[:20]
     out = cache.subdir("initramfs") / f"{arch.name}-{key}.cpio"
     cache.hold(out)
@@ -215,6 +217,9 @@ def build_initramfs(arch: Arch, keys: Keys, tests: list[Path], runner: Runner,
             os.chmod(stage / TESTS_DIR.lstrip("/") / t.name, 0o755)
         (stage / "init").write_text(init)
         os.chmod(stage / "init", 0o755)
+        script = stage / lavaguest.TEST_SCRIPT_PATH.lstrip("/")  # the LAVA job's test
+        script.write_text(lavaguest.TEST_SCRIPT)
+        os.chmod(script, 0o755)
         (stage / "etc/passwd").write_text(PASSWD)
         (stage / "etc/group").write_text(GROUP)
         (stage / "etc/shells").write_text("/bin/sh\n")
