@@ -35,7 +35,7 @@ from orchestrator.store import cache
 from orchestrator.targets import UpRequest, rootfs
 from orchestrator.targets import keys as keysmod
 from orchestrator.testing import compile as selftests
-from orchestrator.testing import faults
+from orchestrator.testing import faults, lavaresults
 from orchestrator.testing import suite as testrun
 
 __all__ = ["CHECK", "MACHINE", "TREE", "STAGES", "RETRY_FROM", "Stage", "check"]
@@ -67,13 +67,15 @@ def preflight(arches: list[Arch], target: targets.Target | None = None) -> None:
     """Missing host programs are found before a 3-minute build, not after it."""
     needed = [("git", "git"), ("make", "make"), ("flex", "flex"), ("bison", "bison"),
               ("bc", "bc"), ("cpio", "cpio"), ("readelf", "binutils")]
-    local = target is None or target.kind == "qemu"
+    local = target is None or target.wants_initramfs  # orch's initramfs is built here
+    qemu_here = target is None or getattr(target, "runs_qemu_here", target.kind == "qemu")
     if local:
         needed.append(("dropbearconvert", "dropbear-bin"))
     for a in arches:
         needed.append((a.cc(), a.cross_package if a.cross_compile() else "gcc"))
-        if local:
+        if qemu_here:
             needed.append((a.qemu, a.qemu_package))
+        if local:
             if archmod.is_native(a):
                 needed += [("busybox", "busybox-static"), ("dropbear", "dropbear-bin")]
             else:
@@ -209,14 +211,35 @@ def test(run: RunState, st: ArchState | None) -> None:
     if run.opts.dry_run:
         return
     assert st.machine is not None
-    st.test_code = run_tests(run, st)
+    if st.machine.report is not None:  # the target ran the tests itself (LAVA)
+        st.test_code = record_report(run, st)
+    else:
+        st.test_code = run_tests(run, st)
+
+
+def record_report(run: RunState, st: ArchState) -> int:
+    """The tests a target ran itself (a LAVA job), read into the run's suites."""
+    a = st.arch
+    assert st.machine is not None
+    suites, gone = lavaresults.suites(st.machine.report, a.name, [t.name for t in st.tests],
+                                      run.opts.test_timeout, run.out / a.name / "tests")
+    if gone:
+        run.progress.error(f"orch: [{a.name}] test: {gone.message}")
+        if gone.infrastructure:
+            st.error = InfraError(gone.message, stage="test")
+    for s in suites:
+        run.suites.append(s)
+        c = s.counts()
+        run.progress.line(f"[{a.name}] {s.binary}: {c['pass']} passed, {c['fail']} failed, "
+                          f"{c['skip']} skipped, {c['error']} errors ({s.duration:.1f}s)")
+    run.write_reports()
+    return verdict(run, st, lost=bool(gone and gone.infrastructure))
 
 
 def run_tests(run: RunState, st: ArchState) -> int:
     a = st.arch
     m = st.machine
     assert m is not None
-    code = EXIT_PASS
     lost = False  # the machine or the connection went away: infrastructure
     gone: faults.Lost | None = None  # why the remaining binaries do not run
     for t in st.tests:
@@ -248,6 +271,13 @@ def run_tests(run: RunState, st: ArchState) -> int:
         run.progress.line(f"[{a.name}] {t.name}: {c['pass']} passed, {c['fail']} failed, "
                           f"{c['skip']} skipped, {c['error']} errors ({s.duration:.1f}s)")
         run.write_reports()
+    return verdict(run, st, lost)
+
+
+def verdict(run: RunState, st: ArchState, lost: bool) -> int:
+    """The arch's test exit code from its suites (`lost`: infrastructure went away)."""
+    a = st.arch
+    code = EXIT_PASS
     counts = run.counts(a.name)
     if counts["error"]:
         code = EXIT_INFRA if lost else EXIT_TEST_FAILED

@@ -41,12 +41,16 @@ class UpRequest:
 
 @dataclass
 class Machine:
-    """A target that is up: run commands on `session`; test binaries are in `tests_dir`."""
+    """A target that is up: run commands on `session`; test binaries are in `tests_dir`.
 
-    session: Session
+    A target that runs the tests itself (LAVA) has no session: its `report` is what it
+    found (the test stage reads it into the same records)."""
+
+    session: Session | None
     tests_dir: str
     facts: dict[str, object] = field(default_factory=dict)
     guest: qemu.Guest | None = None  # its console tells a kernel crash from a lost machine
+    report: Any = None  # the finished run of a target that ran the tests itself
 
 
 class Target(Protocol):

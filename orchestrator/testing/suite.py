@@ -103,34 +103,7 @@ def run_binary(ssh: Session, arch: str, name: str, timeout: float, outdir: Path,
     suite.duration = time.monotonic() - start
     suite.output = res.stdout + (("\n--- stderr ---\n" + res.stderr) if res.stderr else "")
     suite.exit_code = res.exit_code
-    parsed = ktap.parse(res.stdout)
-    # Killed by the guest's timeout: exit 137, or -1 when the channel reports only a signal.
-    hung = res.timed_out or (res.exit_code in (124, 137, -1)
-                             and suite.duration >= timeout - 1)
-    is_ktap = parsed.version is not None or parsed.plan is not None or bool(parsed.results)
-    if is_ktap:
-        suite.cases = _ktap_cases(parsed, name, res.exit_code, hung, timeout)
-    else:
-        suite.cases = _text_cases(name, res, hung, timeout)
-    cut = _cut_short(name, res, hung, timeout)
-    failed = any(c.status == "fail" for c in suite.cases)
-    if cut:
-        suite.cases.append(cut)
-    elif is_ktap and parsed.plan is None and not suite.cases:
-        suite.cases.append(ktap.TestResult(name, "error",
-                                           message=f"no KTAP output (exit {res.exit_code})",
-                                           kind="no_ktap"))
-    elif is_ktap and res.exit_code not in (0, None) and not failed:
-        suite.cases.append(_exit_status(f"{name} exited with {res.exit_code} without "
-                                        f"reporting a failing test"))
-    elif not is_ktap and not suite.cases:
-        # kselftest's convention for a program that reports no tests: its exit code.
-        suite.cases.append(kselftest.exit_case(name, res.exit_code, _text(res)))
-    elif not is_ktap and not failed:
-        status, label = kselftest.verdict(res.exit_code)
-        if status in ("fail", "error"):
-            suite.cases.append(_exit_status(f"{name} ended with {label}, without reporting "
-                                            f"a failing test"))
+    suite.cases = classify(name, res, suite.duration, timeout)
     if not res.lost:
         suite.dmesg = kmsg_since(ssh, marker)
         problems = dmesg_problems(suite.dmesg)
@@ -145,6 +118,41 @@ def run_binary(ssh: Session, arch: str, name: str, timeout: float, outdir: Path,
     (outdir / f"{name}.ktap").write_text(suite.output)
     (outdir / f"{name}.dmesg").write_text(suite.dmesg)
     return suite
+
+
+def classify(name: str, res, duration: float, timeout: float) -> list[ktap.TestResult]:
+    """One binary's testcases from its run, before the dmesg check. `res`: its stdout,
+    stderr, exit_code, and whether it was cut short (timed_out: the host's timeout; lost:
+    the machine went away). Also what a LAVA job's console says of a binary
+    (testing/lavaresults.py), so both paths name and judge tests alike."""
+    parsed = ktap.parse(res.stdout)
+    # Killed by the guest's timeout: exit 137, or -1 when the channel reports only a signal.
+    hung = res.timed_out or (res.exit_code in (124, 137, -1) and duration >= timeout - 1)
+    is_ktap = parsed.version is not None or parsed.plan is not None or bool(parsed.results)
+    if is_ktap:
+        cases = _ktap_cases(parsed, name, res.exit_code, hung, timeout)
+    else:
+        cases = _text_cases(name, res, hung, timeout)
+    cut = _cut_short(name, res, hung, timeout)
+    failed = any(c.status == "fail" for c in cases)
+    if cut:
+        cases.append(cut)
+    elif is_ktap and parsed.plan is None and not cases:
+        cases.append(ktap.TestResult(name, "error",
+                                     message=f"no KTAP output (exit {res.exit_code})",
+                                     kind="no_ktap"))
+    elif is_ktap and res.exit_code not in (0, None) and not failed:
+        cases.append(_exit_status(f"{name} exited with {res.exit_code} without "
+                                  f"reporting a failing test"))
+    elif not is_ktap and not cases:
+        # kselftest's convention for a program that reports no tests: its exit code.
+        cases.append(kselftest.exit_case(name, res.exit_code, _text(res)))
+    elif not is_ktap and not failed:
+        status, label = kselftest.verdict(res.exit_code)
+        if status in ("fail", "error"):
+            cases.append(_exit_status(f"{name} ended with {label}, without reporting "
+                                      f"a failing test"))
+    return cases
 
 
 def _ktap_cases(parsed: ktap.Parsed, name: str, code: int | None, hung: bool,
