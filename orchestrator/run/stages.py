@@ -30,6 +30,7 @@ from orchestrator.kernel import build, kconfig
 from orchestrator.kernel import series as seriesmod
 from orchestrator.kernel import tree as treemod
 from orchestrator.kernel.arch import Arch
+from orchestrator.run import record as runrecord
 from orchestrator.run.state import CHECK, MACHINE, TREE, ArchState, RunState, Stage
 from orchestrator.store import cache
 from orchestrator.targets import UpRequest, rootfs
@@ -68,7 +69,7 @@ def preflight(arches: list[Arch], target: targets.Target | None = None) -> None:
     needed = [("git", "git"), ("make", "make"), ("flex", "flex"), ("bison", "bison"),
               ("bc", "bc"), ("cpio", "cpio"), ("readelf", "binutils")]
     local = target is None or target.wants_initramfs  # orch's initramfs is built here
-    qemu_here = target is None or getattr(target, "runs_qemu_here", target.kind == "qemu")
+    qemu_here = target is None or target.runs_qemu_here
     if local:
         needed.append(("dropbearconvert", "dropbear-bin"))
     for a in arches:
@@ -84,6 +85,8 @@ def preflight(arches: list[Arch], target: targets.Target | None = None) -> None:
     for tool, pkg in needed:
         if not shutil.which(tool, path=path):
             raise MissingToolError(f"{tool} not found (apt-get install {pkg})")
+    if target is not None:
+        target.check_host()
 
 
 
@@ -182,9 +185,16 @@ def build_rootfs(run: RunState, st: ArchState | None) -> None:
 
 
 def up_request(run: RunState, st: ArchState) -> UpRequest:
+    c = runrecord.cell(run, st)
+    labels = {k: str(getattr(c, k)) for k in CELL_LABELS if getattr(c, k)}
     return UpRequest(st.arch, st.kernel, st.initrd, st.tests,
                      run.log(st.arch.name, "console.log"), run.runner,
-                     progress=run.progress.line, status=run.progress.status)
+                     progress=run.progress.line, status=run.progress.status, labels=labels)
+
+
+# The cell's identity, handed to the target (a LAVA job's metadata: `orch lava collect`).
+CELL_LABELS = ("arch", "tree", "base_commit", "base_ref", "series", "series_hash", "profile",
+               "tree_spec", "head_commit", "kernel_key")
 
 
 def boot(run: RunState, st: ArchState | None) -> None:

@@ -12,8 +12,8 @@ tuxlava's `Device.select`:
 
 This module is the registry (`TARGETS`, `select`, `make`) and the package's front: the
 protocol and its records are in protocol.py, the targets in local.py (QEMU), remote.py
-(SSH) and lava.py (LAVA), the SSH target's deploy modes in deploy.py. Adding a target is one class with its
-`OPTIONS` and one entry in `TARGETS`.
+(SSH) and lava.py (LAVA), the SSH target's deploy modes in deploy.py. Adding a target is one
+class with its `OPTIONS` and one entry in `TARGETS`.
 """
 
 from __future__ import annotations

@@ -33,84 +33,13 @@ from orchestrator.base.errors import BootError, InfraError, MissingToolError, Us
 from orchestrator.base.opt import RUN, Opt
 from orchestrator.base.runner import Runner, kill_group
 from orchestrator.kernel.arch import Arch
-from orchestrator.targets import lavajob, qemu
+from orchestrator.targets import lavajob, lavaserver
 from orchestrator.targets.lavaguest import FRAME
+from orchestrator.targets.lavalog import LavaOutcome, read_log_line
 from orchestrator.targets.protocol import Machine, TargetBase, UpRequest, setting
-from orchestrator.targets.rootfs import READY_MARKER, TESTS_DIR
+from orchestrator.targets.rootfs import TESTS_DIR
 
 LAVA_SPEC = re.compile(r"^lava(?:\+(?P<url>.*))?$")
-JOB_SUITE_DEFINITION = "lava"  # LAVA's own results (deploy, boot, the job's verdict)
-
-
-@dataclass
-class LavaOutcome:
-    """A finished LAVA job, as LAVA reported it (plain data: testing/lavaresults.py reads
-    it into orch's records)."""
-
-    job_id: str
-    results: list[dict] = field(default_factory=list)  # the test cases (set, case, result)
-    console: list[str] = field(default_factory=list)  # the guest's serial console
-    verdict: dict = field(default_factory=dict)  # LAVA's `job` case: result, error_type...
-    where: str = ""  # the job's log (local) or its URL (server)
-
-    @property
-    def tests_began(self) -> bool:
-        return any(ln.startswith(f"{FRAME} begin ") for ln in self.console)
-
-    def crash(self) -> tuple[str, str] | None:
-        """The first oops/panic line on the console, with the lines after it."""
-        for i, ln in enumerate(self.console):
-            if qemu.PANIC_RE.search(ln):
-                return ln.strip(), "\n".join(self.console[i:i + 60])
-        return None
-
-    def why(self) -> str:
-        v = self.verdict
-        what = ": ".join(str(x) for x in (v.get("error_type"), v.get("error_msg")) if x)
-        return what or f"job {v.get('result', 'did not finish')}"
-
-    def release(self) -> str:
-        for ln in self.console:
-            if ln.startswith(READY_MARKER):
-                return ln.split()[-1]
-        return ""
-
-
-def read_log_line(line: str, out: LavaOutcome) -> dict | None:
-    """One line of a dispatcher's log (a YAML flow mapping: `{dt, lvl, msg}`; results carry
-    YAML tags such as `! "823"`, hence a YAML parser) into `out`; returns the entry."""
-    line = line.strip()
-    if line.startswith("- "):  # the server's job log is a YAML list of the same mappings
-        line = line[2:]
-    if not line.startswith("{"):
-        return None
-    try:
-        entry = yaml.safe_load(line)
-    except yaml.YAMLError:
-        return None
-    if not isinstance(entry, dict):
-        return None
-    msg = entry.get("msg")
-    if entry.get("lvl") == "target" and isinstance(msg, str):
-        out.console.append(msg)
-    elif entry.get("lvl") == "results" and isinstance(msg, dict):
-        if msg.get("definition") == JOB_SUITE_DEFINITION:
-            if msg.get("case") == "job":
-                out.verdict = {k: msg.get(k) for k in ("result", "error_type", "error_msg")
-                               if msg.get(k) is not None}
-                out.verdict.update({k: v for k, v in (msg.get("extra") or {}).items()
-                                    if k in ("error_type", "error_msg")})
-        else:
-            out.results.append(msg)
-    return entry
-
-
-def read_log(text: str, job_id: str = "", where: str = "") -> LavaOutcome:
-    """A whole dispatcher log (lava-run's stderr, or a server's job log)."""
-    out = LavaOutcome(job_id, where=where)
-    for line in text.splitlines():
-        read_log_line(line, out)
-    return out
 
 
 def _check_url(url: str, what: str) -> str:
@@ -125,6 +54,7 @@ class LavaTarget(TargetBase):
 
     server: str | None = None  # https://HOST; None: the local lava-run
     own: dict[str, Any] = field(default_factory=dict)
+    dispatch: bool = True  # False: write the jobs only (`orch lava job`)
     memory: str = setting("1G")
     smp: int = setting(2)
     append: str = setting("")
@@ -139,9 +69,11 @@ class LavaTarget(TargetBase):
         Opt(("--device-type",), "device_type", "--target lava: the LAVA device type the job "
             "asks for (default qemu; the local dispatcher knows qemu only)",
             commands=(RUN,), example="qemu-arm64"),
-        Opt(("--artifacts-url",), "artifacts_url", "--target lava+https://...: the http(s) "
-            "URL where the lab's workers fetch the kernel and initramfs (orch writes them "
-            "to OUTPUT/ARCH/lava/; publish that directory there)", commands=(RUN,),
+        Opt(("--artifacts-url",), "artifacts_url", "--target lava: the http(s) URL BASE "
+            "where the dispatcher fetches the kernel and initramfs, as BASE/ARCH/lava/FILE "
+            "(orch writes them to OUTPUT/ARCH/lava/: publish OUTPUT there); needed for a "
+            "server, whose workers cannot read this host's files (default for the local "
+            "dispatcher: file:// URLs of OUTPUT)", commands=(RUN,),
             example="https://files.example.org/orch"),
         Opt(("--lava-identity",), "lava_identity", "--target lava+https://...: the lavacli "
             "identity (~/.config/lavacli.yaml) holding the server's user and token "
@@ -166,15 +98,31 @@ class LavaTarget(TargetBase):
         if url is None:
             local_checks(own)
             return cls(None, own, **cls.common(values))
-        server = _check_url(url, "--target lava+")
-        from orchestrator.targets import lavaserver  # noqa: PLC0415 - the remote path only
-
-        lavaserver.check_options(server, own)
+        if not re.match(r"^https?://[^/\s]+", url):
+            raise UsageError(f"--target {spec}: expected lava+https://HOST (a LAVA server)")
+        server = url.rstrip("/")
+        if not own.get("artifacts_url"):
+            raise UsageError(f"--target {spec}: --artifacts-url BASE is needed (the lab's "
+                             f"workers fetch the kernel and initramfs from there)")
+        _check_url(own["artifacts_url"], "--artifacts-url")
         return cls(server, own, **cls.common(values))
 
     @property
-    def runs_qemu_here(self) -> bool:
-        return self.server is None
+    def runs_qemu_here(self) -> bool:  # type: ignore[override]
+        return self.server is None and self.dispatch
+
+    def check_host(self) -> None:
+        """The local dispatcher: lava-run installed, and root (it must run as root); a
+        server: a token (its answer is the boot stage's: infrastructure)."""
+        if not self.dispatch:
+            return
+        if self.server is not None:
+            lavaserver.credentials(self.server, self.lava_identity)
+            return
+        if not shutil.which("lava-run", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin"):
+            raise MissingToolError("lava-run not found (apt-get install lava-dispatcher)")
+        if os.geteuid() != 0:
+            raise UsageError("--target lava: lava-run must run as root")
 
     def cell(self) -> dict[str, str]:
         if self.server is None:
@@ -192,11 +140,14 @@ class LavaTarget(TargetBase):
     def spec(self, req: UpRequest, kernel_url: str, initrd_url: str) -> lavajob.JobSpec:
         """The job for this request (artifact URLs as the dispatcher will fetch them)."""
         return lavajob.JobSpec(req.arch, kernel_url, initrd_url, [t.name for t in req.tests],
-                               name=f"orch {req.arch.name}", memory=self.memory,
+                               name=" ".join(["orch", req.arch.name, *(
+                                   req.labels[k] for k in ("tree", "series", "profile")
+                                   if req.labels.get(k))]), memory=self.memory,
                                smp=self.smp, append=self.append,
                                test_timeout=self.test_timeout,
                                boot_timeout=self.boot_timeout,
-                               device_type=self.device_type, local=self.server is None)
+                               device_type=self.device_type, local=self.server is None,
+                               labels=dict(req.labels))
 
     def write_job(self, req: UpRequest, where: Path) -> tuple[lavajob.JobSpec, Path]:
         """The job definition and the artifacts it names, in `where` (`orch lava job`)."""
@@ -210,10 +161,10 @@ class LavaTarget(TargetBase):
                 os.link(src, dest)
             except OSError:
                 shutil.copy(src, dest)
-        if self.server is None:
-            base = where.resolve().as_uri()
+        if self.artifacts_url:
+            base = f"{self.artifacts_url.rstrip('/')}/{req.arch.name}/lava"
         else:
-            base = f"{self.artifacts_url}/{req.arch.name}/lava"
+            base = where.resolve().as_uri()
         spec = self.spec(req, f"{base}/{names['kernel']}", f"{base}/{names['initrd']}")
         job = where / "job.yaml"
         job.write_text(lavajob.job_yaml(spec))
@@ -236,8 +187,6 @@ class LavaTarget(TargetBase):
         if self.server is None:
             outcome = run_local(spec, job, where, req)
         else:
-            from orchestrator.targets import lavaserver  # noqa: PLC0415
-
             outcome = lavaserver.run(self, job, req)
         req.facts.update(lava_job=outcome.job_id, lava_seconds=round(time.monotonic() - start, 1),
                          lava_log=outcome.where, release=outcome.release())
@@ -256,14 +205,11 @@ def local_checks(own: Mapping[str, Any]) -> None:
         raise UsageError(f"--device-type {own.get('device_type')}: the local dispatcher "
                          f"(lava-run) has a device dictionary for "
                          f"{', '.join(lavajob.DEVICE_TYPES)} only")
-    for dest in ("artifacts_url", "lava_identity"):
-        if own.get(dest):
-            raise UsageError(f"--{dest.replace('_', '-')} is for a LAVA server "
-                             f"(--target lava+https://HOST), not the local dispatcher")
-    if not shutil.which("lava-run", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin"):
-        raise MissingToolError("lava-run not found (apt-get install lava-dispatcher)")
-    if os.geteuid() != 0:
-        raise UsageError("--target lava: lava-run must run as root")
+    if own.get("lava_identity"):
+        raise UsageError("--lava-identity is for a LAVA server (--target lava+https://HOST), "
+                         "not the local dispatcher")
+    if own.get("artifacts_url"):
+        _check_url(own["artifacts_url"], "--artifacts-url")
 
 
 _JOB_SEQ = iter(range(1, 1 << 30))

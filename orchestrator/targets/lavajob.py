@@ -48,6 +48,7 @@ class JobSpec:
     device_type: str = "qemu"
     local: bool = True  # lava-run on this host (a server refuses `no_network`)
     tags: list[str] = field(default_factory=list)
+    labels: dict[str, str] = field(default_factory=dict)  # the cell: the job's metadata
 
     def context(self) -> dict:
         """The job's `context`: the QEMU details the qemu device type reads."""
@@ -108,6 +109,8 @@ def job(spec: JobSpec) -> dict:
     }
     if spec.tags:
         definition["tags"] = list(spec.tags)
+    if spec.labels:
+        definition["metadata"] = {f"orch.{k}": str(v) for k, v in spec.labels.items()}
     return definition
 
 

@@ -35,6 +35,7 @@ class QemuTarget(TargetBase):
     kind = "qemu"
     wants_initramfs = True
     remote = False
+    runs_qemu_here = True
     SPEC = "qemu"
     SHORT = "qemu"
 

@@ -34,6 +34,9 @@ class UpRequest:
     runner: Runner
     progress: Callable[[str], None] = print
     status: Callable[[str], None] = lambda msg: None
+    # The run's cell, as labels (arch, tree, series...): a LAVA job carries them as its
+    # metadata, so its results read back into the same cell.
+    labels: dict[str, str] = field(default_factory=dict)
     # What the target finds out on the way (also when it fails: the deploy time, the
     # kernel that answered): the run records it either way.
     facts: dict[str, object] = field(default_factory=dict)
@@ -57,6 +60,9 @@ class Target(Protocol):
     kind: str
     wants_initramfs: bool
     remote: bool  # a machine orch does not start: checked before anything slow
+    runs_qemu_here: bool
+
+    def check_host(self) -> None: ...
 
     def check(self, arch: Arch, runner: Runner) -> None: ...
 
@@ -86,6 +92,10 @@ class TargetBase:
     SPEC: ClassVar[str]
     SHORT: ClassVar[str]
     OPTIONS: ClassVar[tuple[Opt, ...]] = ()
+    runs_qemu_here: ClassVar[bool] = False  # QEMU on this host: its binary is needed
+
+    def check_host(self) -> None:
+        """Refuse (exit 2) what this host lacks for the target, before anything slow."""
 
     @classmethod
     def matches(cls, spec: str | None) -> bool:
