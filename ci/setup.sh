@@ -24,6 +24,7 @@ PACKAGES=(
   gcc-aarch64-linux-gnu libc6-dev-arm64-cross
   busybox-static dropbear-bin
   linux-source-6.1
+  lava-dispatcher  # lava-run: `orch run --target lava` and its slow tests (~3 min cold)
 )
 export DEBIAN_FRONTEND=noninteractive
 # Upstream 6.12 (has UFFDIO_MOVE natively): the reference tree, from bookworm-backports.

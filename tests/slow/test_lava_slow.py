@@ -1,0 +1,93 @@
+"""`--target lava` through a real local LAVA dispatcher (Debian's lava-run, ci/setup.sh):
+the default cell on both arches gives the same testcases and verdicts as the QEMU run of
+the same kernels (the session's default run, tests/slow/conftest.py); a kernel crash in
+the middle of the tests is a failure with orch's crash record; an artifact the dispatcher
+cannot fetch is infrastructure (exit 3, 125 under --bisect-exit).
+
+The kernels are the default run's (store hits); the fault tests use private --selftests
+dirs of tiny binaries (tests/slow/test_faults_slow.py's), so each costs one short job.
+"""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.slow.test_faults_slow import selftests as fault_selftests
+from tests.support.orch import orch
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not shutil.which("lava-run"),
+                                 reason="lava-run not installed (ci/setup.sh installs "
+                                        "lava-dispatcher)")]
+
+X86 = ["--arch", "x86_64"]
+
+
+def cases(out: Path) -> dict[tuple[str, str, str], tuple[str, str]]:
+    """(arch, binary, testcase) -> (status, kind), from results.json."""
+    rec = json.loads((out / "results.json").read_text())
+    arch = {c["id"]: c["arch"] for c in rec["cells"]}
+    return {(arch[t["cell"]], t["binary"], t["name"]): (t["status"], t["kind"])
+            for t in rec["tests"]}
+
+
+@pytest.fixture(scope="module")
+def lava_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("lava")
+    r = orch("run", "--arch", "x86_64,arm64", "--target", "lava", "-o", str(out),
+             timeout=2400)
+    return out, r
+
+
+def test_default_cell_through_lava_matches_qemu_case_for_case(lava_run, default_qemu_run):
+    out, r = lava_run
+    assert r.returncode == 0, r.stderr[-4000:]
+    qout, qr = default_qemu_run
+    assert qr.returncode == 0, qr.stderr[-4000:]
+    got, want = cases(out), cases(qout)
+    assert got == want
+    assert len(got) > 150  # both arches, every binary's KTAP tests and orch's checks
+    rec = json.loads((out / "results.json").read_text())
+    assert {c["id"] for c in rec["cells"]} == {
+        "x86_64.linux-6.1.uffd-move.default.lava", "arm64.linux-6.1.uffd-move.default.lava"}
+    for arch in ("x86_64", "arm64"):
+        assert "orch-guest-ready" in (out / arch / "console.log").read_text()
+        job = (out / arch / "lava" / "job.yaml").read_text()
+        assert "orch.lava=1" in job and "file://" in job
+        assert (out / arch / "tests" / "uffd_move.ktap").read_text().startswith("KTAP")
+    assert (out / "junit.xml").is_file() and (out / "metadata.json").is_file()
+    assert "x86_64: " in r.stdout and "arm64: " in r.stdout
+
+
+def test_a_kernel_crash_mid_run_is_a_failure_with_a_crash_record(tmp_path):
+    st = fault_selftests(tmp_path, "crash")
+    (st / "before.c").write_text('#include <stdio.h>\nint main(void)\n{\n\tprintf("KTAP version '
+                                 '1\\n1..1\\nok 1 earlier\\n");\n\treturn 0;\n}\n')
+    out = tmp_path / "out"
+    r = orch("run", *X86, "--target", "lava", "--selftests", str(st), "-o", str(out),
+             "--bisect-exit", timeout=1800)
+    assert r.returncode == 1, r.stderr[-4000:]  # bad, not "cannot test"
+    line = [ln for ln in r.stderr.splitlines() if ln.startswith("orch: [x86_64] test: ")]
+    assert len(line) == 1 and "kernel crashed during crash: " in line[0], r.stderr[-3000:]
+    got = cases(out)
+    assert got[("x86_64", "before", "earlier")] == ("pass", "ktap")
+    assert got[("x86_64", "before", "dmesg_clean")] == ("pass", "dmesg_clean")
+    assert got[("x86_64", "crash", "before_the_fault")] == ("pass", "ktap")
+    assert got[("x86_64", "crash", "kernel_crash")] == ("fail", "crash")
+    rec = json.loads((out / "results.json").read_text())
+    crash = next(t for t in rec["tests"] if t["name"] == "kernel_crash")
+    assert "sysrq" in crash["output"] or "Kernel panic" in crash["output"]
+
+
+def test_an_artifact_that_cannot_be_fetched_is_infrastructure(tmp_path):
+    for flags, code in (([], 3), (["--bisect-exit"], 125)):
+        out = tmp_path / f"out{len(flags)}"
+        r = orch("run", *X86, "--target", "lava", "--artifacts-url", "http://127.0.0.1:9/none",
+                 "--test", "uffd_move_probe", "-o", str(out), *flags, timeout=1800)
+        assert r.returncode == code, r.stderr[-4000:]
+        line = [ln for ln in r.stderr.splitlines() if ln.startswith("orch: [x86_64] boot: ")]
+        assert len(line) == 1 and "failed before the tests" in line[0], r.stderr[-3000:]
+        got = cases(out)
+        assert got == {("x86_64", "orch-boot", "boot"): ("error", "stage")}
