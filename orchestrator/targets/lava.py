@@ -17,9 +17,11 @@ panicking, which is a boot failure as under QEMU.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 from contextlib import contextmanager
@@ -31,7 +33,7 @@ import yaml
 
 from orchestrator.base.errors import BootError, InfraError, MissingToolError, UsageError
 from orchestrator.base.opt import RUN, Opt
-from orchestrator.base.runner import Runner, kill_group
+from orchestrator.base.runner import Runner, stop_group
 from orchestrator.kernel.arch import Arch
 from orchestrator.targets import lavajob, lavaserver
 from orchestrator.targets.lavaguest import FRAME
@@ -213,6 +215,28 @@ def local_checks(own: Mapping[str, Any]) -> None:
 
 
 _JOB_SEQ = iter(range(1, 1 << 30))
+WORK_DIR = "/var/lib/lava/dispatcher/tmp"  # lava-run's per-job directory: WORK_DIR/ID
+
+
+def _term_with_parent() -> None:
+    """In lava-run: SIGTERM when orch dies, even by SIGKILL (lava-run then stops QEMU)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # PDEATHSIG
+    except OSError:
+        pass
+
+
+def _kill_leftovers(job_id: str) -> None:
+    """A QEMU of this job still up after lava-run (pexpect starts it in a session of its
+    own, out of lava-run's process group): SIGKILL it, found by the job's directory on
+    its command line."""
+    mark = f"{WORK_DIR}/{job_id}/".encode()
+    for d in Path("/proc").glob("[0-9]*"):
+        try:
+            if mark in (d / "cmdline").read_bytes():
+                os.kill(int(d.name), signal.SIGKILL)
+        except (OSError, ValueError):
+            pass
 
 
 def run_local(spec: lavajob.JobSpec, job: Path, where: Path, req: UpRequest) -> LavaOutcome:
@@ -234,7 +258,7 @@ def run_local(spec: lavajob.JobSpec, job: Path, where: Path, req: UpRequest) -> 
     with open(where / "lava-run.log", "w") as log, open(req.console, "w") as console:
         proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                 text=True, errors="replace", start_new_session=True,
-                                cwd=where)
+                                cwd=where, preexec_fn=_term_with_parent)
         try:
             assert proc.stderr is not None
             for line in proc.stderr:
@@ -250,8 +274,9 @@ def run_local(spec: lavajob.JobSpec, job: Path, where: Path, req: UpRequest) -> 
                     raise InfraError(f"lava-run did not finish in {limit}s", stage="boot")
             proc.wait()
         finally:
-            if proc.poll() is None:
-                kill_group(proc)
+            if proc.poll() is None:  # interrupted, or too long: lava-run cancels the job
+                stop_group(proc, grace=30)  # and stops its QEMU on SIGTERM
+            _kill_leftovers(job_id)
     if not out.verdict:
         raise InfraError(f"lava-run exited with status {proc.returncode} without a verdict "
                          f"(see {where / 'lava-run.log'})", stage="boot")

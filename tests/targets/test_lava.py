@@ -54,15 +54,8 @@ def test_device_dictionary_is_tuxlavas_qemu_device(name, qemu, cpu):
     assert "-smp 2" in params["extra"]
 
 
-LOG = """\
-{"dt": "2026-12-03T08:23:24.9", "lvl": "info", "msg": "start: 1 tmpfs-deploy"}
-{"dt": "2026-12-03T08:23:25.0", "lvl": "results", "msg": {"case": "file-download", "definition": "lava", "extra": {"size": ! "2393088"}, "result": "pass"}}
-{"dt": "2026-12-03T08:23:39.1", "lvl": "target", "msg": "orch-guest-ready 6.1.192+"}
-{"dt": "2026-12-03T08:23:39.2", "lvl": "target", "msg": "orch-lava: begin probe"}
-{"dt": "2026-12-03T08:23:39.3", "lvl": "results", "msg": {"case": "a", "definition": "0_orch", "result": "pass", "set": "probe", "starttc": ! "731"}}
-not a log line
-{"dt": "2026-12-03T08:24:47.8", "lvl": "results", "msg": {"case": "job", "definition": "lava", "result": "fail", "error_type": "Infrastructure", "error_msg": "Connection closed"}}
-"""
+# lava-run's stderr, as it writes it (a crash: LAVA's verdict is Infrastructure)
+LOG = (Path(__file__).parent / "data" / "lava-run.log").read_text()
 
 
 def test_the_log_is_read_with_a_yaml_parser():
