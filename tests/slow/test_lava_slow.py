@@ -8,8 +8,11 @@ The kernels are the default run's (store hits); the fault tests use private --se
 dirs of tiny binaries (tests/slow/test_faults_slow.py's), so each costs one short job.
 """
 
+import functools
+import http.server
 import json
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -81,10 +84,23 @@ def test_a_kernel_crash_mid_run_is_a_failure_with_a_crash_record(tmp_path):
     assert "sysrq" in crash["output"] or "Kernel panic" in crash["output"]
 
 
-def test_an_artifact_that_cannot_be_fetched_is_infrastructure(tmp_path):
+@pytest.fixture
+def empty_web_server(tmp_path):
+    """http://127.0.0.1:PORT/ serving an empty directory: every artifact is a 404. (A port
+    nobody listens on would do too, but LAVA retries a refused connection for 10 minutes.)"""
+    (tmp_path / "www").mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler,
+                                directory=str(tmp_path / "www"))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/orch"
+    server.shutdown()
+
+
+def test_an_artifact_that_cannot_be_fetched_is_infrastructure(tmp_path, empty_web_server):
     for flags, code in (([], 3), (["--bisect-exit"], 125)):
         out = tmp_path / f"out{len(flags)}"
-        r = orch("run", *X86, "--target", "lava", "--artifacts-url", "http://127.0.0.1:9/none",
+        r = orch("run", *X86, "--target", "lava", "--artifacts-url", empty_web_server,
                  "--test", "uffd_move_probe", "-o", str(out), *flags, timeout=1800)
         assert r.returncode == code, r.stderr[-4000:]
         line = [ln for ln in r.stderr.splitlines() if ln.startswith("orch: [x86_64] boot: ")]
