@@ -41,7 +41,7 @@ start() {
   installed postgresql || { apt-get update -q; apt-get install -y -q postgresql; }
   local ver
   ver=$(pg_lsclusters -h | awk 'NR==1 {print $1}')
-  pg_ctlcluster "$ver" main start 2>/dev/null || true
+  pg_ctlcluster "$ver" main start > /dev/null 2>&1 || true
   for _ in $(seq 60); do pg_isready -q && break; sleep 1; done
   # 2. The server and the dispatcher.
   if ! installed lava-server; then
@@ -54,7 +54,7 @@ start() {
     -g lavaserver --worker-class eventlet --workers 2 --log-file "$STATE/gunicorn.log"
   start_bg scheduler lava-server manage lava-scheduler --log-file "$STATE/scheduler.log"
   for _ in $(seq 120); do
-    curl -fsS -o /dev/null "$URL/api/v0.2/" && break
+    curl -fs -o /dev/null "$URL/api/v0.2/" && break
     sleep 1
   done
   curl -fsS -o /dev/null "$URL/api/v0.2/"
@@ -66,8 +66,9 @@ start() {
     $manage tokens add --user "$USER_NAME" > "$STATE/token"
   fi
   if [ ! -s "$STATE/worker-token" ]; then
-    $manage workers add "$WORKER" > "$STATE/worker-token" 2>/dev/null ||
-      $manage workers details "$WORKER" | awk '/token/ {print $NF}' > "$STATE/worker-token"
+    { $manage workers add "$WORKER" 2>/dev/null ||
+      $manage workers details "$WORKER"; } | awk 'tolower($0) ~ /token/ {print $NF}' \
+      > "$STATE/worker-token"
   fi
   $manage device-types add qemu > /dev/null 2>&1 || true
   # The stock qemu template ignores cpu and machine on x86_64 and always adds -net user:

@@ -12,6 +12,7 @@ import functools
 import http.server
 import json
 import shutil
+import subprocess
 import threading
 from pathlib import Path
 
@@ -26,6 +27,7 @@ pytestmark = [pytest.mark.slow,
                                         "lava-dispatcher)")]
 
 X86 = ["--arch", "x86_64"]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def cases(out: Path) -> dict[tuple[str, str, str], tuple[str, str]]:
@@ -86,8 +88,9 @@ def test_a_kernel_crash_mid_run_is_a_failure_with_a_crash_record(tmp_path):
 
 @pytest.fixture
 def empty_web_server(tmp_path):
-    """http://127.0.0.1:PORT/ serving an empty directory: every artifact is a 404. (A port
-    nobody listens on would do too, but LAVA retries a refused connection for 10 minutes.)"""
+    """http://127.0.0.1:PORT/orch serving tmp_path/www/orch (nothing, unless a test puts it
+    there): an artifact is a 404. (A port nobody listens on would do too, but LAVA retries a
+    refused connection for 10 minutes.)"""
     (tmp_path / "www").mkdir()
     handler = functools.partial(http.server.SimpleHTTPRequestHandler,
                                 directory=str(tmp_path / "www"))
@@ -107,3 +110,40 @@ def test_an_artifact_that_cannot_be_fetched_is_infrastructure(tmp_path, empty_we
         assert len(line) == 1 and "failed before the tests" in line[0], r.stderr[-3000:]
         got = cases(out)
         assert got == {("x86_64", "orch-boot", "boot"): ("error", "stage")}
+
+
+# --- a LAVA server (lava-server, PostgreSQL, the scheduler, lava-worker), by a script ------
+
+@pytest.fixture(scope="module")
+def lava_server():
+    """ci/lava-server.sh: the server with one QEMU worker on this machine; stopped after."""
+    script = ROOT / "ci" / "lava-server.sh"
+    r = subprocess.run([str(script), "start"], capture_output=True, text=True, timeout=1200)
+    assert r.returncode == 0, r.stderr[-3000:]
+    env = dict(kv.split("=", 1) for kv in r.stdout.split("\n")[-2].split())
+    yield env
+    subprocess.run([str(script), "stop"], capture_output=True, timeout=120)
+
+
+def test_a_lava_server_end_to_end(lava_server, default_qemu_run, tmp_path, empty_web_server):
+    """Submit through the REST API, wait, read back: the same cases as the QEMU run; then
+    `orch lava collect --server` of the same job; the token only in the environment."""
+    (tmp_path / "www" / "orch").symlink_to(tmp_path / "out", target_is_directory=True)
+    url, env = lava_server["LAVA_URL"], {"LAVA_TOKEN": lava_server["LAVA_TOKEN"],
+                                         "LAVA_USER": lava_server["LAVA_USER"]}
+    out = tmp_path / "out"
+    r = orch("run", *X86, "--target", f"lava+{url}", "--artifacts-url", empty_web_server,
+             "--test", "uffd_move_probe", "-o", str(out), env=env, timeout=1800)
+    assert r.returncode == 0, r.stderr[-4000:]
+    want = {k: v for k, v in cases(default_qemu_run[0]).items()
+            if k[0] == "x86_64" and k[1] == "uffd_move_probe"}
+    assert cases(out) == want and want
+    job = json.loads((out / "metadata.json").read_text())["arches"]["x86_64"]["target"]
+    assert job["host"] == "lava-127.0.0.1:8000" and job["lava_job"]
+    r = orch("lava", "collect", "--server", url, "--job", job["lava_job"], "-o",
+             str(tmp_path / "collected"), env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert cases(tmp_path / "collected") == want
+    r = orch("run", *X86, "--target", f"lava+{url}", "--artifacts-url", empty_web_server,
+             "-o", str(tmp_path / "no-token"), env={"LAVA_TOKEN": ""})
+    assert r.returncode == 2 and "no token: set LAVA_TOKEN" in r.stderr
