@@ -53,11 +53,12 @@ start() {
   start_bg gunicorn gunicorn3 lava_server.wsgi --bind "127.0.0.1:$PORT" -u lavaserver \
     -g lavaserver --worker-class eventlet --workers 2 --log-file "$STATE/gunicorn.log"
   start_bg scheduler lava-server manage lava-scheduler --log-file "$STATE/scheduler.log"
+  local up="import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=5)"
   for _ in $(seq 120); do
-    curl -fs -o /dev/null "$URL/api/v0.2/" && break
+    python3 -c "$up" "$URL/api/v0.2/" 2>/dev/null && break
     sleep 1
   done
-  curl -fsS -o /dev/null "$URL/api/v0.2/"
+  python3 -c "$up" "$URL/api/v0.2/"
   # Users, tokens, the worker, the device (each about a second).
   local manage="lava-server manage"
   $manage users list 2>/dev/null | grep -qw "$USER_NAME" ||
