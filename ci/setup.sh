@@ -26,7 +26,7 @@ PACKAGES=(
   ccache rsync python3-venv openssh-client
   qemu-system-x86 qemu-system-arm qemu-utils
   gcc-aarch64-linux-gnu libc6-dev-arm64-cross
-  busybox-static dropbear-bin
+  busybox-static dropbear-bin bash-static
   linux-source-6.1
   lava-dispatcher  # lava-run: `orch run --target lava` and its slow tests (~3 min cold)
 )

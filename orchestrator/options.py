@@ -77,8 +77,11 @@ class Options:
     profiles: list[str] = field(default_factory=list)
     output: Path | None = None
     junit: Path | None = None
-    selftests: Path = SELFTESTS
+    selftests: Path = SELFTESTS  # Path("none"): none of orch's own
     tests: list[str] | None = None
+    kselftest: list[str] = field(default_factory=list)  # --kselftest specs
+    kselftest_tree: str | None = None
+    kselftest_timeout: float | None = None
     jobs: int | None = None
     accel: str = "auto"  # auto | kvm | tcg
     boot_timeout: float = 180.0
@@ -124,6 +127,10 @@ def _fmt_series(v: str) -> str:
     return v if v == "none" else abs_path(v)
 
 
+def _fmt_selftests(v) -> str:
+    return "none" if str(v) == "none" else abs_path(v)
+
+
 def _fmt_fragment(v: str) -> str:
     # A bare name ("debug") means configs/NAME.config when no such file exists here.
     p = Path(v).expanduser()
@@ -155,7 +162,18 @@ OPTIONS: list[Opt] = [
     Opt(("--output", "-o"), "output", "output dir (default: orch-out/<time>)", type=Path,
         fmt=abs_path, step=False, reproduce=False, example=Path("/tmp/o")),
     Opt(("--selftests",), "selftests", "directory of *.c selftests (default: orch's "
-        "selftests/)", type=Path, default=SELFTESTS, fmt=abs_path, example=Path("/tmp/st")),
+        "selftests/), or 'none'", type=Path, default=SELFTESTS, fmt=_fmt_selftests,
+        example=Path("/tmp/st")),
+    Opt(("--kselftest",), "kselftest", "the kernel's own selftests: COLLECTION (as "
+        "run_kselftest.sh runs it), COLLECTION:PROG[,PROG], 'COLLECTION:PROG ARGS...', or "
+        "mm:@CATEGORY (run_vmtests.sh -t); repeatable", kind="append", default=[],
+        metavar="SPEC", example=["mm:uffd-unit-tests", "mm:@userfaultfd"]),
+    Opt(("--kselftest-tree",), "kselftest_tree", "the tree the kselftests come from "
+        "(default: the tree under test, with its series): an embedded name, a checkout or "
+        "a tarball", fmt=_fmt_tree, metavar="TREE", example="linux-6.12"),
+    Opt(("--kselftest-timeout",), "kselftest_timeout", "seconds per kselftest program, "
+        "instead of its collection's `settings` (run_kselftest.sh --override-timeout)",
+        type=test_seconds, example=600.0),
     Opt(("--jobs", "-j"), "jobs", "make -j (default: all CPUs)", type=positive_int,
         example=3),
     Opt(("--accel",), "accel", "auto: KVM when a probe shows it really boots a kernel, "

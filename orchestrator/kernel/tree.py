@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import tarfile
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -169,6 +170,22 @@ def resolve_base(tree: Tree, base: str | None, runner: Runner) -> str:
                 f"--tree {tree.spec} at {ref}: not a kernel tree ({marker} missing)"
             )
     return sha
+
+
+def lock(tree: Tree):
+    """The per-tree lock over orch's worktree and build dirs; `orch bisect` holds it for
+    its `git bisect run` children (ORCH_TREE_LOCK_HELD)."""
+    if os.environ.get("ORCH_TREE_LOCK_HELD") == tree.key:
+        return nullcontext()
+    return cache.locked(cache.subdir("locks") / f"work-{tree.key}.lock")
+
+
+def source_id(wt: Path, paths: list[str], runner: Runner) -> str:
+    """The content id of some paths of HEAD (git tree objects): what a build that reads
+    only them depends on (a kselftest build: tools/, the uAPI headers)."""
+    res = runner.run(["git", "-C", str(wt), "rev-parse", *[f"HEAD:{p}" for p in paths]],
+                     always=True)
+    return cache.digest(*res.output.split()) if res.ok else ""
 
 
 def worktree_path(tree: Tree) -> Path:

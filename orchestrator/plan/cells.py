@@ -20,6 +20,10 @@ class Cell:
     name: str
     entries: dict[str, Entry]
     tests: list[str] = field(default_factory=list)
+    # The kernel's own selftests (--kselftest specs) and the tree they come from (an
+    # embedded name or an absolute path; "" for the tree under test).
+    kselftest: list[str] = field(default_factory=list)
+    kselftest_tree: str = ""
 
     def __getattr__(self, key: str) -> Entry:
         entries = self.__dict__.get("entries", {})
@@ -34,15 +38,20 @@ class Cell:
         doc: dict = {"name": self.name}
         for a in AXES:
             doc.update(a.fields(self.entries[a.key]))
-        return {**doc, "tests": list(self.tests)}
+        doc["tests"] = list(self.tests)
+        if self.kselftest:
+            doc["kselftest"] = list(self.kselftest)
+            doc["kselftest_tree"] = self.kselftest_tree or None
+        return doc
 
 
-def make_cell(entries: dict[str, Entry], tests: list[str]) -> Cell:
+def make_cell(entries: dict[str, Entry], tests: list[str],
+              kselftest: tuple[list[str], str] = ([], "")) -> Cell:
     """A cell, named by its entries (`x86_64-6.1-uffd-move`), leaving out the implicit ones
     (no series, the default profile, QEMU)."""
     parts = [entries[a.key].name for a in AXES if a.in_name(entries[a.key])]
     return Cell(name="-".join(parts), entries={k: entries[k] for k in KEYS},
-                tests=list(tests))
+                tests=list(tests), kselftest=list(kselftest[0]), kselftest_tree=kselftest[1])
 
 
 @dataclass
@@ -75,5 +84,9 @@ class Plan:
         argv = [w for a in AXES for w in a.argv(cell.axis(a.key), self.root)]
         for t in cell.tests:
             argv += ["--test", t]
+        for k in cell.kselftest:
+            argv += ["--kselftest", k]
+        if cell.kselftest and cell.kselftest_tree:
+            argv += ["--kselftest-tree", cell.kselftest_tree]
         return argv
 

@@ -12,6 +12,8 @@ the key at fault (`p.yaml: trees[0].tree: linux-7.0: not an embedded tree ...`).
     profiles: [default]            # default, debug, or {name, debug: true, configs: [...]}
     targets: [qemu]                # qemu, ssh://[user@]host[:port], or {name, target}
     tests: [uffd_move, vma_merge]  # binaries every cell runs (default: all)
+    kselftest: [mm:uffd-unit-tests]  # the kernel's own selftests (orch run --kselftest)
+    kselftest_tree: linux-6.12     # where they come from (default: the tree under test)
     exclude:                       # a cell matching every key of an entry is dropped
       - {tree: "6.1", series: none}
       - {tree: "6.12", series: uffd-move}
@@ -34,14 +36,19 @@ from pathlib import Path
 
 import yaml
 
+from orchestrator.base.errors import UsageError
 from orchestrator.base.paths import PROJECT
-from orchestrator.plan.axes import AXES, BY_KEY, KEYS, NAME_RE, Where
+from orchestrator.kernel.tree import EMBEDDED
+from orchestrator.plan.axes import AXES, BY_KEY, KEYS, NAME_RE, Where, under
 from orchestrator.plan.cells import Cell, Entry, Plan, PlanError, make_cell
+from orchestrator.testing import kselftest
 
 PLANS = PROJECT / "configs" / "plans"
 PLURAL = {a.key: a.plural for a in AXES}
-TOP_KEYS = {"name", "root", "tests", "exclude", "include", "compare", *PLURAL.values()}
-INCLUDE_KEYS = (*KEYS, "tests")
+KS_KEYS = ("kselftest", "kselftest_tree")
+TOP_KEYS = {"name", "root", "tests", *KS_KEYS, "exclude", "include", "compare",
+            *PLURAL.values()}
+INCLUDE_KEYS = (*KEYS, "tests", *KS_KEYS)
 
 
 def resolve_path(spec: str) -> Path:
@@ -83,9 +90,10 @@ def parse(data, path: Path, *, cli_options: set[str] | None = None) -> Plan:
         at.fail("name", f"{name!r}: use letters, digits, '.', '_' and '-'")
     axes = {a.key: axis_entries(data, a.key, at) for a in AXES}
     tests = parse_tests(data.get("tests"), "tests", at)
-    cells = product_cells(data, axes, tests, at)
+    ks = parse_kselftest(data, "", at)
+    cells = product_cells(data, axes, tests, at, ks)
     includes = data.get("include") or []
-    cells += include_cells(includes, axes, tests, at)
+    cells += include_cells(includes, axes, tests, at, ks)
     check_unique(cells, "include" if includes else "exclude", at)
     plan = Plan(path=path, name=name, root=at.root, axes=axes, cells=cells)
     if data.get("compare") is not None:
@@ -142,6 +150,35 @@ def parse_tests(raw, where: str, at: Where) -> list[str]:
     return list(raw)
 
 
+def parse_kselftest(data: dict, where: str, at: Where,
+                    default: tuple[list[str], str] = ([], "")) -> tuple[list[str], str]:
+    """`kselftest:` (specs, as `--kselftest` takes them) and `kselftest_tree:` (an embedded
+    tree or a path under the root), each defaulting to `default`."""
+    specs, tree = default
+    pre = f"{where}." if where else ""
+    if "kselftest" in data:
+        raw = data["kselftest"]
+        raw = [raw] if isinstance(raw, str) else raw
+        if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
+            at.fail(f"{pre}kselftest", "must be a list like [mm:uffd-unit-tests]")
+        for x in raw:
+            try:
+                kselftest.parse_request(x)
+            except UsageError as exc:
+                at.fail(f"{pre}kselftest", str(exc).removeprefix("--kselftest "))
+        specs = list(raw)
+    if data.get("kselftest_tree") is not None:
+        spec = data["kselftest_tree"]
+        if not isinstance(spec, str) or (spec not in EMBEDDED and not (
+                at.root / Path(spec).expanduser()).exists()):
+            at.fail(f"{pre}kselftest_tree", f"{spec}: not an embedded tree "
+                    f"({', '.join(EMBEDDED)}) and no such path under {at.root}")
+        tree = spec if spec in EMBEDDED else under(at.root, spec)
+    if tree and not specs:
+        at.fail(f"{pre}kselftest_tree", "goes with kselftest: [COLLECTION[:PROGRAM]]")
+    return specs, tree
+
+
 def parse_match(m, where: str, at: Where, axes: dict[str, list[Entry]],
                 cells: list[Cell] | None = None) -> dict[str, str]:
     """An {axis: entry name} mapping (exclude:, compare:), each name known on its axis
@@ -164,7 +201,7 @@ def parse_match(m, where: str, at: Where, axes: dict[str, list[Entry]],
 
 
 def product_cells(data: dict, axes: dict[str, list[Entry]], tests: list[str],
-                  at: Where) -> list[Cell]:
+                  at: Where, ks: tuple[list[str], str] = ([], "")) -> list[Cell]:
     """The cross product of the axes, minus the cells that match an `exclude:` entry."""
     excludes = data.get("exclude") or []
     if not isinstance(excludes, list):
@@ -174,12 +211,12 @@ def product_cells(data: dict, axes: dict[str, list[Entry]], tests: list[str],
     for combo in product(*(axes[k] for k in KEYS)):
         entries = dict(zip(KEYS, combo, strict=True))
         if not any(all(entries[k].name == v for k, v in m.items()) for m in matches):
-            cells.append(make_cell(entries, tests))
+            cells.append(make_cell(entries, tests, ks))
     return cells
 
 
 def include_cells(includes, axes: dict[str, list[Entry]], tests: list[str],
-                  at: Where) -> list[Cell]:
+                  at: Where, ks: tuple[list[str], str] = ([], "")) -> list[Cell]:
     """The `include:` cells: per axis an entry's name, a new entry, or the axis's first."""
     if not isinstance(includes, list):
         at.fail("include", "must be a list of cells ({arch: ..., tree: ..., ...})")
@@ -200,7 +237,7 @@ def include_cells(includes, axes: dict[str, list[Entry]], tests: list[str],
             named = next((e for e in axes[a.key] if e.name == str(v)), None)
             entries[a.key] = named or a.entry(v, f"{where}.{a.key}", at)
         own = parse_tests(inc["tests"], f"{where}.tests", at) if "tests" in inc else tests
-        cells.append(make_cell(entries, own))
+        cells.append(make_cell(entries, own, parse_kselftest(inc, where, at, ks)))
     return cells
 
 

@@ -11,8 +11,10 @@ looser keys, and only where the key picks exactly one cell on each side:
 Cells still unpaired are listed; their testcases count as new (NEW side) or gone (BASE).
 
 Per (cell pair, binary, case) the class is: regression (pass -> fail/error), fix
-(fail/error -> pass), new, gone, skip-change (to or from skip), still-failing (fail <->
-error) or unchanged. Pure functions over two records, so they are unit-tested on records.
+(fail/error/skip -> pass: a test skipped for a missing feature that now passes is what a
+series adding the feature fixes), new, gone, skip-change (other changes to or from skip),
+still-failing (fail <-> error) or unchanged. Pure functions over two records, so they are
+unit-tested on records.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ def classify(base: str | None, new: str | None) -> str:
         return "gone"
     if base == new:
         return "unchanged"
+    if base == "skip" and new == "pass":
+        return "fix"  # it could not run (a feature missing: the series adds it), now passes
     if "skip" in (base, new):
         return "skip-change"
     if base == "pass":

@@ -38,6 +38,18 @@ def _seg(text: str) -> str:
     return _PATH_UNSAFE.sub("_", text).strip("_") or "x"
 
 
+def test_path(t) -> str:
+    """KCIDB's dotted test path: `orch.BINARY.TEST` for orch's own; the kernel's own keep
+    kselftest's names, `kselftest.mm.uffd-unit-tests.move.anon` (as KernelCI's
+    kselftest-mm runs are named); `orch.STAGE` for a failed stage."""
+    if t.kind == "stage":
+        return f"orch.{_seg(t.binary.removeprefix('orch-'))}"
+    if t.binary.startswith("kselftest."):
+        parts = [*t.binary.split("."), *t.name.split(".")]
+        return ".".join(_seg(p) for p in parts)
+    return f"orch.{_seg(t.binary)}.{_seg(t.name)}"
+
+
 def _id(*parts: str) -> str:
     return f"{ORIGIN}:" + ":".join(parts)
 
@@ -103,8 +115,7 @@ def document(rec: Record) -> dict:
         for t in rec.tests_of(cell.id):
             if t.kind == "stage" and t.binary.removeprefix("orch-") in BUILD_STAGES:
                 continue  # the build's (or checkout's) status says it
-            path = f"orch.{_seg(t.binary.removeprefix('orch-'))}" if t.kind == "stage" \
-                else f"orch.{_seg(t.binary)}.{_seg(t.name)}"
+            path = test_path(t)
             test = {"id": _id(cell.id, t.binary, t.name), "build_id": b["id"],
                     "origin": ORIGIN, "path": path, "status": test_status(t),
                     "environment": {"comment": f"{cell.target_kind} {cell.target}"

@@ -12,9 +12,6 @@ was not given is recorded as skipped. A failed test run is retried from a fresh 
 
 from __future__ import annotations
 
-import os
-from contextlib import nullcontext
-
 from orchestrator import targets
 from orchestrator.base.errors import (
     EXIT_INFRA,
@@ -32,16 +29,11 @@ from orchestrator.options import Options
 from orchestrator.run import record
 from orchestrator.run.stages import CHECK, MACHINE, RETRY_FROM, STAGES, TREE, Stage, check
 from orchestrator.run.state import ArchState, RunState, default_output
-from orchestrator.store import cache
 
 __all__ = ["Run", "ArchState", "RunState", "Options", "default_output", "tree_lock"]
 
 
-def tree_lock(tree: treemod.Tree):
-    """The per-tree lock; `orch bisect` holds it for its `git bisect run` children."""
-    if os.environ.get("ORCH_TREE_LOCK_HELD") == tree.key:
-        return nullcontext()
-    return cache.locked(cache.subdir("locks") / f"work-{tree.key}.lock")
+tree_lock = treemod.lock  # `orch bisect` holds it for its `git bisect run` children
 
 
 class Run:

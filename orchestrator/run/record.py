@@ -91,9 +91,18 @@ def metadata(run: RunState) -> dict:
             "selftests": {
                 "dir": str(run.opts.selftests),
                 "files": {p.name: cache.file_digest(p)
-                          for p in sorted(run.opts.selftests.glob("*.[ch]"))},
+                          for p in sorted(run.opts.selftests.glob("*.[ch]"))}
+                if str(run.opts.selftests) != "none" else {},
                 "only": run.opts.tests,
             },
+            "kselftest": {
+                "requests": [str(q) for q in run.kselftests],
+                "tree": run.opts.kselftest_tree,
+                "timeout_override": run.opts.kselftest_timeout,
+                # Per arch: the tree and commit built, the cache key, the uAPI headers
+                # used, what could not be built and why.
+                "builds": {n: st.kselftest for n, st in run.states.items() if st.kselftest},
+            } if run.opts.kselftest else None,
             "kernel_cmdline_extra": run.opts.append,
         },
         "host": {
@@ -162,6 +171,8 @@ def record(run: RunState) -> results.Record:
 def source_file(run: RunState, s: testrun.Suite) -> str:
     if s.binary.startswith("orch-"):
         return ""
+    if s.binary in run.test_files or s.binary.startswith("kselftest."):
+        return run.test_files.get(s.binary, "")
     if run.opts.selftests == SELFTESTS:
         return f"selftests/{s.binary}.c"
     return str(run.opts.selftests / f"{s.binary}.c")

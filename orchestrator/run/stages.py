@@ -31,11 +31,11 @@ from orchestrator.kernel import series as seriesmod
 from orchestrator.kernel import tree as treemod
 from orchestrator.kernel.arch import Arch
 from orchestrator.run import record as runrecord
+from orchestrator.run.sources import SOURCES
 from orchestrator.run.state import CHECK, MACHINE, TREE, ArchState, RunState, Stage
 from orchestrator.store import cache
 from orchestrator.targets import UpRequest, rootfs
 from orchestrator.targets import keys as keysmod
-from orchestrator.testing import compile as selftests
 from orchestrator.testing import faults, lavaresults
 from orchestrator.testing import suite as testrun
 
@@ -53,7 +53,11 @@ def check(run: RunState, st: ArchState | None) -> None:
         run.fragments[a.name] = kconfig.fragments_for(a, opts.configs, opts.profiles)
         for f in run.fragments[a.name]:
             kconfig.parse_fragment(f)
-    selftests.sources(opts.selftests, opts.tests)
+    for src in SOURCES:
+        src.check(run)
+    if opts.kselftest and not run.target.runs_kselftests:
+        raise UsageError(f"--kselftest: not under --target {run.target.kind} yet (its job "
+                         f"runs orch's own selftests only)")
     for a in opts.arches:
         if opts.smp > a.max_cpus:
             raise UsageError(f"--smp {opts.smp}: QEMU's {a.machine} machine ({a.name}) "
@@ -168,19 +172,13 @@ def build_kernel(run: RunState, st: ArchState | None) -> None:
 
 # --- machine (no tree needed: the kernel and its headers are in the store) -----------------
 
-def build_selftests(run: RunState, st: ArchState | None) -> None:
-    assert st is not None and st.kernel is not None
-    st.tests = selftests.build(st.arch, run.opts.selftests, st.kernel.headers, st.kernel.key,
-                               run.runner, run.log(st.arch.name, "selftests.log"),
-                               run.opts.tests, progress=run.progress.status)
-
-
 def build_rootfs(run: RunState, st: ArchState | None) -> None:
     assert st is not None
     r = run.runner
     keys = keysmod.ensure(r)
     st.initrd = rootfs.build_initramfs(st.arch, keys, st.tests, r,
-                                       progress=run.progress.line) \
+                                       progress=run.progress.line, payload=st.payload,
+                                       guest_files=st.files) \
         if not r.dry_run else Path("initramfs.cpio")
 
 
@@ -189,7 +187,8 @@ def up_request(run: RunState, st: ArchState) -> UpRequest:
     labels = {k: str(getattr(c, k)) for k in CELL_LABELS if getattr(c, k)}
     return UpRequest(st.arch, st.kernel, st.initrd, st.tests,
                      run.log(st.arch.name, "console.log"), run.runner,
-                     progress=run.progress.line, status=run.progress.status, labels=labels)
+                     progress=run.progress.line, status=run.progress.status,
+                     payload=dict(st.payload), labels=labels)
 
 
 # The cell's identity, handed to the target (a LAVA job's metadata: `orch lava collect`).
@@ -231,7 +230,8 @@ def record_report(run: RunState, st: ArchState) -> int:
     """The tests a target ran itself (a LAVA job), read into the run's suites."""
     a = st.arch
     assert st.machine is not None
-    suites, gone = lavaresults.suites(st.machine.report, a.name, [t.name for t in st.tests],
+    binaries = [t.binary for t in st.programs if t.payload == "selftests"]
+    suites, gone = lavaresults.suites(st.machine.report, a.name, binaries,
                                       run.opts.test_timeout, run.out / a.name / "tests")
     if gone:
         run.progress.error(f"orch: [{a.name}] test: {gone.message}")
@@ -252,24 +252,29 @@ def run_tests(run: RunState, st: ArchState) -> int:
     assert m is not None
     lost = False  # the machine or the connection went away: infrastructure
     gone: faults.Lost | None = None  # why the remaining binaries do not run
-    for t in st.tests:
-        if gone:
-            s = testrun.Suite(a.name, t.name)
+    for t in st.programs:
+        if gone or t.skip:
+            s = testrun.Suite(a.name, t.binary)
             s.cases.append(testrun.ktap.TestResult(
-                t.name, "error" if gone.infrastructure else "skip",
+                t.program, "skip", message=t.skip, kind="exit_code") if not gone else
+                testrun.ktap.TestResult(
+                t.binary, "error" if gone.infrastructure else "skip",
                 message=f"not run: {gone.message}",
                 kind=gone.kind if gone.infrastructure else "crash"))
             run.suites.append(s)
             continue
-        run.progress.status(f"[{a.name}] test {t.name}")
+        run.progress.status(f"[{a.name}] test {t.binary}")
         mark = m.guest.mark() if m.guest else 0
-        s = testrun.run_binary(m.session, a.name, t.name, run.opts.test_timeout,
-                               run.out / a.name / "tests", path=f"{m.tests_dir}/{t.name}")
+        where = m.tests_dir if t.payload == "selftests" else m.dirs[t.payload]
+        s = testrun.run_binary(m.session, a.name, t.binary, t.timeout,
+                               run.out / a.name / "tests", path=f"{where}/{t.path}",
+                               cwd=f"{where}/{t.cwd}" if t.cwd else "/tmp", args=t.args,
+                               program=t.program)
         ssh_err = next((x for x in s.cases if x.name == "ssh" and x.status == "error"), None)
         if ssh_err:
             # A machine with a console (QEMU) tells a crash from a kill; one without
             # (a board over SSH) cannot: infrastructure.
-            gone = faults.diagnose(m.guest, t.name, since=mark,
+            gone = faults.diagnose(m.guest, t.binary, since=mark,
                                    detail=ssh_err.message.split(": ", 1)[-1])
             faults.reclassify(s, gone)
             if gone.infrastructure:
@@ -278,7 +283,7 @@ def run_tests(run: RunState, st: ArchState) -> int:
             run.progress.error(f"orch: [{a.name}] test: {gone.message}")
         run.suites.append(s)
         c = s.counts()
-        run.progress.line(f"[{a.name}] {t.name}: {c['pass']} passed, {c['fail']} failed, "
+        run.progress.line(f"[{a.name}] {t.binary}: {c['pass']} passed, {c['fail']} failed, "
                           f"{c['skip']} skipped, {c['error']} errors ({s.duration:.1f}s)")
         run.write_reports()
     return verdict(run, st, lost)
@@ -302,6 +307,8 @@ def verdict(run: RunState, st: ArchState, lost: bool) -> int:
     return code
 
 
+TESTS = tuple(src.gives for src in SOURCES)  # what the wanted test sources give
+
 STAGES: list[Stage] = [
     Stage("check", check, gives="checked", phase=CHECK, per_arch=False),
     Stage("preflight", check_target, gives="target", phase=CHECK,
@@ -309,10 +316,11 @@ STAGES: list[Stage] = [
     Stage("apply", apply, gives="source", phase=TREE, per_arch=False),
     Stage("config", config, needs=("source",), gives="config", phase=TREE),
     Stage("build", build_kernel, needs=("config",), gives="kernel", phase=TREE),
-    Stage("selftests", build_selftests, needs=("kernel",), gives="tests"),
-    Stage("rootfs", build_rootfs, needs=("tests",), gives="initramfs",
+    *[Stage(src.stage, src.build, needs=src.needs, gives=src.gives, wanted=src.wanted)
+      for src in SOURCES],
+    Stage("rootfs", build_rootfs, needs=TESTS, gives="initramfs",
           wanted=lambda run: run.target.wants_initramfs),
-    Stage("boot", boot, needs=("target", "kernel", "tests", "initramfs"), gives="machine"),
+    Stage("boot", boot, needs=("target", "kernel", *TESTS, "initramfs"), gives="machine"),
     Stage("test", test, needs=("machine",), gives="results"),
 ]
 

@@ -25,6 +25,7 @@ from orchestrator.kernel import series as seriesmod
 from orchestrator.kernel import tree as treemod
 from orchestrator.kernel.arch import Arch
 from orchestrator.options import Options
+from orchestrator.testing import kselftest
 from orchestrator.testing import suite as testrun
 
 CHECK, TREE, MACHINE = "check", "tree", "machine"
@@ -49,7 +50,11 @@ class ArchState:
     config_text: str = ""
     kernel: build.Kernel | None = None
     compiled: bool | None = None
-    tests: list[Path] = field(default_factory=list)
+    tests: list[Path] = field(default_factory=list)  # orch's own, built for this kernel
+    programs: list[kselftest.Program] = field(default_factory=list)  # what the test stage runs
+    payload: dict[str, Path] = field(default_factory=dict)  # test dir trees (kselftest)
+    files: dict[str, Path] = field(default_factory=dict)  # guest path -> host file (bash)
+    kselftest: dict = field(default_factory=dict)  # the kselftest build, for metadata
     initrd: Path | None = None
     machine: targets.Machine | None = None
     exit: ExitStack | None = None  # closes the machine (QEMU dies, uploads removed)
@@ -106,6 +111,8 @@ class RunState:
     versions: dict[str, dict[str, str]] = field(
         default_factory=lambda: {"qemu": {}, "gcc": {}})
     fragments: dict[str, list[Path]] = field(default_factory=dict)
+    kselftests: list[kselftest.Request] = field(default_factory=list)  # --kselftest, parsed
+    test_files: dict[str, str] = field(default_factory=dict)  # suite -> its source file
     # Called whenever the state changed in a way a reader of the outputs should see.
     report: Callable[[], None] = lambda: None
 

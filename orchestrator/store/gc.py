@@ -26,7 +26,7 @@ from pathlib import Path
 from orchestrator.store import cache
 
 DAY = 86400.0
-STORES = ("kernels", "selftests", "initramfs")
+STORES = ("kernels", "selftests", "kselftests", "initramfs")
 
 
 def du(path: Path) -> int:

@@ -65,6 +65,7 @@ class LavaTarget(TargetBase):
     kind = "lava"
     wants_initramfs = True
     remote = False  # one job per arch, as many arches as asked
+    runs_kselftests = False  # the job runs orch's own selftests (lavaguest.TEST_SCRIPT)
     SPEC = "lava or lava+https://HOST"
     SHORT = "lava"
     OPTIONS = (

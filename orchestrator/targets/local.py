@@ -18,7 +18,7 @@ from orchestrator.kernel.arch import Arch
 from orchestrator.targets import keys as keysmod
 from orchestrator.targets import qemu
 from orchestrator.targets.protocol import Machine, TargetBase, UpRequest, setting
-from orchestrator.targets.rootfs import TESTS_DIR
+from orchestrator.targets.rootfs import TESTS_DIR, payload_dir
 from orchestrator.targets.ssh import GuestSSH
 
 
@@ -112,7 +112,8 @@ class QemuTarget(TargetBase):
                                  f"{accel.upper()}: init {facts['boot_to_ready']}s, "
                                  f"SSH {facts['boot_to_ssh']}s")
                     try:
-                        yield Machine(ssh, TESTS_DIR, facts, guest=g)
+                        yield Machine(ssh, TESTS_DIR, facts, guest=g,
+                                      dirs={n: payload_dir(n) for n in req.payload})
                     finally:
                         ssh.close()
                     return

@@ -32,6 +32,9 @@ class UpRequest:
     tests: list[Path]  # the static selftest binaries on this host
     console: Path  # where a serial console goes, when the target has one
     runner: Runner
+    # Test directory trees (name -> host dir: a kselftest install), for the machine's
+    # `dirs`: in the initramfs (rootfs.payload_dir) or uploaded.
+    payload: dict[str, Path] = field(default_factory=dict)
     progress: Callable[[str], None] = print
     status: Callable[[str], None] = lambda msg: None
     # The run's cell, as labels (arch, tree, series...): a LAVA job carries them as its
@@ -44,7 +47,8 @@ class UpRequest:
 
 @dataclass
 class Machine:
-    """A target that is up: run commands on `session`; test binaries are in `tests_dir`.
+    """A target that is up: run commands on `session`; test binaries are in `tests_dir`,
+    each test payload (UpRequest.payload) in `dirs[name]`.
 
     A target that runs the tests itself (LAVA) has no session: its `report` is what it
     found (the test stage reads it into the same records)."""
@@ -54,6 +58,7 @@ class Machine:
     facts: dict[str, object] = field(default_factory=dict)
     guest: qemu.Guest | None = None  # its console tells a kernel crash from a lost machine
     report: Any = None  # the finished run of a target that ran the tests itself
+    dirs: dict[str, str] = field(default_factory=dict)
 
 
 class Target(Protocol):
@@ -61,6 +66,7 @@ class Target(Protocol):
     wants_initramfs: bool
     remote: bool  # a machine orch does not start: checked before anything slow
     runs_qemu_here: bool
+    runs_kselftests: bool
 
     def check_host(self) -> None: ...
 
@@ -93,6 +99,7 @@ class TargetBase:
     SHORT: ClassVar[str]
     OPTIONS: ClassVar[tuple[Opt, ...]] = ()
     runs_qemu_here: ClassVar[bool] = False  # QEMU on this host: its binary is needed
+    runs_kselftests: ClassVar[bool] = True  # runs the kernel's own kselftests (payloads)
 
     def check_host(self) -> None:
         """Refuse (exit 2) what this host lacks for the target, before anything slow."""

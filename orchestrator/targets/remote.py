@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 import shlex
+import tarfile
+import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,7 +134,12 @@ class SshTarget(TargetBase):
                 req.status(f"[{a.name}] uploading {t.name}")
                 sess.put(t, f"cat > {shlex.quote(f'{tmp}/{t.name}')} && "
                             f"chmod 755 {shlex.quote(f'{tmp}/{t.name}')}")
-            yield Machine(sess, tmp, facts)
+            dirs = {}
+            for name, directory in req.payload.items():
+                req.status(f"[{a.name}] uploading {name}")
+                dirs[name] = f"{tmp}/{name}"
+                _upload_tree(sess, directory, dirs[name])
+            yield Machine(sess, tmp, facts, dirs=dirs)
         finally:
             if sess.conn is not None:  # not when the deployed kernel never came back
                 if tmp:  # a test still running there (orch was interrupted) goes too
@@ -156,12 +163,23 @@ class SshTarget(TargetBase):
                 raise InfraError(f"{self.host}: orch needs root or passwordless sudo "
                                  f"(logged in as {out(sess, 'id -un')})", stage="preflight")
             sess.sudo = True
-        need = sum(t.stat().st_size for t in req.tests) + self.deploy.upload_bytes(req)
+        need = sum(t.stat().st_size for t in req.tests) + self.deploy.upload_bytes(req) + \
+            sum(f.stat().st_size for d in req.payload.values() for f in d.rglob("*")
+                if f.is_file())
         free_kb = out(sess, 'df -Pk "${TMPDIR:-/tmp}" | awk \'NR==2{print $4}\'')
         if free_kb.isdigit() and int(free_kb) * 1024 < need + (8 << 20):
             raise InfraError(f"{self.host}: {int(free_kb) // 1024} MiB free in its temporary "
                              f"directory, {need // (1 << 20) + 8} MiB needed",
                              stage="preflight")
+
+
+def _upload_tree(sess: Session, directory: Path, dest: str) -> None:
+    """A directory tree to `dest` on the machine, as one tar stream (busybox has tar)."""
+    with tempfile.NamedTemporaryFile(suffix=".tar") as tmp:
+        with tarfile.open(tmp.name, "w") as tar:
+            tar.add(directory, arcname=".")
+        sess.put(Path(tmp.name), f"mkdir -p {shlex.quote(dest)} && "
+                                 f"tar -x -f - -C {shlex.quote(dest)}")
 
 
 def _kill_running_from(path: str) -> str:

@@ -26,6 +26,7 @@ PACKAGES = ["busybox-static", "dropbear-bin", "libc6", "libcrypt1", "libtomcrypt
             "libtommath1", "libgmp10", "zlib1g"]
 READY_MARKER = "orch-guest-ready"
 TESTS_DIR = "/opt/orch/selftests"
+PAYLOAD_ROOT = "/opt/orch"  # a test payload NAME (a directory tree) is at PAYLOAD_ROOT/NAME
 
 INIT = r"""#!/bin/busybox sh
 /bin/busybox --install -s /bin
@@ -125,6 +126,30 @@ def sysroot(arch: Arch, runner: Runner, progress=print, packages: list[str] | No
     return root / "root"
 
 
+BASH_STATIC = "bin/bash-static"  # Debian's bash-static, in the package and on the host
+
+
+def bash_static(arch: Arch, runner: Runner, progress=print) -> Path:
+    """The host path of a static bash for `arch` (Debian's bash-static), for guest scripts
+    that need bash (kselftest's run_kselftest.sh, mm's run_vmtests.sh) in a busybox guest.
+    The native arch: the host's /bin/bash-static (ci/setup.sh installs it); other arches:
+    the arm64 (...) package, downloaded once into the cache."""
+    if is_native(arch):
+        path = Path("/") / BASH_STATIC
+        if not path.is_file():
+            raise MissingToolError(f"{path} not found (apt-get install bash-static)")
+    else:
+        name = f"{arch.debian_arch}-bash-static"
+        if runner.dry_run:  # sysroot would mark an empty download complete
+            return cache.cache_root() / "sysroot" / name / "root" / BASH_STATIC
+        path = sysroot(arch, runner, progress, packages=["bash-static"], name=name) / BASH_STATIC
+        if not path.is_file():
+            raise InfraError(f"{arch.name}: the bash-static package has no /{BASH_STATIC}")
+    if not _is_static(str(path)):
+        raise MissingToolError(f"{path} is not static (apt-get install bash-static)")
+    return path
+
+
 def _is_static(path: str) -> bool:
     return not _needed(Path(path)) and _interp(Path(path)) is None
 
@@ -179,20 +204,40 @@ def closure(root: Path, arch: Arch, binary: str) -> dict[str, Path]:
     return found
 
 
+def payload_dir(name: str) -> str:
+    """Where a test payload (a directory tree, e.g. a kselftest install) is in the guest."""
+    return f"{PAYLOAD_ROOT}/{name}"
+
+
+def _tree_files(directory: Path) -> list[tuple[str, Path]]:
+    return sorted((str(p.relative_to(directory)), p) for p in directory.rglob("*")
+                  if p.is_file() or p.is_symlink())
+
+
 def build_initramfs(arch: Arch, keys: Keys, tests: list[Path], runner: Runner,
                     progress=print, *, init: str = INIT, extra: tuple[str, ...] = (),
-                    packages: list[str] | None = None, name: str | None = None) -> Path:
+                    packages: list[str] | None = None, name: str | None = None,
+                    payload: dict[str, Path] | None = None,
+                    guest_files: dict[str, Path] | None = None) -> Path:
     """Assemble the initramfs (uncompressed newc cpio: no decompression under TCG).
 
     `extra`: more programs (guest paths in the userland, with their libraries); `packages`
-    and `name`: a userland other than the guest's own (see `sysroot`).
+    and `name`: a userland other than the guest's own (see `sysroot`). `payload`: test
+    directory trees (name -> host dir), each at payload_dir(name); `guest_files`: static
+    programs as they are (guest path -> host file: bash-static as /bin/bash).
     """
+    payload = payload or {}
+    guest_files = guest_files or {}
     root = sysroot(arch, runner, progress, packages, name)
     userland = {"/bin/busybox": root / "bin/busybox"}
     for prog in ("/usr/sbin/dropbear", *extra):
         userland.update(closure(root, arch, prog))
     parts = [f"{g}={cache.file_digest(h)}" for g, h in sorted(userland.items())]
     parts += [f"test:{t.name}={cache.file_digest(t)}" for t in tests]
+    parts += [f"file:{g}={cache.file_digest(h)}" for g, h in sorted(guest_files.items())]
+    for pname, pdir in sorted(payload.items()):
+        parts += [f"payload:{pname}/{rel}={cache.file_digest(h) if h.is_file() else ''}"
+                  for rel, h in _tree_files(pdir)]
     parts += [init, lavaguest.TEST_SCRIPT, keys.client_pub, cache.file_digest(keys.host_dropbear)]
     key = cache.digest("initramfs-v1", arch.name, *parts)[:20]
     out = cache.subdir("initramfs") / f"{arch.name}-{key}.cpio"
@@ -215,6 +260,13 @@ def build_initramfs(arch: Arch, keys: Keys, tests: list[Path], runner: Runner,
         for t in tests:
             shutil.copy(t, stage / TESTS_DIR.lstrip("/") / t.name)
             os.chmod(stage / TESTS_DIR.lstrip("/") / t.name, 0o755)
+        for guest, host in guest_files.items():
+            dest = stage / guest.lstrip("/")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(host, dest)
+            os.chmod(dest, 0o755)
+        for pname, pdir in payload.items():
+            shutil.copytree(pdir, stage / payload_dir(pname).lstrip("/"), symlinks=True)
         (stage / "init").write_text(init)
         os.chmod(stage / "init", 0o755)
         script = stage / lavaguest.TEST_SCRIPT_PATH.lstrip("/")  # the LAVA job's test
@@ -222,7 +274,8 @@ def build_initramfs(arch: Arch, keys: Keys, tests: list[Path], runner: Runner,
         os.chmod(script, 0o755)
         (stage / "etc/passwd").write_text(PASSWD)
         (stage / "etc/group").write_text(GROUP)
-        (stage / "etc/shells").write_text("/bin/sh\n")
+        (stage / "etc/shells").write_text("/bin/sh\n" + ("/bin/bash\n" if "/bin/bash" in guest_files
+                                                           else ""))
         (stage / "root/.ssh/authorized_keys").write_text(keys.client_pub + "\n")
         os.chmod(stage / "root/.ssh/authorized_keys", 0o600)
         os.chmod(stage / "root/.ssh", 0o700)

@@ -31,6 +31,7 @@ DMESG_PROBLEM_RE = re.compile(
     r"suspicious RCU usage|Kernel panic|Internal error:|INFO: task .* blocked|"
     r"bad page state|BUG kmalloc)",
 )
+_STARTS_KTAP = re.compile(r"(?:K?TAP version \d+)")
 # Testcases that share the binary's wall time when none has its own: KTAP tests, and the
 # tests of a program's text format (textformats).
 SPLIT_KINDS = ("ktap", "text")
@@ -86,11 +87,18 @@ def kmsg_since(ssh: Session, marker: str) -> str:
     return res.stdout
 
 
-def run_binary(ssh: Session, arch: str, name: str, timeout: float, outdir: Path,
-               path: str | None = None, cwd: str = "/tmp") -> Suite:
-    """Run one test binary (`path` on the target, default orch's initramfs location)."""
+NO_LIMIT = 86400.0  # a kselftest `timeout=0`: no limit; a day stands for it
+
+
+def run_binary(ssh: Session, arch: str, name: str, timeout: float | None, outdir: Path,
+               path: str | None = None, cwd: str = "/tmp", args: tuple[str, ...] = (),
+               program: str | None = None) -> Suite:
+    """Run one test binary (`path` on the target, default orch's initramfs location) as
+    the suite `name`; `program`: its file name, for its text format (default: `name`)."""
     suite = Suite(arch, name)
     path = path or f"{TESTS_DIR}/{name}"
+    timeout = NO_LIMIT if timeout is None else timeout
+    command = " ".join(shlex.quote(w) for w in (path, *args))
     marker, up = mark_kmsg(ssh, name)
     if not up:
         suite.cases.append(ktap.TestResult(name, "error", message="SSH lost before the test",
@@ -99,11 +107,11 @@ def run_binary(ssh: Session, arch: str, name: str, timeout: float, outdir: Path,
     start = time.monotonic()
     # The guest's own timeout kills a hung test; the host-side one is the backstop.
     res = ssh.run(f"cd {shlex.quote(cwd)} && timeout -s KILL {int(timeout)} "
-                  f"{shlex.quote(path)}", timeout=timeout + 20)
+                  f"{command}", timeout=timeout + 20)
     suite.duration = time.monotonic() - start
     suite.output = res.stdout + (("\n--- stderr ---\n" + res.stderr) if res.stderr else "")
     suite.exit_code = res.exit_code
-    suite.cases = classify(name, res, suite.duration, timeout)
+    suite.cases = classify(name, res, suite.duration, timeout, program)
     if not res.lost:
         suite.dmesg = kmsg_since(ssh, marker)
         problems = dmesg_problems(suite.dmesg)
@@ -120,19 +128,27 @@ def run_binary(ssh: Session, arch: str, name: str, timeout: float, outdir: Path,
     return suite
 
 
-def classify(name: str, res, duration: float, timeout: float) -> list[ktap.TestResult]:
+def classify(name: str, res, duration: float, timeout: float,
+             program: str | None = None) -> list[ktap.TestResult]:
     """One binary's testcases from its run, before the dmesg check. `res`: its stdout,
     stderr, exit_code, and whether it was cut short (timed_out: the host's timeout; lost:
-    the machine went away). Also what a LAVA job's console says of a binary
-    (testing/lavaresults.py), so both paths name and judge tests alike."""
+    the machine went away); `program`: its file name, for its text format (default:
+    `name`). Also what a LAVA job's console says of a binary (testing/lavaresults.py), so
+    both paths name and judge tests alike."""
     parsed = ktap.parse(res.stdout)
     # Killed by the guest's timeout: exit 137, or -1 when the channel reports only a signal.
     hung = res.timed_out or (res.exit_code in (124, 137, -1) and duration >= timeout - 1)
-    is_ktap = parsed.version is not None or parsed.plan is not None or bool(parsed.results)
+    # A program with a text format of its own is read by it unless its output starts as a
+    # KTAP document: 6.1's run_vmtests.sh prints its own lines around programs that may
+    # print TAP of theirs; 6.12's starts with "TAP version 13".
+    own_format = textformats.lookup(program or name) is not None and \
+        not _STARTS_KTAP.match(res.stdout.lstrip())
+    is_ktap = not own_format and (parsed.version is not None or parsed.plan is not None
+                                  or bool(parsed.results))
     if is_ktap:
         cases = _ktap_cases(parsed, name, res.exit_code, hung, timeout)
     else:
-        cases = _text_cases(name, res, hung, timeout)
+        cases = _text_cases(program or name, res, hung, timeout)
     cut = _cut_short(name, res, hung, timeout)
     failed = any(c.status == "fail" for c in cases)
     if cut:
@@ -153,7 +169,6 @@ def classify(name: str, res, duration: float, timeout: float) -> list[ktap.TestR
             cases.append(_exit_status(f"{name} ended with {label}, without reporting "
                                       f"a failing test"))
     return cases
-
 
 def _ktap_cases(parsed: ktap.Parsed, name: str, code: int | None, hung: bool,
                 timeout: float) -> list[ktap.TestResult]:

@@ -78,7 +78,28 @@ UFFD_UNIT_TESTS = TextFormat(
            "uffd_test_pass, uffd_test_skip, uffd_test_fail",
 )
 
-FORMATS: dict[str, TextFormat] = {f.program: f for f in (UFFD_UNIT_TESTS,)}
+
+
+def _vmtests_name(text: str) -> str:
+    # run_vmtests.sh's own pretty_name (6.3+): the command without "./" or "bash ./".
+    return safe_name(re.sub(r"^(?:bash )?\./", "", text.strip()))
+
+
+RUN_VMTESTS_61 = TextFormat(
+    program="run_vmtests.sh",
+    start=re.compile(r"running (?P<name>.+)$"),
+    outcomes=(
+        Outcome(re.compile(r"\[PASS\]"), "pass"),
+        Outcome(re.compile(r"\[SKIP\]"), "skip"),
+        Outcome(re.compile(r"\[FAIL\]"), "fail"),
+    ),
+    name=_vmtests_name,
+    source="tools/testing/selftests/vm/run_vmtests.sh (6.1): run_test() prints `running "
+           "CMD` between dashes, the command's output, then [PASS], [SKIP] or [FAIL]; from "
+           "6.3 on it prints TAP, read as KTAP",
+)
+
+FORMATS: dict[str, TextFormat] = {f.program: f for f in (UFFD_UNIT_TESTS, RUN_VMTESTS_61)}
 
 
 def lookup(program: str) -> TextFormat | None:

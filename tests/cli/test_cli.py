@@ -226,3 +226,27 @@ def test_arch_failure_keeps_the_apply_stage_ok(cache_env, fake_kernel_repo, tmp_
     assert "apply" not in stages
     assert stages["config"]["status"] == "failed"
     assert all(stages[s]["status"] == "skipped" for s in ("build", "boot", "test"))
+
+
+@pytest.mark.parametrize("args,says", [
+    (["--kselftest", "mm:cow,@mmap"], "--kselftest mm:cow,@mmap: mix of programs and "
+     "@categories"),
+    (["--kselftest-tree", "linux-6.12"], "--kselftest-tree linux-6.12: give --kselftest "
+     "COLLECTION[:PROGRAM] too"),
+    (["--kselftest-timeout", "60"], "--kselftest-timeout: give --kselftest"),
+    (["--selftests", "none"], "--selftests none: and no --kselftest: there is nothing to run"),
+])
+def test_kselftest_bad_input_is_one_line_and_exit_2(cache_env, tmp_path, args, says):
+    out = tmp_path / "o"
+    r = orch("run", *args, "-o", str(out), env=cache_env)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"orch: usage: {says}"), lines
+    assert (out / "junit.xml").is_file() and (out / "results.json").is_file()
+
+
+def test_kselftest_dry_run_names_the_build(cache_env, fake_kernel_repo, tmp_path):
+    r = orch("run", "--tree", str(fake_kernel_repo), "--dry-run", "--arch", "arm64",
+             "--kselftest", "mm:uffd-unit-tests", "-o", str(tmp_path / "o"), env=cache_env)
+    assert r.returncode == 0, r.stderr
+    assert '+ make -C tools/testing/selftests TARGETS="mm" install (arm64)' in r.stdout + r.stderr

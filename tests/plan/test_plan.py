@@ -52,6 +52,7 @@ def _opts(argv: list[str]):
 
 
 UFFD = str(ROOT / "patches/uffd-move")
+KS = ["--kselftest", "mm:uffd-unit-tests -f move", "--kselftest-tree", "linux-6.12"]  # every cell
 
 
 @pytest.mark.parametrize("cell,hand", [
@@ -66,7 +67,7 @@ def test_cell_is_the_hand_written_run(cell, hand):
     the user's own options (output, accel) pass through."""
     extra = ["-o", "/tmp/o", "--accel", "tcg"]
     by_plan = _opts(["run", "--plan", str(DEFAULT), "--cell", cell, *extra])
-    by_hand = _opts(["run", *hand, *extra])
+    by_hand = _opts(["run", *hand, *KS, *extra])
     assert by_plan == by_hand
 
 

@@ -3,9 +3,11 @@ what goes in, under which names, written whole into the cache."""
 
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
+from orchestrator.base.runner import Runner
 from orchestrator.kernel import arch
 from orchestrator.targets import rootfs
 from orchestrator.targets.keys import Keys
@@ -47,3 +49,15 @@ def test_initramfs_holds_userland_keys_tests_and_init(tmp_path, userland, isolat
     # the same inputs: the same image, from the cache
     assert rootfs.build_initramfs(arch.X86_64, keys, [test], None,
                                   progress=lambda m: None) == out
+
+
+def test_bash_static_for_the_guest(isolated_cache):
+    """x86_64: the host's bash-static (ci/setup.sh installs it); arm64: the package's file
+    in a download of its own (dry run: where it will be, nothing downloaded)."""
+    if not rootfs._is_static("/bin/bash-static"):
+        pytest.skip("bash-static is not installed (ci/setup.sh installs it)")
+    assert rootfs.bash_static(arch.X86_64, Runner()) == Path("/bin/bash-static")
+    dry = Runner(dry_run=True)
+    where = rootfs.bash_static(arch.ARM64, dry)
+    assert where == isolated_cache / "sysroot/arm64-bash-static/root/bin/bash-static"
+    assert not (isolated_cache / "sysroot").exists() and dry.commands == []

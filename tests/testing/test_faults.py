@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 from orchestrator.targets import qemu
 from orchestrator.testing import faults
+from orchestrator.testing.kselftest import Program
 from tests.support.fakes import FakeSession
 
 
@@ -98,6 +99,7 @@ def _run_tests(tmp_path, isolated_cache, guest):
     run = pipeline.Run(pipeline.Options(output=tmp_path / "o", dry_run=True)).state
     st = run.states["x86_64"]
     st.tests = [Path("first"), Path("second")]
+    st.programs = [Program(n, "selftests", n, n, timeout=300) for n in ("first", "second")]
 
     def lose(command):
         if command.endswith("/first"):

@@ -114,3 +114,61 @@ def test_nested_ktap_program_lists_its_subtests(run):
                         ("second.test_2", "error", "missing"), ("timeout", "error", "timeout"),
                         ("dmesg_clean", "pass", "dmesg_clean")]
     assert s.cases[2].message == "did not report: test binary killed after 45s timeout"
+
+
+# --- kselftest programs: suite name, program file name, arguments, runner formats ---------
+
+def _ks_run(tmp_path, stdout, code=0, program="run_vmtests.sh", args=()):
+    res = CmdResult(code, stdout, "", 0.1)
+    ses = FakeSession([("timeout -s KILL", res)])
+    s = testrun.run_binary(ses, "x86_64", f"kselftest.mm.{program}", 180, tmp_path / "out",
+                           path=f"/opt/orch/kselftest/mm/{program}",
+                           cwd="/opt/orch/kselftest/mm", args=args, program=program)
+    return s, ses
+
+
+def test_kselftest_program_runs_in_its_dir_with_its_arguments(tmp_path):
+    s, ses = _ks_run(tmp_path, "", program="uffd-stress", args=("anon", "20", "16"))
+    cmd = next(c for c in ses.ran if "timeout -s KILL" in c)
+    assert cmd == ("cd /opt/orch/kselftest/mm && timeout -s KILL 180 "
+                   "/opt/orch/kselftest/mm/uffd-stress anon 20 16")
+    assert s.name == "x86_64.kselftest.mm.uffd-stress"
+    assert cases(s)[0] == ("kselftest.mm.uffd-stress", "pass", "exit_code")
+
+
+def test_kselftest_text_format_is_found_by_program_file_name(tmp_path):
+    s, _ = _ks_run(tmp_path, "Testing move on anon... done\nTesting move on shmem... "
+                   "skipped [reason: feature missing]\n", program="uffd-unit-tests")
+    assert cases(s)[:2] == [("move.anon", "pass", "text"), ("move.shmem", "skip", "text")]
+
+
+RUN_VMTESTS_61 = """\
+---------------------
+running ./madv_populate
+---------------------
+TAP version 13
+1..2
+ok 1 populate read
+ok 2 populate write
+[PASS]
+-----------------------
+running ./userfaultfd anon 20 16
+-----------------------
+bounces: 3, mode: rnd racing
+[FAIL]
+"""
+
+
+def test_61_run_vmtests_is_read_by_its_text_format_despite_nested_tap(tmp_path):
+    s, _ = _ks_run(tmp_path, RUN_VMTESTS_61, code=1)
+    assert cases(s)[:2] == [("madv_populate", "pass", "text"),
+                            ("userfaultfd_anon_20_16", "fail", "text")]
+
+
+def test_612_run_vmtests_prints_tap_and_is_read_as_ktap(tmp_path):
+    out = ("TAP version 13\n# -----\n# running ./uffd-unit-tests\n# -----\n"
+           "# Testing move on anon... done\n# [PASS]\nok 1 uffd-unit-tests\n"
+           "# [SKIP]\nok 2 hugepage-mmap # SKIP\n1..2\n")
+    s, _ = _ks_run(tmp_path, out)
+    assert cases(s)[:2] == [("uffd-unit-tests", "pass", "ktap"),
+                            ("hugepage-mmap", "skip", "ktap")]

@@ -82,7 +82,7 @@ def test_a_test_started_before_the_last_one_ended():
 def test_lookup_by_program_file_name():
     assert textformats.lookup("/opt/kselftests/mm/uffd-unit-tests") is UFFD
     assert textformats.lookup("uffd-stress") is None
-    assert set(textformats.FORMATS) == {"uffd-unit-tests"}
+    assert set(textformats.FORMATS) == {"uffd-unit-tests", "run_vmtests.sh"}
 
 
 # --- through run_binary ------------------------------------------------------------------
