@@ -96,6 +96,7 @@ class Options:
     retries: int = 0  # re-boot and re-test this many times when a test fails
     patches: list | None = None  # a series already loaded (orch bisect's prefixes)
     in_worktree: bool = False  # use orch's worktree as checked out (git bisect run)
+    committed: bool = False  # a checkout's committed state only (not its uncommitted edits)
     target: str | None = None  # qemu, or ssh://[user@]host[:port]
     # A target's own options (declared once, in its module's OPTIONS): dest -> value.
     target_options: dict[str, Any] = field(default_factory=dict)
@@ -152,6 +153,9 @@ OPTIONS: list[Opt] = [
         "name: linux-6.1 (default), linux-6.12", fmt=_fmt_tree, example="linux-6.12"),
     Opt(("--base",), "base", "commit to start from (default: the checkout's HEAD, or the "
         "imported tarball)", step=False, example="v6.1"),
+    Opt(("--committed",), "committed", "test only the checkout's committed state (default: "
+        "its uncommitted changes too, as a final change after the series)", kind="flag",
+        default=False, commands=(RUN, BOOT), example=True),
     Opt(("--series",), "series", "series dir (quilt `series` file or *.patch), an mbox, or "
         "'none' (default: patches/uffd-move on the embedded linux-6.1 tree, else none)",
         fmt=_fmt_series, step=False, example="none"),

@@ -65,6 +65,13 @@ class Kernel:
     def config(self) -> Path:
         return self.store / "config"
 
+    @property
+    def vmlinux(self) -> Path | None:
+        """vmlinux with its DWARF, kept when the config has debug info: what crash triage
+        decodes frames to file:line with (and what gdb loads)."""
+        p = self.store / "vmlinux"
+        return p if p.is_file() else None
+
     def info(self) -> dict:
         try:
             return json.loads((self.store / "kernel.json").read_text())
@@ -228,6 +235,20 @@ def build(arch: Arch, srctree: Path, builddir: Path, key: str, runner: Runner, l
     return k, True
 
 
+def keep_vmlinux(builddir: Path, tmp: Path) -> None:
+    """With debug info in the config, the store keeps vmlinux (what crash triage decodes
+    frames with, and what gdb loads). A hard link when the build dir is on the same file
+    system: free, and safe, since the linker replaces vmlinux (a new inode) rather than
+    writing into it; compressing it would add seconds to every edit-build loop."""
+    config = (builddir / ".config").read_text()
+    if "\nCONFIG_DEBUG_INFO=y" not in config or not (builddir / "vmlinux").is_file():
+        return
+    try:
+        os.link(builddir / "vmlinux", tmp / "vmlinux")
+    except OSError:
+        shutil.copy2(builddir / "vmlinux", tmp / "vmlinux")
+
+
 def store(arch: Arch, key: str, builddir: Path, tmp: Path, start: float) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -236,6 +257,7 @@ def store(arch: Arch, key: str, builddir: Path, tmp: Path, start: float) -> None
     shutil.copy2(builddir / ".config", tmp / "config")
     if (builddir / "System.map").exists():
         shutil.copy2(builddir / "System.map", tmp / "System.map")
+    keep_vmlinux(builddir, tmp)
     shutil.copytree(builddir / "orch-headers", tmp / "headers")
     release = (builddir / "include/config/kernel.release")
     (tmp / "kernel.json").write_text(json.dumps({

@@ -172,14 +172,6 @@ def resolve_base(tree: Tree, base: str | None, runner: Runner) -> str:
     return sha
 
 
-def lock(tree: Tree):
-    """The per-tree lock over orch's worktree and build dirs; `orch bisect` holds it for
-    its `git bisect run` children (ORCH_TREE_LOCK_HELD)."""
-    if os.environ.get("ORCH_TREE_LOCK_HELD") == tree.key:
-        return nullcontext()
-    return cache.locked(cache.subdir("locks") / f"work-{tree.key}.lock")
-
-
 def source_id(wt: Path, paths: list[str], runner: Runner) -> str:
     """The content id of some paths of HEAD (git tree objects): what a build that reads
     only them depends on (a kselftest build: tools/, the uAPI headers)."""
@@ -214,6 +206,13 @@ def prepare_worktree(tree: Tree, commit: str, runner: Runner) -> Path:
         raise UsageError(f"cannot check out {commit} in {wt}: {res.tail[-1] if res.tail else ''}")
     runner.run([*g, "clean", "-q", "-f", "-f", "-d", "-x", "-e", f"/{BUILD_PREFIX}*"])
     return wt
+
+
+def tree_lock(tree: Tree):
+    """The per-tree lock; `orch bisect` holds it for its `git bisect run` children."""
+    if os.environ.get("ORCH_TREE_LOCK_HELD") == tree.key:
+        return nullcontext()
+    return cache.locked(cache.subdir("locks") / f"work-{tree.key}.lock")
 
 
 def build_dir(wt: Path, arch: str) -> Path:

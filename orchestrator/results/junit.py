@@ -33,6 +33,7 @@ def cell_properties(cell: Cell) -> dict[str, str]:
         "head_commit": cell.head_commit,
         "series": cell.series_spec or cell.series,
         "series_hash": cell.series_hash,
+        **({"dirty_hash": cell.dirty_hash} if cell.dirty_hash else {}),
         "series_patches": str(cell.series_patches),
         "profile": cell.profile,
         # where the run happened: qemu, or ssh://HOST[:PORT] and how the kernel got there

@@ -66,6 +66,7 @@ class Cell:
     base_ref: str = ""  # the user's --base, when given (part of the id: two bases, two cells)
     series: str = "none"  # name: the series directory or mbox stem, "none"
     series_hash: str = ""  # KCIDB patchset_hash of the patches, "" when none
+    dirty_hash: str = ""  # sha256 of the checkout's uncommitted change (series "NAME+dirty")
     profile: str = "default"  # "default", "debug", plus --config fragment stems
     fragments: list[str] = field(default_factory=list)  # extra fragments (user's)
     debug: bool = False
@@ -117,6 +118,9 @@ class TestCase:
     file: str = ""  # the selftest source (selftests/uffd_move.c), or the stage's log
     logs: dict[str, str] = field(default_factory=dict)  # name -> path relative to the output
     output: str = ""  # the testcase's own lines (diagnostics), tail kept, OUTPUT_CAP
+    # Kernel reports that failed it: [{kind, title, header, file, line, patch, fatal,
+    # frames: [{function, offset, size, file, line, inlined, patch}], text}]
+    reports: list[dict] = field(default_factory=list)
 
     @property
     def classname(self) -> str:

@@ -28,6 +28,7 @@ from orchestrator.base.errors import (
 from orchestrator.base.files import write_json
 from orchestrator.base.progress import Progress
 from orchestrator.base.runner import Runner
+from orchestrator.kernel import dirty as dirtymod
 from orchestrator.kernel import series as seriesmod
 from orchestrator.kernel import tree as treemod
 from orchestrator.options import Options, bisect_step_argv
@@ -129,9 +130,24 @@ def search(n: int, test) -> Verdict:
     return Verdict(first_bad=bad, candidates=skipped + [bad] if skipped else [])
 
 
+def ignore_dirty(opts: Options, progress: Progress, tree: treemod.Tree | None = None) -> None:
+    """A bisection tests commits (or series prefixes), never what is on disk: a checkout's
+    uncommitted changes are left out, and one line says so."""
+    if tree is None:
+        if not opts.tree or opts.tree in treemod.EMBEDDED:
+            return
+        tree = treemod.resolve(opts.tree, Runner(), progress=progress.line)
+    d = dirtymod.state(tree, Runner())
+    if d is not None:
+        progress.line(f"orch bisect: {d.checkout} has uncommitted changes ({d.describe()}): "
+                      f"ignored, a bisection tests commits only")
+
+
 def bisect_series(opts: Options, series_spec: str, out: Path) -> int:
     """First patch of the series that makes the named tests fail, testing prefixes."""
     progress = Progress(quiet=opts.quiet)
+    opts = dataclasses.replace(opts, committed=True)
+    ignore_dirty(opts, progress)
     patches = seriesmod.load(series_spec)
     if not patches:
         raise UsageError("orch bisect --series: the series is empty")
@@ -186,6 +202,7 @@ def bisect_commits(opts: Options, good: str, bad: str, out: Path, argv: list[str
     progress = Progress(quiet=opts.quiet)
     r = Runner()
     tree = treemod.resolve(opts.tree, r, progress=progress.line)
+    ignore_dirty(opts, progress, tree)
     good_c = treemod.resolve_base(tree, good, r)
     bad_c = treemod.resolve_base(tree, bad, r)
     out.mkdir(parents=True, exist_ok=True)

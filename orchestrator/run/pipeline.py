@@ -33,7 +33,7 @@ from orchestrator.run.state import ArchState, RunState, default_output
 __all__ = ["Run", "ArchState", "RunState", "Options", "default_output", "tree_lock"]
 
 
-tree_lock = treemod.lock  # `orch bisect` holds it for its `git bisect run` children
+tree_lock = treemod.tree_lock  # the per-tree lock (kernel/tree.py)
 
 
 class Run:

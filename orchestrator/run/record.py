@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from orchestrator import __version__
 from orchestrator.base.files import write_json
 from orchestrator.base.paths import SELFTESTS
+from orchestrator.kernel import dirty as dirtymod
 from orchestrator.kernel import series as seriesmod
 from orchestrator.kernel import tree as treemod
 from orchestrator.kernel.tree import EMBEDDED
@@ -81,6 +82,8 @@ def metadata(run: RunState) -> dict:
                 "base_commit": run.base_commit,
                 "head_commit": run.head_commit,
                 "source_tree_object": run.source_tree,
+                "dirty": {"files": run.dirty.files, "sha256": run.dirty.sha256,
+                          "diff": "dirty.diff"} if run.dirty else None,
                 "worktree": str(run.worktree) if run.worktree else None,
             },
             "series": {
@@ -128,8 +131,12 @@ def cell(run: RunState, st: ArchState) -> results.Cell:
         tree=tree_name(tree_spec, str(run.tree.origin) if run.tree else None),
         base_commit=run.base_commit,
         base_ref=run.opts.base or "",
-        series=series_name(run.opts.series, len(run.patches)),
-        series_hash=results.patchset_hash([p["sha256"] for p in fp]),
+        series=series_name(run.opts.series, len(run.patches)) +
+        (f"+{dirtymod.NAME}" if run.dirty else ""),
+        # The uncommitted change counts as one more patch of the set.
+        series_hash=results.patchset_hash([p["sha256"] for p in fp] +
+                                          ([run.dirty.sha256] if run.dirty else [])),
+        dirty_hash=run.dirty.sha256 if run.dirty else "",
         profile=profile_name(run.opts.profiles, run.opts.configs),
         fragments=[str(c) for c in run.opts.configs],
         debug="debug" in run.opts.profiles,

@@ -77,6 +77,14 @@ def ks_check(run: RunState) -> None:
         raise UsageError("--kselftest-timeout: give --kselftest COLLECTION[:PROGRAM] too")
 
 
+def kselftest_source_id(wt: Path, arch, runner) -> str:
+    """What a kselftest build of `wt` depends on (KSELFTEST_INPUTS' content at HEAD): an
+    edit elsewhere (the kernel's own .c files, a series that touches only mm/) keeps the
+    cached build."""
+    return treemod.source_id(wt, [p.format(arch=arch.kernel_arch) for p in KSELFTEST_INPUTS],
+                             runner)
+
+
 def _ks_tree(run: RunState) -> tuple[treemod.Tree, str]:
     """The tree and commit the kselftests come from: the tree under test as the run
     applied it (its series may bring selftests), or --kselftest-tree at its default base."""
@@ -102,16 +110,15 @@ def ks_build(run: RunState, st: ArchState | None) -> None:
                           f"install ({a.name})")
         return
     tree, commit = _ks_tree(run)
-    with treemod.lock(tree):
+    with treemod.tree_lock(tree):
         wt = treemod.prepare_worktree(tree, commit, r)
-        sid = treemod.source_id(wt, [p.format(arch=a.kernel_arch) for p in KSELFTEST_INPUTS],
-                                r)
+        sid = kselftest_source_id(wt, a, r)
         for c in colls:
             if not (wt / "tools/testing/selftests" / c / "Makefile").is_file():
                 have = ksbuild.known_collections(wt)
                 raise UsageError(f"--kselftest {c}: no such collection in {tree.spec} "
                                  f"(have: {', '.join(have)})")
-        inst = ksbuild.build(a, wt, f"{commit}:{sid}", colls, r,
+        inst = ksbuild.build(a, wt, sid, colls, r,
                              run.log(a.name, "kselftest.log"), progress=run.progress.line)
     st.payload["kselftest"] = inst.dir
     st.files["/bin/bash"] = rootfs.bash_static(a, r, run.progress.line)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from orchestrator.base.errors import (
 )
 from orchestrator.kernel import arch as archmod
 from orchestrator.kernel import build, kconfig
+from orchestrator.kernel import dirty as dirtymod
 from orchestrator.kernel import series as seriesmod
 from orchestrator.kernel import tree as treemod
 from orchestrator.kernel.arch import Arch
@@ -38,6 +40,7 @@ from orchestrator.targets import UpRequest, rootfs
 from orchestrator.targets import keys as keysmod
 from orchestrator.testing import faults, lavaresults
 from orchestrator.testing import suite as testrun
+from orchestrator.testing import triage as triagemod
 
 __all__ = ["CHECK", "MACHINE", "TREE", "STAGES", "RETRY_FROM", "Stage", "check"]
 
@@ -127,10 +130,33 @@ def apply(run: RunState, st: ArchState | None) -> None:
     run.worktree = treemod.prepare_worktree(run.tree, run.base_commit, r)
     seriesmod.apply(run.patches, run.worktree, r, run.log(None, "apply.log"),
                     progress=run.progress.status)
+    apply_dirty(run)
     if not opts.dry_run:
         run.head_commit, run.source_tree = treemod.tree_id(run.worktree, r)
     run.progress.line(f"source: {run.tree.spec} @ {run.base_commit[:12]} + "
                       f"{len(run.patches)} patch(es) -> {run.worktree}")
+
+
+def apply_dirty(run: RunState) -> None:
+    """The checkout's uncommitted changes, as a final commit after the series (dirty.py),
+    unless --committed; one line says so either way."""
+    opts = run.opts
+    if opts.committed or opts.dry_run or run.tree is None or run.tree.kind != "git":
+        return
+    d = dirtymod.state(run.tree, run.runner)
+    if d is None:
+        return
+    if d.head != run.base_commit:
+        run.progress.line(f"orch: {d.checkout} has uncommitted changes ({d.describe()}): "
+                          f"not tested, --base {opts.base} is not its HEAD")
+        return
+    dirtymod.apply(d, run.worktree, run.out / "dirty.diff", run.runner,
+                   run.log(None, "apply.log"))
+    run.dirty = d
+    run.apply_stage["dirty"] = {"files": d.files, "sha256": d.sha256, "diff": "dirty.diff"}
+    run.progress.line(f"orch: testing the uncommitted changes in {d.checkout} "
+                      f"({d.describe()}) as a final change after the series "
+                      f"(+{dirtymod.NAME}, saved in dirty.diff; --committed tests HEAD only)")
 
 
 def _builddir(run: RunState, st: ArchState) -> Path:
@@ -281,6 +307,7 @@ def run_tests(run: RunState, st: ArchState) -> int:
                 lost = True
                 st.error = InfraError(gone.message, stage="test")
             run.progress.error(f"orch: [{a.name}] test: {gone.message}")
+        triage(run, st, s)
         run.suites.append(s)
         c = s.counts()
         run.progress.line(f"[{a.name}] {t.binary}: {c['pass']} passed, {c['fail']} failed, "
@@ -305,6 +332,60 @@ def verdict(run: RunState, st: ArchState, lost: bool) -> int:
         code = EXIT_TEST_FAILED
         run.progress.error(f"orch: [{a.name}] no test ran (all skipped)")
     return code
+
+
+def triage(run: RunState, st: ArchState, s: testrun.Suite) -> None:
+    """Kernel reports that failed a testcase: records with file:line and the patch."""
+    if not any(c.status == "fail" and c.kind in ("dmesg_clean", "crash") for c in s.cases):
+        return
+    names = [p.name.removesuffix(".patch") for p in run.patches] + \
+        ([dirtymod.NAME] if run.dirty else [])
+    src = triagemod.Source(run.tree.repo if run.tree else None, run.head_commit,
+                           vmlinux=st.kernel.vmlinux if st.kernel else None,
+                           builddir=_builddir(run, st) if run.worktree else None,
+                           cross_compile=st.arch.cross_compile())
+    if src.repo and run.base_commit:
+        src.patches = triagemod.patch_commits(src.repo, run.base_commit, run.head_commit,
+                                              names, run.runner)
+        src.touched = triagemod.touched(src.repo, run.base_commit, run.head_commit,
+                                        run.runner)
+    start = time.monotonic()
+    n = _triage_at_head(run, s, src)
+    if n:
+        first = next(c for c in s.cases if c.reports)
+        run.progress.line(f"[{st.arch.name}] {s.binary}: {first.message.split('; ')[0]} "
+                          f"(triage {time.monotonic() - start:.1f}s)")
+
+
+def _triage_at_head(run: RunState, s: testrun.Suite, src: triagemod.Source) -> int:
+    """Objects are compiled again from orch's worktree (debuginfo.py): it must hold the
+    tested sources while they compile. Usually it does (nothing else ran on the tree since
+    this run's apply); when another run checked out something else, or does during the
+    compile, the triage is done (again) under the tree lock with the tested commit checked
+    out again (any run resets the worktree to its own commit first)."""
+    wt, r = run.worktree, run.runner
+    kept = [(c, c.message) for c in s.cases]
+
+    def attempt() -> int:
+        for c, message in kept:
+            c.message, c.reports = message, []
+        return triagemod.triage_suite(s, src, r)
+
+    def at_head() -> bool:
+        head = r.run(["git", "-C", str(wt), "rev-parse", "HEAD^{tree}"], always=True)
+        clean = r.run(["git", "-C", str(wt), "diff", "--quiet", "HEAD"], always=True)
+        return head.output.strip() == run.source_tree and clean.ok
+
+    if wt is None or run.tree is None or src.vmlinux or not src.builddir:
+        return attempt()
+    if at_head():
+        n = attempt()
+        if at_head():
+            return n
+    with treemod.tree_lock(run.tree):
+        if not at_head():
+            treemod.prepare_worktree(run.tree, run.head_commit, r)
+        return attempt()
 
 
 TESTS = tuple(src.gives for src in SOURCES)  # what the wanted test sources give

@@ -24,6 +24,7 @@ from orchestrator.kernel import build
 from orchestrator.kernel import series as seriesmod
 from orchestrator.kernel import tree as treemod
 from orchestrator.kernel.arch import Arch
+from orchestrator.kernel.dirty import Dirty
 from orchestrator.options import Options
 from orchestrator.testing import kselftest
 from orchestrator.testing import suite as testrun
@@ -106,6 +107,7 @@ class RunState:
     source_tree: str = ""
     worktree: Path | None = None
     patches: list[seriesmod.Patch] = field(default_factory=list)
+    dirty: Dirty | None = None  # the checkout's uncommitted changes, applied after the series
     products: set[str] = field(default_factory=set)  # what the run-wide stages gave
     run_stages: dict[str, dict] = field(default_factory=dict)  # check, apply
     versions: dict[str, dict[str, str]] = field(

@@ -70,7 +70,7 @@ END {
     for (n = 1; n <= plan; n++) if (!(n in seen)) emit("test_" n, "unknown")
     if (hung) emit("timeout", "unknown")
     else if (plan == "" && ncases == 0) emit(name, "unknown")
-    else if (rc != 0 && !failed) emit("exit_status", "unknown")
+    else if (rc != 0 && rc != 2 && rc != 4 && !failed) emit("exit_status", "unknown")
   } else if (hung) emit("timeout", "unknown")
   else {
     r = "fail"

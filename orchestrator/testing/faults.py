@@ -56,7 +56,7 @@ def diagnose(guest: qemu.Guest | None, binary: str, since: int = 0, detail: str 
         # Killed by a signal: the host did it, whatever the console says.
         note = " (the host's OOM killer, or another process)" if code == -9 else ""
         return Lost(QEMU_GONE, f"QEMU {qemu.exit_status(code)} during {binary}{note}")
-    crash = guest.problem_since(since)
+    crash = guest.problem_since(since, n=200)  # the whole report, for crash triage
     if crash:
         line, excerpt = crash
         return Lost(CRASH, f"kernel crashed during {binary}: {line}", excerpt)

@@ -37,6 +37,7 @@ class TestResult:
     kind: str = "ktap"
     duration: float | None = None  # seconds, when measured (ktap.h's "# time=" line)
     subtests: list[TestResult] = field(default_factory=list)  # nested KTAP, in order
+    reports: list[dict] = field(default_factory=list)  # kernel reports (testing.triage)
 
 
 @dataclass

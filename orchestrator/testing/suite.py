@@ -157,7 +157,10 @@ def classify(name: str, res, duration: float, timeout: float,
         cases.append(ktap.TestResult(name, "error",
                                      message=f"no KTAP output (exit {res.exit_code})",
                                      kind="no_ktap"))
-    elif is_ktap and res.exit_code not in (0, None) and not failed:
+    elif is_ktap and res.exit_code not in (0, None, kselftest.XFAIL, kselftest.SKIP) \
+            and not failed:
+        # kselftest's exits 2 (xfail) and 4 (skip: ksft_exit_skip, after "1..0 # SKIP" or
+        # skipped tests) say nothing the KTAP did not; any other one is an unreported error.
         cases.append(_exit_status(f"{name} exited with {res.exit_code} without "
                                   f"reporting a failing test"))
     elif not is_ktap and not cases:
@@ -264,5 +267,5 @@ def record_cases(cell: str, suite: Suite, file: str, logs: dict[str, str]) -> li
         out.append(TestCase(cell=cell, binary=suite.binary, name=t.name, status=t.status,
                             kind=t.kind, message=t.message, duration=duration,
                             duration_source=source, file=file, logs=dict(logs),
-                            output=cap("\n".join(t.diagnostics))))
+                            output=cap("\n".join(t.diagnostics)), reports=t.reports))
     return out

@@ -250,3 +250,40 @@ def test_kselftest_dry_run_names_the_build(cache_env, fake_kernel_repo, tmp_path
              "--kselftest", "mm:uffd-unit-tests", "-o", str(tmp_path / "o"), env=cache_env)
     assert r.returncode == 0, r.stderr
     assert '+ make -C tools/testing/selftests TARGETS="mm" install (arm64)' in r.stdout + r.stderr
+
+def test_uncommitted_changes_are_a_final_change_unless_committed(cache_env, fake_kernel_repo,
+                                                                 tmp_path):
+    """A dirty checkout: its edits are tested after the series, named `none+dirty` with
+    their own hash, saved as dirty.diff, said in one line; --committed leaves them out;
+    the checkout is never modified. (The fake tree then fails in config: enough here.)"""
+    repo = fake_kernel_repo
+    (repo / "mm/mmap.c").write_text("edited\n")
+    (repo / "mm/new.c").write_text("untracked\n")
+    before = git(repo, "status", "--porcelain", "--ignored")
+    out = tmp_path / "dirty"
+    r = orch("run", "--tree", str(repo), "-o", str(out), env=cache_env)
+    assert r.returncode in (2, 3), r.stderr
+    notice = [ln for ln in r.stderr.splitlines() if "uncommitted changes" in ln]
+    assert len(notice) == 1 and "(2 files: mm/mmap.c, mm/new.c)" in notice[0], r.stderr
+    diff = (out / "dirty.diff").read_bytes()
+    assert b"+edited" in diff and b"+untracked" in diff
+    rec = json.loads((out / "results.json").read_text())
+    cell = rec["cells"][0]
+    assert cell["id"] == "x86_64.linux.none+dirty.default.qemu"
+    assert cell["series"] == "none+dirty"
+    import hashlib
+    assert cell["dirty_hash"] == hashlib.sha256(diff).hexdigest()
+    assert cell["series_hash"] and cell["head_commit"] != cell["base_commit"]
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["inputs"]["tree"]["dirty"]["files"] == ["mm/mmap.c", "mm/new.c"]
+    assert git(repo, "status", "--porcelain", "--ignored") == before
+
+    out2 = tmp_path / "committed"
+    r = orch("run", "--tree", str(repo), "--committed", "-o", str(out2), env=cache_env)
+    assert "testing the uncommitted" not in r.stderr
+    assert not (out2 / "dirty.diff").exists()
+    cell = json.loads((out2 / "results.json").read_text())["cells"][0]
+    assert cell["id"] == "x86_64.linux.none.default.qemu" and cell["dirty_hash"] == ""
+    assert cell["head_commit"] == cell["base_commit"]
+    assert "--committed" in json.loads((out2 / "metadata.json").read_text())["reproduce"]
+    assert git(repo, "status", "--porcelain", "--ignored") == before

@@ -43,3 +43,21 @@ def test_endpoints_checked():
     assert "base tree without patches is not good" in v.error
     v = search(3, lambda k: "skip" if k == 3 else "good")
     assert "it is skip" in v.error
+
+
+def test_a_dirty_checkout_is_ignored_with_a_line(fake_kernel_repo, isolated_cache):
+    import io
+
+    from orchestrator.base.progress import Progress
+    from orchestrator.options import Options
+    from orchestrator.run.bisect import ignore_dirty
+
+    opts = Options(tree=str(fake_kernel_repo))
+    said = io.StringIO()
+    ignore_dirty(opts, Progress(stream=said))
+    assert said.getvalue() == ""  # clean: nothing to say
+    (fake_kernel_repo / "mm/mmap.c").write_text("edited\n")
+    ignore_dirty(opts, Progress(stream=said))
+    assert said.getvalue().strip() == (
+        f"orch bisect: {fake_kernel_repo} has uncommitted changes (1 file: mm/mmap.c): "
+        f"ignored, a bisection tests commits only")

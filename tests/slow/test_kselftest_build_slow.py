@@ -17,6 +17,7 @@ from orchestrator.base.runner import Runner
 from orchestrator.kernel import arch as archmod
 from orchestrator.kernel import tree as treemod
 from orchestrator.run.pipeline import tree_lock
+from orchestrator.run.sources import kselftest_source_id
 from orchestrator.testing import kselftest_build as kb
 
 pytestmark = pytest.mark.slow
@@ -34,7 +35,8 @@ def test_612_mm_builds_static_for_x86_64(tmp_path):
     log = tmp_path / "kselftest.log"
     with tree_lock(tree):
         wt = treemod.prepare_worktree(tree, base, runner)
-        _, source_id = treemod.tree_id(wt, runner)
+        # the run's own key (run.sources): this build is the one the slow runs then reuse
+        source_id = kselftest_source_id(wt, archmod.X86_64, runner)
         got = kb.build(archmod.X86_64, wt, source_id, ["mm"], runner, log)
         status = subprocess.run(["git", "-C", str(wt), "status", "--porcelain", "--ignored",
                                  "--", "tools", "usr", "include"],

@@ -114,6 +114,7 @@ SAMPLES = [
      "not ok 3 z # TODO later\nnot ok 4 - dash name # SKIP r\n", 0, False),
     ("missing", "KTAP version 1\n1..3\n# hello\nok 1 a\n", 0, False),
     ("exit_status", "KTAP version 1\n1..1\nok 1 a\n", 1, False),
+    ("exit_xfail", "KTAP version 1\n1..1\nok 1 a\n", 2, False),
     ("skip_all", "KTAP version 1\n1..0 # SKIP no userfaultfd\n", 4, False),
     ("nested", "KTAP version 1\n1..2\n    KTAP version 1\n    1..2\n    ok 1 s1\n"
      "    not ok 2 s2\nnot ok 1 parent\nok 2 after\n", 1, False),

@@ -32,9 +32,22 @@ def test_ktap_program_unchanged(run):
     assert s.cases[1].message == "got 3, expected 1"
 
 
-def test_ktap_program_exiting_nonzero_without_a_failure_is_an_error(run):
-    s = run("KTAP version 1\n1..1\nok 1 a\n", code=2)
+@pytest.mark.parametrize("code", [1, 3, 5, 139])
+def test_ktap_program_exiting_nonzero_without_a_failure_is_an_error(run, code):
+    s = run("KTAP version 1\n1..1\nok 1 a\n", code=code)
     assert cases(s)[1] == ("exit_status", "error", "exit_status")
+
+
+@pytest.mark.parametrize("out", ["KTAP version 1\n1..0 # SKIP soft-dirty is not support\n",
+                                 "KTAP version 1\n1..1\nok 1 a # SKIP no THP\n"])
+def test_ktap_program_exiting_4_after_skipping_is_a_skip_not_an_error(run, out):
+    s = run(out, code=4)  # kselftest's ksft_exit_skip
+    assert [c[1] for c in cases(s)] == ["skip", "pass"]  # the skip, dmesg_clean
+
+
+def test_ktap_program_exiting_2_xfail_is_no_error(run):
+    s = run("KTAP version 1\n1..1\nok 1 a # XFAIL known\n", code=2)
+    assert [c[:2] for c in cases(s)] == [("a", "pass"), ("dmesg_clean", "pass")]
 
 
 def test_ktap_header_without_results_is_still_no_ktap(run):
