@@ -59,8 +59,7 @@ def check(run: RunState, st: ArchState | None) -> None:
     for src in SOURCES:
         src.check(run)
     if opts.kselftest and not run.target.runs_kselftests:
-        raise UsageError(f"--kselftest: not under --target {run.target.kind} yet (its job "
-                         f"runs orch's own selftests only)")
+        raise UsageError(f"--kselftest: not under --target {run.target.kind} yet")
     for a in opts.arches:
         if opts.smp > a.max_cpus:
             raise UsageError(f"--smp {opts.smp}: QEMU's {a.machine} machine ({a.name}) "
@@ -209,17 +208,10 @@ def build_rootfs(run: RunState, st: ArchState | None) -> None:
 
 
 def up_request(run: RunState, st: ArchState) -> UpRequest:
-    c = runrecord.cell(run, st)
-    labels = {k: str(getattr(c, k)) for k in CELL_LABELS if getattr(c, k)}
     return UpRequest(st.arch, st.kernel, st.initrd, st.tests,
                      run.log(st.arch.name, "console.log"), run.runner,
                      progress=run.progress.line, status=run.progress.status,
-                     payload=dict(st.payload), labels=labels)
-
-
-# The cell's identity, handed to the target (a LAVA job's metadata: `orch lava collect`).
-CELL_LABELS = ("arch", "tree", "base_commit", "base_ref", "series", "series_hash", "profile",
-               "tree_spec", "head_commit", "kernel_key")
+                     payload=dict(st.payload), labels=runrecord.labels(run, st))
 
 
 def boot(run: RunState, st: ArchState | None) -> None:
@@ -256,9 +248,9 @@ def record_report(run: RunState, st: ArchState) -> int:
     """The tests a target ran itself (a LAVA job), read into the run's suites."""
     a = st.arch
     assert st.machine is not None
-    binaries = [t.binary for t in st.programs if t.payload == "selftests"]
-    suites, gone = lavaresults.suites(st.machine.report, a.name, binaries,
-                                      run.opts.test_timeout, run.out / a.name / "tests")
+    suites, gone = lavaresults.suites(
+        st.machine.report, a.name, [t.binary for t in st.programs if t.payload == "selftests"],
+        run.opts.test_timeout, run.out / a.name / "tests")
     if gone:
         run.progress.error(f"orch: [{a.name}] test: {gone.message}")
         if gone.infrastructure:
@@ -268,8 +260,7 @@ def record_report(run: RunState, st: ArchState) -> int:
         c = s.counts()
         run.progress.line(f"[{a.name}] {s.binary}: {c['pass']} passed, {c['fail']} failed, "
                           f"{c['skip']} skipped, {c['error']} errors ({s.duration:.1f}s)")
-    run.write_reports()
-    return verdict(run, st, lost=bool(gone and gone.infrastructure))
+    return verdict(run, st, lost=bool(gone and gone.infrastructure))  # reports: the stage's
 
 
 def run_tests(run: RunState, st: ArchState) -> int:
