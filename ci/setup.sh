@@ -5,14 +5,18 @@
 #   --ci-tools    also the tools the tests of ci/ drive, from npm, pinned: gitlab-ci-local
 #                 (runs the GitLab pipeline here) and @action-validator/cli (checks the GitHub
 #                 workflow), into $ORCH_CI_TOOLS (default ~/.cache/orch-ci-tools), once
+#   --lava-server also a LAVA server's packages (lava-server, PostgreSQL: about 5 minutes),
+#                 for the slow test of `--target lava+URL` (ci/lava-server.sh starts it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV_ONLY=0
 CI_TOOLS=0
+LAVA_SERVER=0
 for arg in "$@"; do
   case "$arg" in
     --venv-only) VENV_ONLY=1 ;;
     --ci-tools) CI_TOOLS=1 ;;
+    --lava-server) LAVA_SERVER=1 ;;
     *) echo "ci/setup.sh: unknown option $arg" >&2; exit 2 ;;
   esac
 done
@@ -24,6 +28,7 @@ PACKAGES=(
   gcc-aarch64-linux-gnu libc6-dev-arm64-cross
   busybox-static dropbear-bin bash-static gdb-multiarch
   linux-source-6.1
+  lava-dispatcher  # lava-run: `orch run --target lava` and its slow tests (~3 min cold)
 )
 export DEBIAN_FRONTEND=noninteractive
 # Upstream 6.12 (has UFFDIO_MOVE natively): the reference tree, from bookworm-backports.
@@ -40,6 +45,9 @@ fi
 PACKAGES+=(linux-source-6.12)
 if [ "$VENV_ONLY" = 1 ]; then
   PACKAGES=(git python3-venv)
+fi
+if [ "$LAVA_SERVER" = 1 ]; then
+  PACKAGES+=(postgresql lava-server)
 fi
 if [ "$CI_TOOLS" = 1 ] && ! command -v npm >/dev/null; then
   PACKAGES+=(npm)

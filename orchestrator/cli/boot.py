@@ -30,6 +30,10 @@ def boot(opts: Options, command: str | None) -> int:
         return EXIT_USAGE
     run = Run(opts)
     state = run.state
+    if state.target.kind == "lava":
+        print("orch: usage: orch boot --target lava: a LAVA job runs the tests itself, it "
+              "gives no shell (use orch run)", file=sys.stderr)
+        return EXIT_USAGE
     st = next(iter(state.states.values()))
     code = run.execute(until="boot")
     if opts.dry_run or st.machine is None:

@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 from orchestrator.base.errors import UsageError
 from orchestrator.kernel import arch as archmod
 from orchestrator.kernel.tree import EMBEDDED
+from orchestrator.targets.lava import LAVA_SPEC
 from orchestrator.targets.ssh import parse_address
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -166,7 +167,8 @@ def profile_argv(e: Entry, root: Path) -> list[str]:
     return argv + (["--debug"] if e.debug else [])
 
 
-# --- targets: qemu, ssh://[user@]host[:port] (named after the host), or {name, target} ------
+# --- targets: qemu, ssh://[user@]host[:port] (named after the host), lava[+https://HOST],
+# or {name, target} -------------------------------------------------------------------------
 
 def parse_target(v: dict, where: str, at: Where) -> Entry:
     spec = v.get("target", v.get("name"))
@@ -176,11 +178,16 @@ def parse_target(v: dict, where: str, at: Where) -> Entry:
     if spec != DEFAULT_TARGET:
         if at.cli_options is not None and "--target" not in at.cli_options:
             at.fail(where, f"target '{spec}': this orch runs cells on {DEFAULT_TARGET} only")
-        try:
-            address = parse_address(spec)
-        except UsageError as exc:
-            at.fail(f"{where}.target", str(exc).removeprefix(f"--target {spec}: "))
-        default_name = address.host + (f"-{address.port}" if address.port else "")
+        lava = LAVA_SPEC.match(spec)
+        if lava:  # lava (the local dispatcher), lava+https://HOST (a server)
+            host = re.sub(r"^https?://", "", lava.group("url") or "").split("/")[0]
+            default_name = "lava" + (f"-{host.replace(':', '-')}" if host else "")
+        else:
+            try:
+                address = parse_address(spec)
+            except UsageError as exc:
+                at.fail(f"{where}.target", str(exc).removeprefix(f"--target {spec}: "))
+            default_name = address.host + (f"-{address.port}" if address.port else "")
     name = v.get("name", default_name)
     if not isinstance(name, str):
         at.fail(f"{where}.name", "must be a string")

@@ -160,6 +160,17 @@ def cell(run: RunState, st: ArchState) -> results.Cell:
     )
 
 
+# The cell's identity, handed to the target (a LAVA job's metadata: `orch lava collect`).
+CELL_LABELS = ("arch", "tree", "base_commit", "base_ref", "series", "series_hash", "profile",
+               "tree_spec", "head_commit", "kernel_key")
+
+
+def labels(run: RunState, st: ArchState) -> dict[str, str]:
+    """The cell as the labels a target may carry (CELL_LABELS that are set)."""
+    c = cell(run, st)
+    return {k: str(getattr(c, k)) for k in CELL_LABELS if getattr(c, k)}
+
+
 def record(run: RunState) -> results.Record:
     """The run as data: results.json, and the JUnit rendered from it."""
     rec = results.Record(kind="run", orch_version=__version__,

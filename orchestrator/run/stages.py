@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -32,14 +31,15 @@ from orchestrator.kernel import dirty as dirtymod
 from orchestrator.kernel import series as seriesmod
 from orchestrator.kernel import tree as treemod
 from orchestrator.kernel.arch import Arch
+from orchestrator.run import crashes
+from orchestrator.run import record as runrecord
 from orchestrator.run.sources import SOURCES
-from orchestrator.run.state import CHECK, MACHINE, TREE, ArchState, RunState, Stage
+from orchestrator.run.state import CHECK, MACHINE, TREE, ArchState, RunState, Stage, builddir
 from orchestrator.store import cache
 from orchestrator.targets import UpRequest, rootfs
 from orchestrator.targets import keys as keysmod
-from orchestrator.testing import faults
+from orchestrator.testing import faults, lavaresults
 from orchestrator.testing import suite as testrun
-from orchestrator.testing import triage as triagemod
 
 __all__ = ["CHECK", "MACHINE", "TREE", "STAGES", "RETRY_FROM", "Stage", "check"]
 
@@ -57,6 +57,8 @@ def check(run: RunState, st: ArchState | None) -> None:
             kconfig.parse_fragment(f)
     for src in SOURCES:
         src.check(run)
+    if opts.kselftest and not run.target.runs_kselftests:
+        raise UsageError(f"--kselftest: not under --target {run.target.kind} yet")
     for a in opts.arches:
         if opts.smp > a.max_cpus:
             raise UsageError(f"--smp {opts.smp}: QEMU's {a.machine} machine ({a.name}) "
@@ -71,13 +73,15 @@ def preflight(arches: list[Arch], target: targets.Target | None = None) -> None:
     """Missing host programs are found before a 3-minute build, not after it."""
     needed = [("git", "git"), ("make", "make"), ("flex", "flex"), ("bison", "bison"),
               ("bc", "bc"), ("cpio", "cpio"), ("readelf", "binutils")]
-    local = target is None or target.kind == "qemu"
+    local = target is None or target.wants_initramfs  # orch's initramfs is built here
+    qemu_here = target is None or target.runs_qemu_here
     if local:
         needed.append(("dropbearconvert", "dropbear-bin"))
     for a in arches:
         needed.append((a.cc(), a.cross_package if a.cross_compile() else "gcc"))
-        if local:
+        if qemu_here:
             needed.append((a.qemu, a.qemu_package))
+        if local:
             if archmod.is_native(a):
                 needed += [("busybox", "busybox-static"), ("dropbear", "dropbear-bin")]
             else:
@@ -86,6 +90,8 @@ def preflight(arches: list[Arch], target: targets.Target | None = None) -> None:
     for tool, pkg in needed:
         if not shutil.which(tool, path=path):
             raise MissingToolError(f"{tool} not found (apt-get install {pkg})")
+    if target is not None:
+        target.check_host()
 
 
 
@@ -151,11 +157,7 @@ def apply_dirty(run: RunState) -> None:
                       f"(+{dirtymod.NAME}, saved in dirty.diff; --committed tests HEAD only)")
 
 
-def _builddir(run: RunState, st: ArchState) -> Path:
-    # One build dir per arch and profile: a --debug run must not turn the plain kernel's
-    # objects over (and back) in a shared dir.
-    assert run.worktree is not None
-    return treemod.build_dir(run.worktree, "-".join([st.arch.name, *run.opts.profiles]))
+_builddir = builddir
 
 
 def config(run: RunState, st: ArchState | None) -> None:
@@ -207,7 +209,8 @@ def up_request(run: RunState, st: ArchState) -> UpRequest:
     return UpRequest(st.arch, st.kernel, st.initrd, st.tests,
                      run.log(st.arch.name, "console.log"), run.runner,
                      progress=run.progress.line, status=run.progress.status,
-                     payload=dict(st.payload), notice=run.progress.error)
+                     payload=dict(st.payload), notice=run.progress.error,
+                     labels=runrecord.labels(run, st))
 
 
 def boot(run: RunState, st: ArchState | None) -> None:
@@ -234,14 +237,35 @@ def test(run: RunState, st: ArchState | None) -> None:
     if run.opts.dry_run:
         return
     assert st.machine is not None
-    st.test_code = run_tests(run, st)
+    if st.machine.report is not None:  # the target ran the tests itself (LAVA)
+        st.test_code = record_report(run, st)
+    else:
+        st.test_code = run_tests(run, st)
+
+
+def record_report(run: RunState, st: ArchState) -> int:
+    """The tests a target ran itself (a LAVA job), read into the run's suites."""
+    a = st.arch
+    assert st.machine is not None
+    suites, gone = lavaresults.suites(
+        st.machine.report, a.name, [t.binary for t in st.programs if t.payload == "selftests"],
+        run.opts.test_timeout, run.out / a.name / "tests")
+    if gone:
+        run.progress.error(f"orch: [{a.name}] test: {gone.message}")
+        if gone.infrastructure:
+            st.error = InfraError(gone.message, stage="test")
+    for s in suites:
+        run.suites.append(s)
+        c = s.counts()
+        run.progress.line(f"[{a.name}] {s.binary}: {c['pass']} passed, {c['fail']} failed, "
+                          f"{c['skip']} skipped, {c['error']} errors ({s.duration:.1f}s)")
+    return verdict(run, st, lost=bool(gone and gone.infrastructure))  # reports: the stage's
 
 
 def run_tests(run: RunState, st: ArchState) -> int:
     a = st.arch
     m = st.machine
     assert m is not None
-    code = EXIT_PASS
     lost = False  # the machine or the connection went away: infrastructure
     gone: faults.Lost | None = None  # why the remaining binaries do not run
     history = f"tests-{a.name}-" + cache.digest(*(t.binary for t in st.programs))[:12]
@@ -276,7 +300,7 @@ def run_tests(run: RunState, st: ArchState) -> int:
                 lost = True
                 st.error = InfraError(gone.message, stage="test")
             run.progress.error(f"orch: [{a.name}] test: {gone.message}")
-        triage(run, st, s)
+        crashes.triage(run, st, s)
         run.suites.append(s)
         c = s.counts()
         run.progress.line(f"[{a.name}] {t.binary}: {c['pass']} passed, {c['fail']} failed, "
@@ -284,6 +308,13 @@ def run_tests(run: RunState, st: ArchState) -> int:
         run.write_reports()
     if not gone:
         cache.remember(history, seconds=round(steps.elapsed(), 1))
+    return verdict(run, st, lost)
+
+
+def verdict(run: RunState, st: ArchState, lost: bool) -> int:
+    """The arch's test exit code from its suites (`lost`: infrastructure went away)."""
+    a = st.arch
+    code = EXIT_PASS
     counts = run.counts(a.name)
     if counts["error"]:
         code = EXIT_INFRA if lost else EXIT_TEST_FAILED
@@ -296,60 +327,6 @@ def run_tests(run: RunState, st: ArchState) -> int:
         code = EXIT_TEST_FAILED
         run.progress.error(f"orch: [{a.name}] no test ran (all skipped)")
     return code
-
-
-def triage(run: RunState, st: ArchState, s: testrun.Suite) -> None:
-    """Kernel reports that failed a testcase: records with file:line and the patch."""
-    if not any(c.status == "fail" and c.kind in ("dmesg_clean", "crash") for c in s.cases):
-        return
-    names = [p.name.removesuffix(".patch") for p in run.patches] + \
-        ([dirtymod.NAME] if run.dirty else [])
-    src = triagemod.Source(run.tree.repo if run.tree else None, run.head_commit,
-                           vmlinux=st.kernel.vmlinux if st.kernel else None,
-                           builddir=_builddir(run, st) if run.worktree else None,
-                           cross_compile=st.arch.cross_compile())
-    if src.repo and run.base_commit:
-        src.patches = triagemod.patch_commits(src.repo, run.base_commit, run.head_commit,
-                                              names, run.runner)
-        src.touched = triagemod.touched(src.repo, run.base_commit, run.head_commit,
-                                        run.runner)
-    start = time.monotonic()
-    n = _triage_at_head(run, s, src)
-    if n:
-        first = next(c for c in s.cases if c.reports)
-        run.progress.line(f"[{st.arch.name}] {s.binary}: {first.message.split('; ')[0]} "
-                          f"(triage {time.monotonic() - start:.1f}s)")
-
-
-def _triage_at_head(run: RunState, s: testrun.Suite, src: triagemod.Source) -> int:
-    """Objects are compiled again from orch's worktree (debuginfo.py): it must hold the
-    tested sources while they compile. Usually it does (nothing else ran on the tree since
-    this run's apply); when another run checked out something else, or does during the
-    compile, the triage is done (again) under the tree lock with the tested commit checked
-    out again (any run resets the worktree to its own commit first)."""
-    wt, r = run.worktree, run.runner
-    kept = [(c, c.message) for c in s.cases]
-
-    def attempt() -> int:
-        for c, message in kept:
-            c.message, c.reports = message, []
-        return triagemod.triage_suite(s, src, r)
-
-    def at_head() -> bool:
-        head = r.run(["git", "-C", str(wt), "rev-parse", "HEAD^{tree}"], always=True)
-        clean = r.run(["git", "-C", str(wt), "diff", "--quiet", "HEAD"], always=True)
-        return head.output.strip() == run.source_tree and clean.ok
-
-    if wt is None or run.tree is None or src.vmlinux or not src.builddir:
-        return attempt()
-    if at_head():
-        n = attempt()
-        if at_head():
-            return n
-    with treemod.tree_lock(run.tree):
-        if not at_head():
-            treemod.prepare_worktree(run.tree, run.head_commit, r)
-        return attempt()
 
 
 TESTS = tuple(src.gives for src in SOURCES)  # what the wanted test sources give

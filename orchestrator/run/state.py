@@ -71,6 +71,13 @@ class ArchState:
     exit_code: int | None = None  # this arch's (cell's) own verdict
 
 
+def builddir(run: "RunState", st: ArchState) -> Path:
+    """The arch's build dir in orch's worktree. One per arch and profile: a --debug run
+    must not turn the plain kernel's objects over (and back) in a shared dir."""
+    assert run.worktree is not None
+    return treemod.build_dir(run.worktree, "-".join([st.arch.name, *run.opts.profiles]))
+
+
 def default_output() -> Path:
     """orch-out/DATE-TIME, made here: two runs started in the same second get two dirs."""
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")

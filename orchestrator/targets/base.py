@@ -1,17 +1,19 @@
 """Where the tests run. A target is a record chosen by name (`--target qemu`, the default,
-or `--target ssh://[user@]host[:port]`), in the manner of tuxlava's `Device.select`:
+`--target ssh://[user@]host[:port]`, or `--target lava[+https://HOST]`), in the manner of
+tuxlava's `Device.select`:
 
 - `wants_initramfs`: whether the run builds a root filesystem for it (QEMU boots orch's
   initramfs; a machine over SSH has its own userland, so that stage does not exist for it);
 - `up(request)`: a context manager that makes the kernel run there (boot it, or deploy it)
   and yields a `Machine`: a session that runs commands and takes uploads, where the test
   binaries are, and the facts that go into the results (accelerator, host, deploy time);
+  or, for a target that runs the tests itself (LAVA), a Machine whose `report` holds them;
 - `cell()` and `properties()`: what identifies the target in results and JUnit.
 
 This module is the registry (`TARGETS`, `select`, `make`) and the package's front: the
-protocol and its records are in protocol.py, the targets in local.py (QEMU) and remote.py
-(SSH), the SSH target's deploy modes in deploy.py. Adding a target is one class with its
-`OPTIONS` and one entry in `TARGETS`.
+protocol and its records are in protocol.py, the targets in local.py (QEMU), remote.py
+(SSH) and lava.py (LAVA), the SSH target's deploy modes in deploy.py. Adding a target is one
+class with its `OPTIONS` and one entry in `TARGETS`.
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ from typing import Any
 from orchestrator.base.errors import UsageError
 from orchestrator.base.opt import Opt
 from orchestrator.targets.deploy import DEPLOY, DEPLOY_MODES
+from orchestrator.targets.lava import LavaTarget
 from orchestrator.targets.local import QemuTarget
 from orchestrator.targets.protocol import Machine, Target, TargetBase, UpRequest
 from orchestrator.targets.remote import SSH_SPEC, SshTarget
 
-TARGETS: tuple[type[TargetBase], ...] = (QemuTarget, SshTarget)
+TARGETS: tuple[type[TargetBase], ...] = (QemuTarget, SshTarget, LavaTarget)
 
 # Every target's own options, in order (a target may share one with another: once here).
 OPTIONS: list[Opt] = list({o.dest: o for t in TARGETS for o in t.OPTIONS}.values())
@@ -62,5 +65,6 @@ def make(opts) -> Target:
     return target
 
 
-__all__ = ["DEPLOY", "DEPLOY_MODES", "OPTIONS", "SSH_SPEC", "TARGETS", "Machine", "QemuTarget",
+__all__ = ["DEPLOY", "DEPLOY_MODES", "OPTIONS", "SSH_SPEC", "TARGETS", "LavaTarget", "Machine",
+           "QemuTarget",
            "SshTarget", "Target", "UpRequest", "make", "owners", "select"]

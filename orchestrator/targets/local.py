@@ -37,6 +37,7 @@ class QemuTarget(TargetBase):
     kind = "qemu"
     wants_initramfs = True
     remote = False
+    runs_qemu_here = True
     SPEC = "qemu"
     SHORT = "qemu"
     # `orch boot` only: a run's tests would time out while gdb holds the guest stopped.

@@ -38,6 +38,9 @@ class UpRequest:
     progress: Callable[[str], None] = print
     status: Callable[[str], None] = lambda msg: None
     notice: Callable[[str], None] = print  # shown even with --quiet (what was asked for)
+    # The run's cell, as labels (arch, tree, series...): a LAVA job carries them as its
+    # metadata, so its results read back into the same cell.
+    labels: dict[str, str] = field(default_factory=dict)
     # What the target finds out on the way (also when it fails: the deploy time, the
     # kernel that answered): the run records it either way.
     facts: dict[str, object] = field(default_factory=dict)
@@ -46,12 +49,16 @@ class UpRequest:
 @dataclass
 class Machine:
     """A target that is up: run commands on `session`; test binaries are in `tests_dir`,
-    each test payload (UpRequest.payload) in `dirs[name]`."""
+    each test payload (UpRequest.payload) in `dirs[name]`.
 
-    session: Session
+    A target that runs the tests itself (LAVA) has no session: its `report` is what it
+    found (the test stage reads it into the same records)."""
+
+    session: Session | None
     tests_dir: str
     facts: dict[str, object] = field(default_factory=dict)
     guest: qemu.Guest | None = None  # its console tells a kernel crash from a lost machine
+    report: Any = None  # the finished run of a target that ran the tests itself
     dirs: dict[str, str] = field(default_factory=dict)
 
 
@@ -59,6 +66,10 @@ class Target(Protocol):
     kind: str
     wants_initramfs: bool
     remote: bool  # a machine orch does not start: checked before anything slow
+    runs_qemu_here: bool
+    runs_kselftests: bool
+
+    def check_host(self) -> None: ...
 
     def check(self, arch: Arch, runner: Runner) -> None: ...
 
@@ -88,6 +99,11 @@ class TargetBase:
     SPEC: ClassVar[str]
     SHORT: ClassVar[str]
     OPTIONS: ClassVar[tuple[Opt, ...]] = ()
+    runs_qemu_here: ClassVar[bool] = False  # QEMU on this host: its binary is needed
+    runs_kselftests: ClassVar[bool] = True  # runs the kernel's own kselftests (payloads)
+
+    def check_host(self) -> None:
+        """Refuse (exit 2) what this host lacks for the target, before anything slow."""
 
     @classmethod
     def matches(cls, spec: str | None) -> bool:

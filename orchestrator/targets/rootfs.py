@@ -19,6 +19,7 @@ from orchestrator.base.errors import InfraError, MissingToolError
 from orchestrator.base.runner import Runner
 from orchestrator.kernel.arch import Arch, is_native
 from orchestrator.store import cache
+from orchestrator.targets import lavaguest
 from orchestrator.targets.keys import Keys
 
 PACKAGES = ["busybox-static", "dropbear-bin", "libc6", "libcrypt1", "libtomcrypt1",
@@ -49,8 +50,9 @@ case " $(cat /proc/cmdline) " in
   *) dropbear -r /etc/dropbear/dropbear_ed25519_host_key -s -p 22 ;;
 esac
 echo "@READY@ $(uname -r)"
+@LAVA@
 while :; do sleep 3600; done
-""".replace("@READY@", READY_MARKER)
+""".replace("@READY@", READY_MARKER).replace("@LAVA@", lavaguest.CONSOLE.strip())
 
 PASSWD = "root:x:0:0:root:/root:/bin/sh\n"
 GROUP = "root:x:0:\n"
@@ -236,7 +238,7 @@ def build_initramfs(arch: Arch, keys: Keys, tests: list[Path], runner: Runner,
     for pname, pdir in sorted(payload.items()):
         parts += [f"payload:{pname}/{rel}={cache.file_digest(h) if h.is_file() else ''}"
                   for rel, h in _tree_files(pdir)]
-    parts += [init, keys.client_pub, cache.file_digest(keys.host_dropbear)]
+    parts += [init, lavaguest.TEST_SCRIPT, keys.client_pub, cache.file_digest(keys.host_dropbear)]
     key = cache.digest("initramfs-v1", arch.name, *parts)[:20]
     out = cache.subdir("initramfs") / f"{arch.name}-{key}.cpio"
     cache.hold(out)
@@ -267,6 +269,9 @@ def build_initramfs(arch: Arch, keys: Keys, tests: list[Path], runner: Runner,
             shutil.copytree(pdir, stage / payload_dir(pname).lstrip("/"), symlinks=True)
         (stage / "init").write_text(init)
         os.chmod(stage / "init", 0o755)
+        script = stage / lavaguest.TEST_SCRIPT_PATH.lstrip("/")  # the LAVA job's test
+        script.write_text(lavaguest.TEST_SCRIPT)
+        os.chmod(script, 0o755)
         (stage / "etc/passwd").write_text(PASSWD)
         (stage / "etc/group").write_text(GROUP)
         (stage / "etc/shells").write_text("/bin/sh\n" + ("/bin/bash\n" if "/bin/bash" in guest_files

@@ -111,43 +111,7 @@ def run_binary(ssh: Session, arch: str, name: str, timeout: float | None, outdir
     suite.duration = time.monotonic() - start
     suite.output = res.stdout + (("\n--- stderr ---\n" + res.stderr) if res.stderr else "")
     suite.exit_code = res.exit_code
-    parsed = ktap.parse(res.stdout)
-    # Killed by the guest's timeout: exit 137, or -1 when the channel reports only a signal.
-    hung = res.timed_out or (res.exit_code in (124, 137, -1)
-                             and suite.duration >= timeout - 1)
-    # A program with a text format of its own is read by it unless its output starts as a
-    # KTAP document: 6.1's run_vmtests.sh prints its own lines around programs that may
-    # print TAP of theirs; 6.12's starts with "TAP version 13".
-    own_format = textformats.lookup(program or name) is not None and \
-        not _STARTS_KTAP.match(res.stdout.lstrip())
-    is_ktap = not own_format and (parsed.version is not None or parsed.plan is not None
-                                  or bool(parsed.results))
-    if is_ktap:
-        suite.cases = _ktap_cases(parsed, name, res.exit_code, hung, timeout)
-    else:
-        suite.cases = _text_cases(program or name, res, hung, timeout)
-    cut = _cut_short(name, res, hung, timeout)
-    failed = any(c.status == "fail" for c in suite.cases)
-    if cut:
-        suite.cases.append(cut)
-    elif is_ktap and parsed.plan is None and not suite.cases:
-        suite.cases.append(ktap.TestResult(name, "error",
-                                           message=f"no KTAP output (exit {res.exit_code})",
-                                           kind="no_ktap"))
-    elif is_ktap and res.exit_code not in (0, None, kselftest.XFAIL, kselftest.SKIP) \
-            and not failed:
-        # kselftest's exits 2 (xfail) and 4 (skip: ksft_exit_skip, after "1..0 # SKIP" or
-        # skipped tests) say nothing the KTAP did not; any other one is an unreported error.
-        suite.cases.append(_exit_status(f"{name} exited with {res.exit_code} without "
-                                        f"reporting a failing test"))
-    elif not is_ktap and not suite.cases:
-        # kselftest's convention for a program that reports no tests: its exit code.
-        suite.cases.append(kselftest.exit_case(name, res.exit_code, _text(res)))
-    elif not is_ktap and not failed:
-        status, label = kselftest.verdict(res.exit_code)
-        if status in ("fail", "error"):
-            suite.cases.append(_exit_status(f"{name} ended with {label}, without reporting "
-                                            f"a failing test"))
+    suite.cases = classify(name, res, suite.duration, timeout, program)
     if not res.lost:
         suite.dmesg = kmsg_since(ssh, marker)
         problems = dmesg_problems(suite.dmesg)
@@ -163,6 +127,51 @@ def run_binary(ssh: Session, arch: str, name: str, timeout: float | None, outdir
     (outdir / f"{name}.dmesg").write_text(suite.dmesg)
     return suite
 
+
+def classify(name: str, res, duration: float, timeout: float,
+             program: str | None = None) -> list[ktap.TestResult]:
+    """One binary's testcases from its run, before the dmesg check. `res`: its stdout,
+    stderr, exit_code, and whether it was cut short (timed_out: the host's timeout; lost:
+    the machine went away); `program`: its file name, for its text format (default:
+    `name`). Also what a LAVA job's console says of a binary (testing/lavaresults.py), so
+    both paths name and judge tests alike."""
+    parsed = ktap.parse(res.stdout)
+    # Killed by the guest's timeout: exit 137, or -1 when the channel reports only a signal.
+    hung = res.timed_out or (res.exit_code in (124, 137, -1) and duration >= timeout - 1)
+    # A program with a text format of its own is read by it unless its output starts as a
+    # KTAP document: 6.1's run_vmtests.sh prints its own lines around programs that may
+    # print TAP of theirs; 6.12's starts with "TAP version 13".
+    own_format = textformats.lookup(program or name) is not None and \
+        not _STARTS_KTAP.match(res.stdout.lstrip())
+    is_ktap = not own_format and (parsed.version is not None or parsed.plan is not None
+                                  or bool(parsed.results))
+    if is_ktap:
+        cases = _ktap_cases(parsed, name, res.exit_code, hung, timeout)
+    else:
+        cases = _text_cases(program or name, res, hung, timeout)
+    cut = _cut_short(name, res, hung, timeout)
+    failed = any(c.status == "fail" for c in cases)
+    if cut:
+        cases.append(cut)
+    elif is_ktap and parsed.plan is None and not cases:
+        cases.append(ktap.TestResult(name, "error",
+                                     message=f"no KTAP output (exit {res.exit_code})",
+                                     kind="no_ktap"))
+    elif is_ktap and res.exit_code not in (0, None, kselftest.XFAIL, kselftest.SKIP) \
+            and not failed:
+        # kselftest's exits 2 (xfail) and 4 (skip: ksft_exit_skip, after "1..0 # SKIP" or
+        # skipped tests) say nothing the KTAP did not; any other one is an unreported error.
+        cases.append(_exit_status(f"{name} exited with {res.exit_code} without "
+                                  f"reporting a failing test"))
+    elif not is_ktap and not cases:
+        # kselftest's convention for a program that reports no tests: its exit code.
+        cases.append(kselftest.exit_case(name, res.exit_code, _text(res)))
+    elif not is_ktap and not failed:
+        status, label = kselftest.verdict(res.exit_code)
+        if status in ("fail", "error"):
+            cases.append(_exit_status(f"{name} ended with {label}, without reporting "
+                                      f"a failing test"))
+    return cases
 
 def _ktap_cases(parsed: ktap.Parsed, name: str, code: int | None, hung: bool,
                 timeout: float) -> list[ktap.TestResult]:

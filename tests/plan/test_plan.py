@@ -140,6 +140,21 @@ targets: [qemu, "ssh://root@lab1:2222", {name: desk, target: "ssh://desk"}]
     assert cli.main(["run", "--dry-run", *argv["x86_64-6.1-desk"]]) == 0
 
 
+def test_lava_targets_are_cells(tmp_path):
+    """`lava` (the local dispatcher) and `lava+https://HOST` (a server) are targets too."""
+    p = schema.load(write(tmp_path, """
+arches: [x86_64]
+trees: [linux-6.1]
+targets: [qemu, lava, "lava+https://lava.example.org:8443"]
+"""))
+    assert [c.name for c in p.cells] == ["x86_64-6.1", "x86_64-6.1-lava",
+                                         "x86_64-6.1-lava-lava.example.org-8443"]
+    a = p.cell_argv(p.cells[1])
+    assert a[a.index("--target") + 1] == "lava"
+    a = p.cell_argv(p.cells[2])
+    assert a[a.index("--target") + 1] == "lava+https://lava.example.org:8443"
+
+
 def test_root_makes_paths_relative_to_it(tmp_path):
     (tmp_path / "repo/patches/x").mkdir(parents=True)
     (tmp_path / "repo/plans").mkdir()

@@ -47,11 +47,8 @@ def sid(arch: str, binary: str, tree: str = "linux-6.1", series: str = "uffd-mov
 
 
 @pytest.fixture(scope="module")
-def full_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("full")
-    r = orch("run", "--arch", "x86_64,arm64", "-o", str(out), "--junit",
-             str(out / "junit-both.xml"))
-    return out, r
+def full_run(default_qemu_run):
+    return default_qemu_run  # tests/slow/conftest.py: shared with the LAVA tests
 
 
 def test_full_run_both_arches(full_run):

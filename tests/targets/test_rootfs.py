@@ -40,7 +40,8 @@ def test_initramfs_holds_userland_keys_tests_and_init(tmp_path, userland, isolat
                            capture_output=True, text=True, check=True).stdout.split()
     for want in ("init", "bin/busybox", "usr/sbin/dropbear", "lib/x86_64-linux-gnu/libc.so.6",
                  "opt/orch/selftests/uffd_move", "root/.ssh/authorized_keys",
-                 "etc/dropbear/dropbear_ed25519_host_key", "etc/passwd"):
+                 "etc/dropbear/dropbear_ed25519_host_key", "etc/passwd",
+                 "opt/orch/lava-tests"):
         assert want in names
     # written whole: no staging directory or temporary file is left beside it
     assert sorted(p.name for p in out.parent.iterdir() if p != out

@@ -23,11 +23,16 @@ def example(opt, tmp_path):
 
 
 def spec_for(target_class):
-    return {base.QemuTarget: "qemu", base.SshTarget: "ssh://root@board:22"}[target_class]
+    return {base.QemuTarget: "qemu", base.SshTarget: "ssh://root@board:22",
+            base.LavaTarget: "lava+https://lab.example"}[target_class]
+
+
+# What a target needs besides the option under test (a LAVA server: where its workers fetch)
+NEEDS = {base.LavaTarget: {"artifacts_url": "https://files.example/orch"}}
 
 
 def test_every_target_is_covered_here():
-    assert set(base.TARGETS) == {base.QemuTarget, base.SshTarget}
+    assert set(base.TARGETS) == {base.QemuTarget, base.SshTarget, base.LavaTarget}
 
 
 def test_the_table_takes_in_every_targets_options_once():
@@ -37,14 +42,15 @@ def test_the_table_takes_in_every_targets_options_once():
         assert table.count(o.dest) == 1, o.dest
     assert [o.flags[0] for o in TARGET_OPTIONS] == [
         "--gdb", "--known-hosts", "--no-deploy", "--reboot-cmd", "--target-initrd",
-        "--reboot-after"]
+        "--reboot-after", "--device-type", "--artifacts-url", "--lava-identity"]
 
 
 @pytest.mark.parametrize("opt", TARGET_OPTIONS, ids=lambda o: o.dest)
 @pytest.mark.parametrize("target_class", base.TARGETS, ids=lambda t: t.kind)
 def test_an_option_is_accepted_by_exactly_its_owners(opt, target_class, tmp_path):
     value = example(opt, tmp_path)
-    opts = options.make(target=spec_for(target_class), **{opt.dest: value})
+    opts = options.make(target=spec_for(target_class),
+                        **{**NEEDS.get(target_class, {}), opt.dest: value})
     if opt in target_class.OPTIONS:
         t = base.make(opts)
         assert isinstance(t, target_class)
@@ -86,7 +92,23 @@ def test_a_target_reads_its_settings_and_its_own_options_only():
     ({"target": "ssh://h", "no_deploy": True, "reboot_cmd": "x"},
      "--no-deploy and --reboot-cmd: choose one"),
     ({"target": "lava://x", "no_deploy": True},
-     "--target lava://x: expected qemu or ssh://[user@]host[:port]"),
+     "--target lava://x: expected qemu or ssh://[user@]host[:port] or lava or "
+     "lava+https://HOST"),
+    ({"device_type": "qemu"}, "--device-type is for --target lava"),
+    ({"target": "lava", "device_type": "beaglebone-black"},
+     "--device-type beaglebone-black: the local dispatcher (lava-run) has a device "
+     "dictionary for qemu only"),
+    ({"target": "lava", "lava_identity": "lab"},
+     "--lava-identity is for a LAVA server (--target lava+https://HOST), not the local "
+     "dispatcher"),
+    ({"target": "lava", "artifacts_url": "ftp://x"},
+     "--artifacts-url ftp://x: expected an http(s) URL (https://HOST[/PATH])"),
+    ({"target": "lava+ftp://lab"}, "--target lava+ftp://lab: expected lava+https://HOST (a "
+     "LAVA server)"),
+    ({"target": "lava+https://lab"}, "--target lava+https://lab: --artifacts-url BASE is "
+     "needed (the lab's workers fetch the kernel and initramfs from there)"),
+    ({"target": "lava+https://lab", "artifacts_url": "file:///srv"},
+     "--artifacts-url file:///srv: expected an http(s) URL (https://HOST[/PATH])"),
     ({"target": "ssh://h", "arches": [arch.X86_64, arch.ARM64]},
      "--target ssh://h: one machine is one arch; give one --arch"),
     ({"target": "ssh://h", "known_hosts": Path("/nonexistent/kh")},

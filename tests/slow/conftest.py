@@ -1,0 +1,16 @@
+"""What the slow tier's modules share: the default run on both arches under QEMU (the
+embedded 6.1 + patches/uffd-move), done once a session. test_run_slow.py checks it; the
+LAVA tests compare their run with it, case for case, without a second QEMU run."""
+
+import pytest
+
+from tests.support.orch import orch
+
+
+@pytest.fixture(scope="session")
+def default_qemu_run(tmp_path_factory):
+    """(output dir, CompletedProcess) of `orch run --arch x86_64,arm64`."""
+    out = tmp_path_factory.mktemp("full")
+    r = orch("run", "--arch", "x86_64,arm64", "-o", str(out), "--junit",
+             str(out / "junit-both.xml"), timeout=2400)
+    return out, r
