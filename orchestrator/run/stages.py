@@ -157,7 +157,6 @@ def apply_dirty(run: RunState) -> None:
                       f"(+{dirtymod.NAME}, saved in dirty.diff; --committed tests HEAD only)")
 
 
-_builddir = builddir
 
 
 def config(run: RunState, st: ArchState | None) -> None:
@@ -169,10 +168,10 @@ def config(run: RunState, st: ArchState | None) -> None:
         "config-v2", a.name, run.versions["gcc"][a.name],
         kconfig.inputs_digest(run.worktree, r),
         *[f"{f}:{cache.file_digest(f)}" for f in run.fragments[a.name]])
-    builddir = _builddir(run, st)
-    kconfig.configure(a, run.worktree, builddir, run.fragments[a.name], r,
+    bdir = builddir(run, st)
+    kconfig.configure(a, run.worktree, bdir, run.fragments[a.name], r,
                       run.log(a.name, "config.log"), stamp=stamp)
-    st.config_text = "" if r.dry_run else (builddir / ".config").read_text()
+    st.config_text = "" if r.dry_run else (bdir / ".config").read_text()
     if not r.dry_run:
         run.log(a.name, "config").write_text(st.config_text)
 
@@ -181,7 +180,7 @@ def build_kernel(run: RunState, st: ArchState | None) -> None:
     assert st is not None and run.worktree is not None
     a, r = st.arch, run.runner
     key = build.build_key(a, run.source_tree, st.config_text, run.versions["gcc"][a.name])
-    st.kernel, st.compiled = build.build(a, run.worktree, _builddir(run, st), key, r,
+    st.kernel, st.compiled = build.build(a, run.worktree, builddir(run, st), key, r,
                                          run.log(a.name, "build.log"), run.opts.jobs,
                                          meter=run.progress.meter,
                                          warn=lambda m: run.progress.error(
