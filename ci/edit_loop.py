@@ -12,8 +12,8 @@ unique comment line: ccache cannot hit), and both compile through ccache: the fl
 dir was first built with `CC="ccache gcc"` (all hits, untimed), and an incremental make
 must keep the CC its objects were built with.
 
-The edit is committed (`COMMIT_EDIT`) until orch tests a checkout's uncommitted edits; then
-setting it to False measures the dirty-tree path instead: the only change needed.
+The edit is left uncommitted (`COMMIT_EDIT = False`): orch builds it through its dirty-tree
+path (`+dirty`), as a developer's edit-and-run does. True measures a committed edit instead.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # True: the edit is a commit in the checkout (orch builds the checkout's HEAD).
 # False: the edit is left on disk, uncommitted (orch's dirty-tree path).
-COMMIT_EDIT = True
+COMMIT_EDIT = False
 EDITED = "mm/userfaultfd.c"
 
 
