@@ -4,7 +4,8 @@
 # with a token, the qemu device type and one device. Debian 12, as root; no systemd needed
 # (services are started here, in this order, as their unit files do).
 #   ci/lava-server.sh start   prints LAVA_URL=... LAVA_USER=... LAVA_TOKEN=... (eval it)
-#   ci/lava-server.sh stop    stops what start started (by the pids it wrote)
+#   ci/lava-server.sh stop    stops what start started (by the pids it wrote; PostgreSQL
+#                             only if start started it)
 # State (pids, logs, the token): $ORCH_LAVA_SERVER (default /var/tmp/orch-lava-server).
 set -euo pipefail
 STATE=${ORCH_LAVA_SERVER:-/var/tmp/orch-lava-server}
@@ -32,6 +33,10 @@ stop() {
       rm -f "$STATE/$name.pid"
     fi
   done
+  if [ -f "$STATE/postgres.started" ]; then  # a PostgreSQL that was running stays so
+    pg_ctlcluster "$(cat "$STATE/postgres.started")" main stop > /dev/null 2>&1 || true
+    rm -f "$STATE/postgres.started"
+  fi
 }
 
 start() {
@@ -41,7 +46,10 @@ start() {
   installed postgresql || { apt-get update -q; apt-get install -y -q postgresql; }
   local ver
   ver=$(pg_lsclusters -h | awk 'NR==1 {print $1}')
-  pg_ctlcluster "$ver" main start > /dev/null 2>&1 || true
+  if ! pg_isready -q 2>/dev/null; then  # started here: stop stops it again
+    pg_ctlcluster "$ver" main start > /dev/null 2>&1 || true
+    echo "$ver" > "$STATE/postgres.started"
+  fi
   for _ in $(seq 60); do pg_isready -q && break; sleep 1; done
   # 2. The server and the dispatcher.
   if ! installed lava-server; then
