@@ -9,6 +9,7 @@
   An error is ERROR when the test started and did not complete (it hung, died, or never
   reported), MISS when the harness kept it from running (SSH lost, a boot or rootfs stage
   failed). Stages before the build are not tests: they show in the checkout and build.
+  A testcase's crash-triage records (`reports`) go into its `misc`.
 
 Log paths are relative to the output directory, so they go into `misc` (KCIDB's
 `log_url` must be an absolute URL).
@@ -122,6 +123,8 @@ def document(rec: Record) -> dict:
                                     + (f" ({cell.accelerator})" if cell.accelerator else "")},
                     "misc": {"cell": cell.id, "kind": t.kind, "orch_status": t.status,
                              "file": t.file, "logs": t.logs}}
+            if t.reports:  # crash triage: kind, title, file:line, patch, frames
+                test["misc"]["reports"] = t.reports
             if t.duration is not None:
                 test["duration"] = float(t.duration)
             excerpt = t.message

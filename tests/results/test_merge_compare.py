@@ -203,6 +203,15 @@ def test_kcidb_document_validates_with_kcidb_io(tmp_path):
     d = results.load(tmp_path / "d" / "results.json")
     d.tests.append(results.TestCase(d.cells[0].id, "uffd_move", "timeout", "error",
                                     kind="timeout", message="uffd_move hung"))
+    # a testcase a kernel report failed: its triage record travels in misc
+    oops = {"kind": "oops", "title": "BUG: kernel NULL pointer dereference",
+            "file": "mm/userfaultfd.c", "line": 1585, "patch": "0009-crash",
+            "fatal": True, "frames": [{"function": "uffd_move_pages", "offset": "0x44/0x1d0",
+                                       "file": "mm/userfaultfd.c", "line": 1585,
+                                       "patch": "0009-crash", "reliable": True}]}
+    d.tests.append(results.TestCase(d.cells[0].id, "uffd_move", "move_crash", "fail",
+                                    kind="kernel_crash", message="BUG: ...",
+                                    reports=[oops]))
     results.write(tmp_path / "d" / "results.json", d)
 
     doc_path = tmp_path / "kcidb.json"
@@ -223,6 +232,9 @@ def test_kcidb_document_validates_with_kcidb_io(tmp_path):
     assert tests[(x86, "orch.uffd_move.zeropage")] == "SKIP"
     assert tests[("arm64.linux-6.1.uffd-move.default.qemu", "orch.boot")] == "MISS"
     assert tests[("arm64.linux-6.12.none.default.qemu", "orch.uffd_move.timeout")] == "ERROR"
+    crashed = next(t for t in doc["tests"] if t["path"] == "orch.uffd_move.move_crash")
+    assert crashed["status"] == "FAIL" and crashed["misc"]["reports"] == [oops]
+    assert "reports" not in next(t for t in doc["tests"] if t["status"] == "PASS")["misc"]
     assert not any(c == "x86_64.linux-6.12.none.default.qemu" for c, _ in tests)
     builds = {b["misc"]["cell"]: b for b in doc["builds"]}
     assert builds["x86_64.linux-6.12.none.default.qemu"]["status"] == "FAIL"
