@@ -98,10 +98,12 @@ class InternalError(Exception):
     """Raised on purpose by the ORCH_TEST_INTERNAL_ERROR test hook (see hooks.py)."""
 
 
-def bisect_code(code: int, error: OrchError | None = None, flaky: bool = False) -> int:
-    """An orch exit code in `git bisect run`'s convention: infrastructure trouble and a
-    dropped config option are "cannot test" (125), never "bad"; a usage error aborts."""
-    if flaky:
+def bisect_code(code: int, error: OrchError | None = None, flaky: bool = False,
+                untested: bool = False) -> int:
+    """An orch exit code in `git bisect run`'s convention: infrastructure trouble, a
+    dropped config option, a flaky test and a run where every test skipped (`untested`)
+    are "cannot test" (125), never "bad"; a usage error aborts."""
+    if flaky or (untested and code == EXIT_TEST_FAILED):
         return BISECT_SKIP
     if code == EXIT_PASS:
         return BISECT_GOOD

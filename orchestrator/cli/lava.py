@@ -120,10 +120,11 @@ def collect(args: argparse.Namespace, argv: list[str]) -> int:
     else:
         outcome, definition = _local(args.source)
         target = "lava"
-    code = write(outcome, definition, target, args.output, args.test_timeout,
-                 shlex.join(["orch", *argv]))
+    code, untested = write(outcome, definition, target, args.output, args.test_timeout,
+                           shlex.join(["orch", *argv]))
     if args.bisect_exit:
-        return bisect_code(code, InfraError("LAVA") if code == EXIT_INFRA else None)
+        return bisect_code(code, InfraError("LAVA") if code == EXIT_INFRA else None,
+                           untested=untested)
     return code
 
 
@@ -173,9 +174,11 @@ def binaries_of(definition: dict, outcome: LavaOutcome) -> list[str]:
 
 
 def write(outcome: LavaOutcome, definition: dict, target: str, out: Path, timeout: float,
-          command: str) -> int:
-    """orch's outputs for a finished job; returns the exit code (0, 1, or 3)."""
+          command: str) -> tuple[int, bool]:
+    """orch's outputs for a finished job; returns the exit code (0, 1, or 3) and whether
+    no test really ran (every one skipped: exit 1, and "cannot test" for git bisect)."""
     cell = cell_of(definition, outcome, target)
+    untested = False
     binaries = binaries_of(definition, outcome)
     rec = results.Record(kind="run", command=command, orch_version=__version__,
                          created=dt.datetime.now(dt.timezone.utc).isoformat())
@@ -194,6 +197,9 @@ def write(outcome: LavaOutcome, definition: dict, target: str, out: Path, timeou
             EXIT_TEST_FAILED if counts["fail"] or counts["error"] else EXIT_PASS
         if gone and gone.infrastructure:
             cell.error = gone.message
+        untested = code == EXIT_PASS and testrun.nothing_ran(suites)
+        if untested:  # as `orch run` says it (run/stages.verdict)
+            code = EXIT_TEST_FAILED
     cell.exit_code, cell.status = code, results.status_of(code)
     rec.cells.append(cell)
     for s in suites:
@@ -210,5 +216,7 @@ def write(outcome: LavaOutcome, definition: dict, target: str, out: Path, timeou
     print(summary, end="")
     if code == EXIT_INFRA:
         print(f"orch: lava: {cell.error}", file=sys.stderr)
-    return code
+    if untested:
+        print(f"orch: [{cell.arch}] no test ran (all skipped)", file=sys.stderr)
+    return code, untested
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import argparse
 
-from orchestrator.base.errors import bisect_code
 from orchestrator.base.opt import RUN
 from orchestrator.cli.common import Parser, add_run_options
 from orchestrator.options import options_from
 from orchestrator.plan.command import cell_command
-from orchestrator.run.bisect import record_step
+from orchestrator.run.bisect import bisect_exit, record_step
 from orchestrator.run.pipeline import Run
 
 NAME = RUN
@@ -32,8 +31,5 @@ def main(args: argparse.Namespace, argv: list[str]) -> int:
     if args.steps_log:
         record_step(args.steps_log, run.state, code)
     if args.bisect_exit:
-        states = run.state.states.values()
-        errors = [st.error for st in states if st.error]
-        return bisect_code(code, errors[0] if errors else None,
-                           flaky=any(st.flaky for st in states))
+        return bisect_exit(run.state, code)
     return code

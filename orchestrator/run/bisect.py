@@ -20,6 +20,7 @@ from orchestrator.base.errors import (
     BISECT_BAD,
     BISECT_GOOD,
     EXIT_INTERRUPTED,
+    EXIT_TEST_FAILED,
     Interrupted,
     OrchError,
     UsageError,
@@ -52,16 +53,32 @@ class Step:
     junit: str
 
 
+def untested(run: RunState) -> bool:
+    """Every arch that did not pass skipped all its tests: no test really failed."""
+    states = run.states.values()
+    return any(st.untested for st in states) and not any(
+        st.exit_code == EXIT_TEST_FAILED and not st.untested for st in states)
+
+
+def bisect_exit(run: RunState, code: int) -> int:
+    """A run's exit code in `git bisect run`'s convention (`--bisect-exit`, orch bisect)."""
+    errors = [st.error for st in run.states.values() if st.error]
+    return bisect_code(code, errors[0] if errors else None,
+                       flaky=any(st.flaky for st in run.states.values()),
+                       untested=untested(run))
+
+
 def outcome_of(run: RunState, code: int) -> tuple[str, str]:
     errors = [st.error for st in run.states.values() if st.error]
-    flaky = any(st.flaky for st in run.states.values())
-    b = bisect_code(code, errors[0] if errors else None, flaky=flaky)
+    b = bisect_exit(run, code)
     if b == BISECT_GOOD:
         return "good", "tests passed"
     if b == BISECT_BAD:
         return "bad", "a test failed"
-    if flaky:
+    if any(st.flaky for st in run.states.values()):
         return "skip", "flaky: failed, then passed on retry"
+    if untested(run):
+        return "skip", "no test ran: every test skipped"
     return "skip", str(errors[0]) if errors else f"cannot test (exit {code})"
 
 

@@ -319,11 +319,10 @@ def verdict(run: RunState, st: ArchState, lost: bool) -> int:
         code = EXIT_INFRA if lost else EXIT_TEST_FAILED
     if counts["fail"] and code != EXIT_INFRA:
         code = EXIT_TEST_FAILED
-    real = [c for s in run.suites if s.arch == a.name for c in s.cases
-            if c.name != "dmesg_clean" and c.status in ("pass", "fail")]
-    if not real and code == EXIT_PASS:
+    if code == EXIT_PASS and testrun.nothing_ran([s for s in run.suites if s.arch == a.name]):
         # Nothing actually ran (everything skipped): never report that as a pass.
         code = EXIT_TEST_FAILED
+        st.untested = True  # for git bisect: "cannot test", not "bad" (run/bisect.py)
         run.progress.error(f"orch: [{a.name}] no test ran (all skipped)")
     return code
 

@@ -68,6 +68,7 @@ class ArchState:
     test_code: int | None = None
     error: OrchError | None = None
     flaky: bool = False
+    untested: bool = False  # every test skipped: nothing really ran
     exit_code: int | None = None  # this arch's (cell's) own verdict
 
 

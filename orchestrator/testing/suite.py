@@ -60,6 +60,13 @@ class Suite:
         return c
 
 
+def nothing_ran(suites: list[Suite]) -> bool:
+    """No test really ran (each one skipped, or none): never a pass. dmesg_clean does not
+    count: it passes whenever the kernel stayed quiet."""
+    return not any(c.name != "dmesg_clean" and c.status in ("pass", "fail")
+                   for s in suites for c in s.cases)
+
+
 def dmesg_problems(text: str) -> list[str]:
     return [ln for ln in text.splitlines() if DMESG_PROBLEM_RE.search(ln)]
 

@@ -57,6 +57,23 @@ def test_collect_a_passing_job(tmp_path):
     assert (tmp_path / "out/junit.xml").is_file() and (tmp_path / "out/summary.md").is_file()
 
 
+def test_collect_a_job_where_every_test_skipped_is_not_a_pass(tmp_path):
+    """As `orch run` says it: nothing really ran is exit 1 for CI, 125 for git bisect."""
+    skipped = [line("target", t) for t in ("orch-lava: begin {b}", "KTAP version 1", "1..1",
+                                           "ok 1 m # SKIP feature missing",
+                                           "orch-lava: stderr {b}",
+                                           "orch-lava: end {b} rc=4 secs=0.1")]
+    lines = BOOT
+    for b in ("first", "crash"):
+        lines = lines + [t.replace("{b}", b) for t in skipped] + [
+            result(b, "m", "skip"), result(b, "dmesg_clean", "pass")]
+    d = job_dir(tmp_path, lines + [verdict("pass")])
+    r = orch("lava", "collect", d, "-o", tmp_path / "out")
+    assert r.returncode == 1, r.stderr
+    assert "no test ran (all skipped)" in r.stderr
+    assert orch("lava", "collect", d, "-o", tmp_path / "o2", "--bisect-exit").returncode == 125
+
+
 def test_collect_a_crash_is_a_failure_not_infrastructure(tmp_path):
     d = job_dir(tmp_path, BOOT + FIRST + [
         line("target", "orch-lava: begin crash"), line("target", "KTAP version 1"),

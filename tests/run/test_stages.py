@@ -171,3 +171,32 @@ def test_the_check_stage_finds_a_missing_host_tool(make_run, tmp_path, monkeypat
     assert run.execute() == 2
     assert run.state.run_stages["check"]["error"].startswith("git not found")
     assert run.state.run_stages.get("apply", {}).get("status") == "skipped"
+
+
+def test_a_run_where_every_test_skipped_fails_ci_and_cannot_test_a_commit(make_run):
+    """Nothing really ran: CI must not go green (exit 1), and `git bisect run` must not be
+    told "bad" either: it is "cannot test" (125), as infrastructure trouble is."""
+    from orchestrator.base.errors import BISECT_BAD, BISECT_SKIP
+    from orchestrator.run.bisect import bisect_exit, outcome_of
+
+    def skipped(run, st):
+        s = testrun.Suite(st.arch.name, "t")
+        s.cases = [ktap.TestResult("move", "skip", message="feature missing")]
+        run.suites.append(s)
+        st.test_code = stages.verdict(run, st, lost=False)
+
+    run = make_run(table(test=skipped))
+    assert run.execute() == 1
+    assert bisect_exit(run.state, 1) == BISECT_SKIP
+    assert outcome_of(run.state, 1) == ("skip", "no test ran: every test skipped")
+
+    # one arch really failed, the other skipped everything: that is a real "bad"
+    def half(run, st):
+        s = testrun.Suite(st.arch.name, "t")
+        s.cases = [ktap.TestResult("move", "fail" if st.arch.name == "arm64" else "skip")]
+        run.suites.append(s)
+        st.test_code = stages.verdict(run, st, lost=False)
+
+    run = make_run(table(test=half), arches=[arch.X86_64, arch.ARM64])
+    assert run.execute() == 1
+    assert bisect_exit(run.state, 1) == BISECT_BAD
