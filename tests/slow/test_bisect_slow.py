@@ -87,9 +87,13 @@ def test_commit_bisect_finds_pgoff_commit(tmp_path):
     """The same on a real git history: a checkout whose commits are those patches."""
     meta_out = tmp_path / "prep"
     r = orch("run", "--series", "none", "--test", "vma_merge", "-o", str(meta_out))
-    wt = Path(json.loads((meta_out / "metadata.json").read_text())["inputs"]["tree"]["worktree"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    tree = json.loads((meta_out / "metadata.json").read_text())["inputs"]["tree"]
     repo = tmp_path / "linux"
-    subprocess.run(["git", "clone", "-q", "--shared", str(wt), str(repo)], check=True)
+    subprocess.run(["git", "clone", "-q", "--shared", "--no-checkout", tree["worktree"],
+                    str(repo)], check=True)
+    # the base commit, not the worktree's HEAD: another run on this cache may have moved it
+    git(repo, "checkout", "-q", "-B", "user", tree["base_commit"])
     git(repo, "tag", "good-base")
     demo = sorted(DEMO.glob("0*.patch"))
     for p in move_series() + demo[:2] + PGOFF + demo[2:]:
