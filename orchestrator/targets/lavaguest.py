@@ -81,12 +81,15 @@ END {
 }
 """
 
-# testing/suite.py's DMESG_PROBLEM_RE, as an extended regular expression for grep -E.
+# The kernel-log lines that fail a binary's dmesg_clean, as an extended regular
+# expression: grep -E runs it in the LAVA guest, and testing/suite.py compiles the same
+# text (DMESG_PROBLEM_RE) for SSH runs. One list: every report kind testing/reports.py
+# parses has its line here.
 DMESG_PROBLEMS = (
     "WARNING:|BUG:|Oops|KASAN|UBSAN|general protection fault|Unable to handle kernel|"
     "possible circular locking|possible recursive locking|inconsistent lock state|"
     "suspicious RCU usage|Kernel panic|Internal error:|INFO: task .* blocked|"
-    "bad page state|BUG kmalloc")
+    "bad page state|BUG kmalloc|rcu: INFO: .*detected stall")
 
 TEST_SCRIPT = r"""#!/bin/sh
 # orch's LAVA test: lava-tests DIR TIMEOUT BINARY... (see orchestrator/targets/lavaguest.py)

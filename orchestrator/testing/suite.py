@@ -21,16 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestrator.results.record import TestCase, cap
+from orchestrator.targets.lavaguest import DMESG_PROBLEMS
 from orchestrator.targets.rootfs import TESTS_DIR
 from orchestrator.targets.ssh import Session
 from orchestrator.testing import kselftest, ktap, textformats
 
-DMESG_PROBLEM_RE = re.compile(
-    r"(WARNING:|BUG:|Oops|KASAN|UBSAN|general protection fault|Unable to handle kernel|"
-    r"possible circular locking|possible recursive locking|inconsistent lock state|"
-    r"suspicious RCU usage|Kernel panic|Internal error:|INFO: task .* blocked|"
-    r"bad page state|BUG kmalloc)",
-)
+DMESG_PROBLEM_RE = re.compile(f"({DMESG_PROBLEMS})")  # the LAVA guest greps the same
 _STARTS_KTAP = re.compile(r"(?:K?TAP version \d+)")
 # Testcases that share the binary's wall time when none has its own: KTAP tests, and the
 # tests of a program's text format (textformats).

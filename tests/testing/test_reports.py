@@ -89,3 +89,16 @@ def test_a_guessed_stack_is_kept_as_guesses():
     assert r.to_json()["frames"][2] == {"function": "userfaultfd_ioctl", "offset": "0x3d0",
                                         "size": "0x1530", "guess": True}
     assert "guesses" not in r.to_json()
+
+
+def test_every_report_kind_parsed_also_fails_dmesg_clean():
+    """One list decides dmesg_clean (SSH and the LAVA guest's grep): a report that triage
+    can parse is never in a log that passed."""
+    from orchestrator.testing.suite import dmesg_problems
+
+    stall = ("[   30.1] rcu: INFO: rcu_preempt self-detected stall on CPU\n"
+             "[   30.1] rcu: \t1-....: (2100 ticks this GP)\n"
+             "[   30.2] Call Trace:\n[   30.2]  uffd_move_pages+0x10/0x200\n")
+    kinds = {r.kind for r in reports.parse(stall)}
+    assert kinds == {"rcu_stall"}, kinds
+    assert dmesg_problems(stall)
