@@ -27,6 +27,9 @@ from orchestrator.testing.suite import Suite, classify
 
 STATUS = {"pass": "pass", "fail": "fail", "skip": "skip", "unknown": "error"}
 PRINTK_RE = re.compile(r"^\s*\[\s*\d+\.\d+\]")  # a kernel console line (printk.time=1)
+# A printk that landed in the middle of a test's line on the shared serial console
+# (printk's own "[%5lu.%06lu]" stamp).
+MIDLINE_PRINTK_RE = re.compile(r"\[\s*\d+\.\d{6}\] ")
 END_RE = re.compile(rf"^{FRAME} end (?P<name>\S+) rc=(?P<rc>-?\d+) secs=(?P<secs>[\d.]+)")
 LAVA_GONE = "lava"  # kind: the LAVA job ended under a binary, not by a crash
 
@@ -81,8 +84,12 @@ def frames(console: list[str]) -> dict[str, Frame]:
             continue
         if PRINTK_RE.match(ln):
             cur.kernel.append(ln)
-        else:
-            getattr(cur, into).append(ln)
+            continue
+        m = MIDLINE_PRINTK_RE.search(ln, 1)
+        if m:  # the test's part stays its line, the kernel's part is the kernel's
+            ln, kernel = ln[:m.start()], ln[m.start():]
+            cur.kernel.append(kernel)
+        getattr(cur, into).append(ln)
     return found
 
 

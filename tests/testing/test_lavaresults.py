@@ -86,3 +86,19 @@ def test_a_servers_results_alone_still_give_kinds():
     assert [(c.name, c.status, c.kind) for c in p.cases] == [("p", "pass", "exit_code")]
     assert [(c.status, c.kind) for c in k.cases] == [("error", "missing"), ("error", "timeout"),
                                                       ("pass", "dmesg_clean")]
+
+
+def test_a_kernel_line_printed_into_a_tests_line_is_split_off():
+    """The serial console carries the test's output and the kernel's: a printk can land
+    in the middle of a KTAP line (seen in a LAVA crash run). The KTAP line keeps its name;
+    the kernel's part is the kernel's."""
+    lines = frame("crash", ["KTAP version 1", "1..1",
+                            "ok 1 before_the_fault[    3.009619] orch-fault: crash running"])
+    out = LavaOutcome("1", [case("crash", "before_the_fault", "pass"),
+                            case("crash", "dmesg_clean", "pass")], lines, {"result": "pass"})
+    f = lavaresults.frames(lines)["crash"]
+    assert f.stdout == ["KTAP version 1", "1..1", "ok 1 before_the_fault"]
+    assert f.kernel == ["[    3.009619] orch-fault: crash running"]
+    (s,), _ = lavaresults.suites(out, "x86_64", ["crash"], 300, None)
+    assert [(c.name, c.status) for c in s.cases] == [("before_the_fault", "pass"),
+                                                     ("dmesg_clean", "pass")]
