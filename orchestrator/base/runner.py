@@ -2,6 +2,16 @@
 
 argv lists only (never a shell), the shell-quoted command is logged, `cwd=` is passed
 rather than chdir, and a timeout kills the whole process group.
+
+Every child runs in a process group of its own (so that a timeout can kill make and all
+the compilers it started), which also takes it out of orch's own group: a SIGKILL of orch
+(a CI job's timeout, the OOM killer, a test harness) would leave make compiling in the
+build dir while the next run checks out other sources there; objects compiled from the
+old sources, written after the new checkout, then pass make's timestamp check and are
+linked into a kernel stored under the new key. So each orch has a watchdog (`_Watchdog`):
+a small process in a session of its own that learns every child's process group through
+a pipe and, when the pipe closes (orch exits or dies, however), SIGTERMs the groups still
+running (make deletes the targets it was writing) and SIGKILLs what is left.
 """
 
 from __future__ import annotations
@@ -113,6 +123,7 @@ class Runner:
             logf.flush()
         tail: deque[str] = deque(maxlen=tail_lines)
         captured: list[str] = []
+        _WATCHDOG.ensure()  # up before the child: the group is handed over as it starts
         try:
             proc = subprocess.Popen(
                 argv,
@@ -129,6 +140,7 @@ class Runner:
             if logf:
                 logf.close()
             return Result(argv, 127, str(exc), 0.0, tail=[str(exc)])
+        watch_group(proc.pid)
         timed_out = threading.Event()
 
         def reader() -> None:
@@ -165,6 +177,7 @@ class Runner:
             stop_group(proc)
             raise
         finally:
+            unwatch_group(proc.pid)
             t.join(timeout=5)
             if logf:
                 if timed_out.is_set():
@@ -189,6 +202,105 @@ class Runner:
             why = "timed out" if res.timed_out else f"exit {res.returncode}"
             raise error(f"{what} failed ({why}): {last.strip()}")
         return res
+
+
+# --- the watchdog: no child of orch outlives it ------------------------------------------
+
+GRACE = 3.0  # seconds between the watchdog's SIGTERM and its SIGKILL
+
+_WATCHDOG_CODE = r"""
+import os, signal, sys, time
+groups, buf = set(), b""
+while True:
+    try:
+        chunk = os.read(0, 4096)
+    except InterruptedError:
+        continue
+    if not chunk:
+        break
+    buf += chunk
+    *lines, buf = buf.split(b"\n")
+    for ln in lines:
+        if ln[:1] == b"+":
+            groups.add(int(ln[1:]))
+        elif ln[:1] == b"-":
+            groups.discard(int(ln[1:]))
+def alive(g):
+    try:
+        os.killpg(g, 0)
+        return True
+    except OSError:
+        return False
+left = [g for g in groups if alive(g)]
+for g in left:
+    try:
+        os.killpg(g, signal.SIGTERM)
+    except OSError:
+        pass
+end = time.monotonic() + float(sys.argv[1])
+while left and time.monotonic() < end:
+    time.sleep(0.05)
+    left = [g for g in left if alive(g)]
+for g in left:
+    try:
+        os.killpg(g, signal.SIGKILL)
+    except OSError:
+        pass
+"""
+
+
+class _Watchdog:
+    """One per orch process, started on first use (see the module's docstring)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.fd: int | None = None
+        self.pid: int | None = None
+        self.owner = 0  # the process that started it (a fork must start its own)
+
+    def _start(self) -> int:
+        r, w = os.pipe()  # both ends non-inheritable: no other child keeps it open
+        proc = subprocess.Popen([sys.executable, "-S", "-c", _WATCHDOG_CODE, str(GRACE)],
+                                stdin=r, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True,
+                                close_fds=True)
+        os.close(r)
+        self.fd, self.pid, self.owner = w, proc.pid, os.getpid()
+        proc.returncode = 0  # never waited for: it outlives this process by design
+        return w
+
+    def ensure(self) -> int:
+        """The pipe to the watchdog, started now if this process has none yet."""
+        with self.lock:
+            if self.fd is None or self.owner != os.getpid():
+                self._start()
+            assert self.fd is not None
+            return self.fd
+
+    def send(self, line: str) -> None:
+        fd = self.ensure()
+        with self.lock:
+            try:
+                os.write(fd, line.encode())
+            except OSError:
+                pass
+
+
+_WATCHDOG = _Watchdog()
+
+
+def watch_group(pgid: int) -> None:
+    """The process group `pgid` (a child started with start_new_session=True) is killed
+    when orch ends, however it ends, unless `unwatch_group` said it is gone."""
+    _WATCHDOG.send(f"+{pgid}\n")
+
+
+def unwatch_group(pgid: int) -> None:
+    _WATCHDOG.send(f"-{pgid}\n")
+
+
+def watchdog_pid() -> int | None:
+    return _WATCHDOG.pid
 
 
 _SIGNALLED: list[int] = []
