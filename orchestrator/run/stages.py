@@ -181,7 +181,8 @@ def build_kernel(run: RunState, st: ArchState | None) -> None:
     a, r = st.arch, run.runner
     key = build.build_key(a, run.source_tree, st.config_text, run.versions["gcc"][a.name])
     source = {"source_tree": run.source_tree, "commit": run.head_commit,
-              "repo": str(run.tree.repo) if run.tree else ""}
+              "repo": str(run.tree.repo) if run.tree else "",
+              "compiler": run.versions["gcc"][a.name]}
     st.kernel, st.compiled = build.build(a, run.worktree, builddir(run, st), key, r,
                                          run.log(a.name, "build.log"), run.opts.jobs,
                                          meter=run.progress.meter,
