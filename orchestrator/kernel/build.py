@@ -15,8 +15,8 @@ from pathlib import Path
 from orchestrator.base import files
 from orchestrator.base.errors import BuildError, MissingToolError
 from orchestrator.base.runner import Runner
-from orchestrator.kernel.arch import Arch
 from orchestrator.kernel import estimates, provenance
+from orchestrator.kernel.arch import Arch
 from orchestrator.kernel.kconfig import make_argv
 from orchestrator.store import cache
 

@@ -39,7 +39,7 @@ diff --git a/mm/mincore.c b/mm/mincore.c
 --- a/mm/mincore.c
 +++ b/mm/mincore.c
 @@ -7,6 +7,8 @@
- 
+{sp}
  /*
   * The mincore() system call.
 + *
@@ -61,7 +61,7 @@ def move_series() -> list[Path]:
 def series(d: Path, patches: list[Path], token: str) -> Path:
     d.mkdir(parents=True)
     tp = d / "9999-token.patch"
-    tp.write_text(TOKEN_PATCH.format(token=token))
+    tp.write_text(TOKEN_PATCH.format(token=token, sp=" "))
     (d / "series").write_text("".join(f"{p}\n" for p in [*patches, tp]))
     return d
 
