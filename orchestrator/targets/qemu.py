@@ -303,16 +303,24 @@ class Guest:
 
 # --- KVM ----------------------------------------------------------------------------------
 
-def kvm_usable_device() -> str | None:
-    """Why KVM cannot even be tried, or None when /dev/kvm is there and openable."""
+@dataclass(frozen=True)
+class KvmDevice:
+    """Whether /dev/kvm is there and opens (KVM can be tried), and if not, why not."""
+
+    usable: bool
+    why_not: str = ""
+
+
+def kvm_device() -> KvmDevice:
+    """/dev/kvm: can KVM even be tried here? (Whether it boots a kernel: kvm_probe.)"""
     if not os.path.exists("/dev/kvm"):
-        return "/dev/kvm does not exist"
+        return KvmDevice(False, "/dev/kvm does not exist")
     try:
         fd = os.open("/dev/kvm", os.O_RDWR)
         os.close(fd)
     except OSError as exc:
-        return f"/dev/kvm cannot be opened ({exc.strerror})"
-    return None
+        return KvmDevice(False, f"/dev/kvm cannot be opened ({exc.strerror})")
+    return KvmDevice(True)
 
 
 def _boot_id() -> str:
@@ -330,9 +338,9 @@ def kvm_probe(arch: Arch, kernel: Path, timeout: float = 10.0) -> tuple[bool, st
     """
     if not is_native(arch):
         return False, f"{arch.name} guest on a {os.uname().machine} host: TCG"
-    why = kvm_usable_device()
-    if why:
-        return False, why
+    dev = kvm_device()
+    if not dev.usable:
+        return False, dev.why_not
     qv = qemu_version(arch)
     cache_file = cache.subdir("probe") / f"kvm-{cache.digest(_boot_id(), qv, arch.name)[:16]}.json"
     try:
