@@ -20,13 +20,12 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from orchestrator.kernel import problems
 from orchestrator.results.record import TestCase, cap
-from orchestrator.targets.lavaguest import DMESG_PROBLEMS
 from orchestrator.targets.rootfs import TESTS_DIR
 from orchestrator.targets.ssh import Session
 from orchestrator.testing import kselftest, ktap, textformats
 
-DMESG_PROBLEM_RE = re.compile(f"({DMESG_PROBLEMS})")  # the LAVA guest greps the same
 _STARTS_KTAP = re.compile(r"(?:K?TAP version \d+)")
 # Testcases that share the binary's wall time when none has its own: KTAP tests, and the
 # tests of a program's text format (textformats).
@@ -64,7 +63,8 @@ def nothing_ran(suites: list[Suite]) -> bool:
 
 
 def dmesg_problems(text: str) -> list[str]:
-    return [ln for ln in text.splitlines() if DMESG_PROBLEM_RE.search(ln)]
+    """The kernel log's problem lines (kernel/problems.py; the LAVA guest greps the same)."""
+    return [ln for ln in text.splitlines() if problems.is_problem(ln)]
 
 
 def mark_kmsg(ssh: Session, name: str) -> tuple[str, bool]:
