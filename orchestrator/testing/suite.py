@@ -20,6 +20,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from orchestrator.base.errors import EXIT_INFRA, EXIT_PASS, EXIT_TEST_FAILED
 from orchestrator.kernel import problems
 from orchestrator.results.record import TestCase, cap
 from orchestrator.targets.rootfs import TESTS_DIR
@@ -60,6 +61,20 @@ def nothing_ran(suites: list[Suite]) -> bool:
     count: it passes whenever the kernel stayed quiet."""
     return not any(c.name != "dmesg_clean" and c.status in ("pass", "fail")
                    for s in suites for c in s.cases)
+
+
+def verdict(suites: list[Suite], lost: bool) -> tuple[int, bool]:
+    """One arch's test exit code from its suites, and whether no test really ran (then the
+    code is 1, never a pass; git bisect reads it as "cannot test"). `lost`: the machine or
+    the connection went away: infrastructure (3), whatever the tests said before.
+    `orch run` (run/stages.py) and `orch lava collect` (cli/lava.py) both take it here."""
+    if lost:
+        return EXIT_INFRA, False
+    if any(s.counts()["fail"] or s.counts()["error"] for s in suites):
+        return EXIT_TEST_FAILED, False
+    if nothing_ran(suites):
+        return EXIT_TEST_FAILED, True
+    return EXIT_PASS, False
 
 
 def dmesg_problems(text: str) -> list[str]:
