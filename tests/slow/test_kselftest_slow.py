@@ -3,10 +3,11 @@ tests) built by its own Makefiles for both arches, run on 6.12 itself, on the 6.
 prototype and on bare 6.1; compare of the last two; 6.1's own vm collection; a kselftest
 that fails, one that hangs past its timeout, and one that crashes the kernel.
 
-uffd-unit-tests runs with `-f move` (its own filter: move, move-pmd, move-pmd-split):
-the whole program takes over 6 minutes per arch under TCG (each `minor` test alone about
-a minute), which the README's note on the default plan explains. The kernels are the
-ones the other slow tests use (6.1 + series and 6.12 on both arches, bare 6.1 on x86_64).
+uffd-unit-tests runs with `-f move` here (its own filter: move, move-pmd, move-pmd-split),
+to keep the slow tier short: the whole program takes about half a minute per arch on a
+quiet machine, but minutes on a loaded one (README, "The kernel's own selftests"); the
+default plan runs all of it. The kernels are the ones the other slow tests use (6.1 +
+series and 6.12 on both arches, bare 6.1 on x86_64).
 """
 
 import json
@@ -121,7 +122,7 @@ def test_kselftest_that_fails_and_one_that_hangs(on_612, tmp_path):
     out = tmp_path / "o"
     r = orch("run", "-o", str(out), "--tree", "linux-6.12", "--series", "none",
              "--selftests", "none", "--arch", "x86_64", "--kselftest-timeout", "15",
-             # all of it takes 15-20 minutes under TCG: killed inside one of its tests
+             # all of it takes 25-30 s on a quiet machine: killed inside one of its tests
              "--kselftest", "mm:uffd-unit-tests",
              "--kselftest", "mm:uffd-stress nonsense 1 1")  # bad arguments: exit 1
     assert r.returncode == 1, r.stderr[-3000:]
