@@ -14,6 +14,9 @@ URL="http://127.0.0.1:$PORT"
 WORKER=orch-worker
 DEVICE=orch-qemu-01
 USER_NAME=orch
+# Debian's interpreter, whatever python3 comes first in PATH (under pytest or an activated
+# virtualenv, that one has no Django: lava-server's postinst would fail).
+PY=/usr/bin/python3
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 
@@ -55,7 +58,12 @@ start() {
   if ! installed lava-server; then
     apt-get install -y -q lava-server lava-dispatcher
   else
-    python3 /usr/share/lava-server/postinst.py --config --db > "$STATE/postinst.out" 2>&1 || true
+    # The database settings and the schema (what the package's postinst did at install).
+    if ! "$PY" /usr/share/lava-server/postinst.py --config --db > "$STATE/postinst.out" 2>&1; then
+      tail -20 "$STATE/postinst.out" >&2
+      echo "ci/lava-server.sh: lava-server's postinst failed (log: $STATE/postinst.out)" >&2
+      exit 1
+    fi
   fi
   # 3. gunicorn (lava-server-gunicorn.service), 4. the scheduler (lava-scheduler.service).
   start_bg gunicorn gunicorn3 lava_server.wsgi --bind "127.0.0.1:$PORT" -u lavaserver \
@@ -63,10 +71,10 @@ start() {
   start_bg scheduler lava-server manage lava-scheduler --log-file "$STATE/scheduler.log"
   local up="import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=5)"
   for _ in $(seq 120); do
-    python3 -c "$up" "$URL/api/v0.2/" 2>/dev/null && break
+    "$PY" -c "$up" "$URL/api/v0.2/" 2>/dev/null && break
     sleep 1
   done
-  python3 -c "$up" "$URL/api/v0.2/"
+  "$PY" -c "$up" "$URL/api/v0.2/"
   # Users, tokens, the worker, the device (each about a second).
   local manage="lava-server manage"
   $manage users list 2>/dev/null | grep -qw "$USER_NAME" ||

@@ -2,13 +2,12 @@
 and `golden` (whole-file comparison with a file under the test's folder's golden/, rewritten
 by `pytest --regen-golden`)."""
 
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.support import orch as orchmod
+from tests.support.host import git
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,10 +39,14 @@ def golden(request):
     return check
 
 
-@pytest.fixture
-def isolated_cache(tmp_path, monkeypatch):
-    """A private orch cache: unit tests never touch the user's."""
-    d = tmp_path / "cache"
+@pytest.fixture(autouse=True)
+def isolated_cache(request, monkeypatch):
+    """A private orch cache for every test but the slow tier's (which shares the real one,
+    kernels built once): a unit test never touches the user's, asked or not. The directory
+    is the test's own tmp_path/cache."""
+    if request.node.get_closest_marker("slow"):
+        return None
+    d = request.getfixturevalue("tmp_path") / "cache"
     monkeypatch.setenv("ORCH_CACHE", str(d))
     return d
 
@@ -55,13 +58,6 @@ def orch(isolated_cache):
         return orchmod.orch(*args, env={"ORCH_CACHE": str(isolated_cache), **(env or {})},
                             **kw)
     return run
-
-
-def git(cwd: Path, *args: str) -> str:
-    env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
-               GIT_COMMITTER_EMAIL="t@t")
-    return subprocess.run(["git", "-C", str(cwd), *args], check=True, capture_output=True,
-                          text=True, env=env).stdout
 
 
 @pytest.fixture

@@ -80,3 +80,20 @@ def test_every_third_party_import_is_declared():
                 if not owners & declared:
                     missing.add(f"{top} ({path.relative_to(ROOT)})")
     assert not missing, f"imported but not in [project] dependencies: {sorted(missing)}"
+
+
+def cited_tests_missing(readme: str) -> list[str]:
+    """The test files a README names (`tests/x/test_y.py`, or a bare `test_y.py`) that no
+    file under tests/ is."""
+    have = {p.relative_to(ROOT).as_posix() for p in (ROOT / "tests").rglob("test_*.py")}
+    names = {p.rsplit("/", 1)[-1] for p in have}
+    missing = []
+    cited_paths = re.findall(r"(?<![\w/])((?:tests/(?:\w+/)*)?test_\w+\.py)", readme)
+    for cited in sorted(set(cited_paths)):
+        if cited not in have if "/" in cited else cited not in names:
+            missing.append(cited)
+    return missing
+
+
+def test_the_readme_cites_tests_that_exist():
+    assert cited_tests_missing((ROOT / "README.md").read_text()) == []

@@ -72,9 +72,9 @@ def doctor(arches: list[Arch]) -> int:
         if not is_native(a):
             print(f"  {a.name}: TCG (foreign arch)")
             continue
-        why = qemu.kvm_usable_device()
-        if why:
-            print(f"  {a.name}: TCG ({why})")
+        dev = qemu.kvm_device()
+        if not dev.usable:
+            print(f"  {a.name}: TCG ({dev.why_not})")
             continue
         kernels = sorted(cache.cache_root().glob(f"kernels/{a.name}-*/complete"))
         if not kernels or shutil.which(a.qemu) is None:

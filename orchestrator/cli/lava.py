@@ -25,7 +25,6 @@ from orchestrator.base import files
 from orchestrator.base.errors import (
     EXIT_INFRA,
     EXIT_PASS,
-    EXIT_TEST_FAILED,
     InfraError,
     UsageError,
     bisect_code,
@@ -192,14 +191,9 @@ def write(outcome: LavaOutcome, definition: dict, target: str, out: Path, timeou
     else:
         suites, gone = lavaresults.suites(outcome, cell.arch, binaries, timeout,
                                           out / cell.arch / "tests")
-        counts = {k: sum(s.counts()[k] for s in suites) for k in ("fail", "error")}
-        code = EXIT_INFRA if gone and gone.infrastructure else \
-            EXIT_TEST_FAILED if counts["fail"] or counts["error"] else EXIT_PASS
+        code, untested = testrun.verdict(suites, lost=bool(gone and gone.infrastructure))
         if gone and gone.infrastructure:
             cell.error = gone.message
-        untested = code == EXIT_PASS and testrun.nothing_ran(suites)
-        if untested:  # as `orch run` says it (run/stages.verdict)
-            code = EXIT_TEST_FAILED
     cell.exit_code, cell.status = code, results.status_of(code)
     rec.cells.append(cell)
     for s in suites:

@@ -9,6 +9,7 @@ commands are run, boot, bisect, plan, merge, compare, gc, doctor and lava.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import traceback
 
@@ -59,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         if exc.code == EXIT_USAGE and "--bisect-exit" in argv:
             return BISECT_ABORT
         raise
+    # Restored on the way out: main() called in-process (tests, a wrapper) leaves no
+    # handler of orch's behind.
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     install_signal_handlers()
     bisect_exit = getattr(args, "bisect_exit", False)
     try:
@@ -72,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug in orch: say so, keep the traceback for the report
         traceback.print_exc()
         return internal_error(exc, bisect_exit)
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler)
 
 
 if __name__ == "__main__":

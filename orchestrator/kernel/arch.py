@@ -22,7 +22,6 @@ class Arch:
     debian_arch: str  # for multiarch downloads
     gnu_triplet: str  # cross prefix without the trailing dash
     cross_package: str  # Debian package of the cross compiler
-    ld_so: str  # guest dynamic loader path
     max_cpus: int = 8  # QEMU's limit for `machine` (-smp beyond it: QEMU refuses to start)
 
     def cross_compile(self) -> str:
@@ -48,7 +47,6 @@ X86_64 = Arch(
     debian_arch="amd64",
     gnu_triplet="x86_64-linux-gnu",
     cross_package="gcc-x86-64-linux-gnu",
-    ld_so="/lib64/ld-linux-x86-64.so.2",
     max_cpus=288,  # q35
 )
 
@@ -66,7 +64,6 @@ ARM64 = Arch(
     debian_arch="arm64",
     gnu_triplet="aarch64-linux-gnu",
     cross_package="gcc-aarch64-linux-gnu",
-    ld_so="/lib/ld-linux-aarch64.so.1",
     max_cpus=8,  # virt with its default GICv2
 )
 

@@ -17,11 +17,10 @@ from orchestrator.base.errors import BuildError, MissingToolError
 from orchestrator.base.runner import Runner
 from orchestrator.kernel import estimates, provenance
 from orchestrator.kernel.arch import Arch
+from orchestrator.kernel.build_errors import error_lines
 from orchestrator.kernel.kconfig import make_argv
 from orchestrator.store import cache
 
-ERROR_RE = re.compile(r"(: error: |: fatal error: |^make(\[\d+\])?: \*\*\* |undefined reference"
-                      r"|^ERROR: )")
 STEP_RE = re.compile(r"^\s+(CC|LD|AR|AS|OBJCOPY|GEN|HOSTCC|CPP|OBJTOOL|LDS|UPD|SYSMAP)\s+(\S+)")
 
 # Fixed so that the same inputs give the same image, cold or incremental (`orch gc
@@ -268,7 +267,7 @@ def build(arch: Arch, srctree: Path, builddir: Path, key: str, runner: Runner, l
         if full:
             raise BuildError(f"{arch.name} kernel build failed: no space left on device in "
                              f"{builddir} or the ccache ({full})")
-        errors = [ln for ln in res.tail if ERROR_RE.search(ln)]
+        errors = error_lines(res.tail)
         raise BuildError(
             f"{arch.name} kernel build failed: {errors[0].strip() if errors else res.tail[-1]}",
             hint="\n".join(errors[:20]),

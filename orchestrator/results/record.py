@@ -33,12 +33,6 @@ SCHEMA = "orch-results"
 SCHEMA_VERSION = 1
 FILENAME = "results.json"
 STATUSES = ("pass", "fail", "skip", "error")
-# Testcase kinds orch writes today: KTAP tests, orch's own checks, failed stages. Readers
-# must accept others (a later orch may add kinds).
-KINDS = ("ktap", "dmesg_clean", "timeout", "ssh", "exit_status", "missing", "no_ktap", "stage",
-         "crash", "qemu",  # crash: the kernel crashed during the binary; qemu: QEMU died
-         "exit_code",  # a program without KTAP: kselftest's verdict from its exit code
-         "text")  # a line of a known text format (uffd-unit-tests' "Testing X on Y...")
 OUTPUT_CAP = 64 * 1024  # bytes of a testcase's output kept in the record and in JUnit
 
 def status_of(code: int | None) -> str:
@@ -111,6 +105,10 @@ class TestCase:
     binary: str  # test binary ("uffd_move"), or "orch-STAGE" for a failed stage
     name: str
     status: str  # pass | fail | skip | error
+    # What made the testcase: a KTAP test ("ktap"), a line of a known text format ("text"),
+    # a program's exit code ("exit_code"), one of orch's checks ("dmesg_clean", "timeout",
+    # "exit_status", "missing", "no_ktap"), a crash, a lost machine, a failed stage...
+    # Readers accept kinds they do not know: a later orch may add some.
     kind: str = "ktap"
     message: str = ""  # failure: first failing line; skip: the reason; error: what broke
     duration: float | None = None  # seconds

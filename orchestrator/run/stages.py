@@ -18,9 +18,6 @@ from pathlib import Path
 
 from orchestrator import targets
 from orchestrator.base.errors import (
-    EXIT_INFRA,
-    EXIT_PASS,
-    EXIT_TEST_FAILED,
     InfraError,
     MissingToolError,
     UsageError,
@@ -317,17 +314,11 @@ def run_tests(run: RunState, st: ArchState) -> int:
 
 
 def verdict(run: RunState, st: ArchState, lost: bool) -> int:
-    """The arch's test exit code from its suites (`lost`: infrastructure went away)."""
+    """The arch's test exit code from its suites (testing/suite.py's verdict; `lost`:
+    infrastructure went away)."""
     a = st.arch
-    code = EXIT_PASS
-    counts = run.counts(a.name)
-    if counts["error"]:
-        code = EXIT_INFRA if lost else EXIT_TEST_FAILED
-    if counts["fail"] and code != EXIT_INFRA:
-        code = EXIT_TEST_FAILED
-    if code == EXIT_PASS and testrun.nothing_ran([s for s in run.suites if s.arch == a.name]):
-        # Nothing actually ran (everything skipped): never report that as a pass.
-        code = EXIT_TEST_FAILED
+    code, untested = testrun.verdict([s for s in run.suites if s.arch == a.name], lost)
+    if untested:
         st.untested = True  # for git bisect: "cannot test", not "bad" (run/bisect.py)
         run.progress.error(f"orch: [{a.name}] no test ran (all skipped)")
     return code

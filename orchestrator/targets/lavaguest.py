@@ -17,6 +17,8 @@
 
 from __future__ import annotations
 
+from orchestrator.kernel import problems
+
 PROMPT = "orch-lava# "
 LOGIN_PROMPT = "login:"
 TEST_SCRIPT_PATH = "/opt/orch/lava-tests"
@@ -81,15 +83,10 @@ END {
 }
 """
 
-# The kernel-log lines that fail a binary's dmesg_clean, as an extended regular
-# expression: grep -E runs it in the LAVA guest, and testing/suite.py compiles the same
-# text (DMESG_PROBLEM_RE) for SSH runs. One list: every report kind testing/reports.py
-# parses has its line here.
-DMESG_PROBLEMS = (
-    "WARNING:|BUG:|Oops|KASAN|UBSAN|general protection fault|Unable to handle kernel|"
-    "possible circular locking|possible recursive locking|inconsistent lock state|"
-    "suspicious RCU usage|Kernel panic|Internal error:|INFO: task .* blocked|"
-    "bad page state|BUG kmalloc|rcu: INFO: .*detected stall")
+# The kernel-log lines that fail a binary's dmesg_clean (kernel/problems.py's table, one
+# extended regular expression): grep -E runs it in the LAVA guest, as testing/suite.py
+# does over SSH.
+DMESG_PROBLEMS = problems.ERE
 
 TEST_SCRIPT = r"""#!/bin/sh
 # orch's LAVA test: lava-tests DIR TIMEOUT BINARY... (see orchestrator/targets/lavaguest.py)

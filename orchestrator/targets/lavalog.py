@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from orchestrator.targets import qemu
+from orchestrator.kernel import problems
 from orchestrator.targets.lavaguest import FRAME
 from orchestrator.targets.rootfs import READY_MARKER
 
@@ -32,9 +32,10 @@ class LavaOutcome:
         return any(ln.startswith(f"{FRAME} begin ") for ln in self.console)
 
     def crash(self) -> tuple[str, str] | None:
-        """The first oops/panic line on the console, with the lines after it."""
+        """The first kernel problem line (kernel/problems.py) on the console, with the
+        lines after it."""
         for i, ln in enumerate(self.console):
-            if qemu.PANIC_RE.search(ln):
+            if problems.is_problem(ln):
                 return ln.strip(), "\n".join(self.console[i:i + 60])
         return None
 

@@ -24,14 +24,11 @@ from typing import Iterator
 
 from orchestrator.base.errors import BootError, MissingToolError
 from orchestrator.base.runner import kill_group, quote
+from orchestrator.kernel import problems
 from orchestrator.kernel.arch import Arch, is_native
 from orchestrator.store import cache
 from orchestrator.targets.rootfs import READY_MARKER
 
-PANIC_RE = re.compile(
-    r"(Kernel panic - not syncing|Oops[:\s]|BUG: |Unable to handle kernel|"
-    r"general protection fault|KASAN: |Internal error: |WARNING: .* at )"
-)
 FATAL_RE = re.compile(r"(Kernel panic - not syncing|---\[ end Kernel panic)")
 # The SSH forward's port (user networking) or the gdbstub's, taken by someone else first.
 PORT_CLASH_RE = re.compile(r"could not set up host forwarding rule|-gdb tcp:.*(in use|"
@@ -247,14 +244,14 @@ class Guest:
                     self.marker = line
                     self.ready_at = time.monotonic()
                     self.ready.set()
-                if PANIC_RE.search(line) and self.problem_at is None:
+                if self.problem_at is None and problems.is_problem(line):
                     self.problem_at = self._nlines
                 if FATAL_RE.search(line):
                     self.panicked.set()
         self.exited.set()
 
     def excerpt(self, n: int = 25) -> str:
-        """The console lines from the first oops/panic line on (or the last n lines)."""
+        """The console lines from the first kernel problem line on (or the last n lines)."""
         lines = list(self.lines)
         if self.problem_at is not None:
             start = max(0, len(lines) - (self._nlines - self.problem_at) - 1)
@@ -266,12 +263,12 @@ class Guest:
         return self._nlines
 
     def problem_since(self, mark: int, n: int = 60) -> tuple[str, str] | None:
-        """The first oops/panic/BUG line after console line `mark`, with the n lines from
-        it on; None when there is none."""
+        """The first kernel problem line (kernel/problems.py) after console line `mark`,
+        with the n lines from it on; None when there is none."""
         lines = list(self.lines)
         first = self._nlines - len(lines)  # console line number of lines[0]
         for i in range(max(0, mark - first), len(lines)):
-            if PANIC_RE.search(lines[i]):
+            if problems.is_problem(lines[i]):
                 return lines[i].strip(), "\n".join(lines[i:i + n])
         return None
 
@@ -303,16 +300,24 @@ class Guest:
 
 # --- KVM ----------------------------------------------------------------------------------
 
-def kvm_usable_device() -> str | None:
-    """Why KVM cannot even be tried, or None when /dev/kvm is there and openable."""
+@dataclass(frozen=True)
+class KvmDevice:
+    """Whether /dev/kvm is there and opens (KVM can be tried), and if not, why not."""
+
+    usable: bool
+    why_not: str = ""
+
+
+def kvm_device() -> KvmDevice:
+    """/dev/kvm: can KVM even be tried here? (Whether it boots a kernel: kvm_probe.)"""
     if not os.path.exists("/dev/kvm"):
-        return "/dev/kvm does not exist"
+        return KvmDevice(False, "/dev/kvm does not exist")
     try:
         fd = os.open("/dev/kvm", os.O_RDWR)
         os.close(fd)
     except OSError as exc:
-        return f"/dev/kvm cannot be opened ({exc.strerror})"
-    return None
+        return KvmDevice(False, f"/dev/kvm cannot be opened ({exc.strerror})")
+    return KvmDevice(True)
 
 
 def _boot_id() -> str:
@@ -330,9 +335,9 @@ def kvm_probe(arch: Arch, kernel: Path, timeout: float = 10.0) -> tuple[bool, st
     """
     if not is_native(arch):
         return False, f"{arch.name} guest on a {os.uname().machine} host: TCG"
-    why = kvm_usable_device()
-    if why:
-        return False, why
+    dev = kvm_device()
+    if not dev.usable:
+        return False, dev.why_not
     qv = qemu_version(arch)
     cache_file = cache.subdir("probe") / f"kvm-{cache.digest(_boot_id(), qv, arch.name)[:16]}.json"
     try:

@@ -12,6 +12,7 @@ from orchestrator.base.errors import BuildError, UsageError
 from orchestrator.base.runner import Runner
 from orchestrator.kernel.arch import Arch
 from orchestrator.kernel.build import compiler_version
+from orchestrator.kernel.build_errors import first_error
 from orchestrator.store import cache
 
 CFLAGS = ["-static", "-O2", "-g0", "-Wall", "-Wextra", "-pthread"]
@@ -68,8 +69,8 @@ def build(arch: Arch, directory: Path, headers: Path, headers_key: str, runner: 
         progress(f"selftests {arch.name}: cc {s.name}")
         res = runner.run(compile_argv(cc, s, tmp / s.stem, directory, headers), log=log)
         if not res.ok:
-            err = next((ln for ln in res.tail if "error" in ln), res.tail[-1] if res.tail else "")
-            raise BuildError(f"selftest {s.name} does not build for {arch.name}: {err.strip()}")
+            err = first_error(res.tail, res.tail[-1].strip() if res.tail else "")
+            raise BuildError(f"selftest {s.name} does not build for {arch.name}: {err}")
     try:
         tmp.rename(outdir)
     except OSError:

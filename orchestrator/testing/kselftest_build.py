@@ -45,6 +45,7 @@ from pathlib import Path
 from orchestrator.base.errors import BuildError, InfraError, MissingToolError, UsageError
 from orchestrator.base.runner import Runner
 from orchestrator.kernel.arch import Arch
+from orchestrator.kernel.build_errors import compiler_errors
 from orchestrator.store import cache
 from orchestrator.targets.rootfs import sysroot
 
@@ -193,7 +194,6 @@ def make_argv(arch: Arch, tree: Path, obj: Path, collections: list[str], goal: s
 _MAKE_ERROR = re.compile(r"^make(?:\[\d+\])?: (?:\*\*\* )?\[(?:[^\]]*?): (?P<target>[^\]]+)\] "
                          r"Error \d+")
 _MSG = re.compile(r"^\s+(?:CC|LD|AS|GEN)\s+(?:\[[^\]]*\]\s+)?(?P<name>\S+)")
-_WHY = re.compile(r"(fatal error|error:|cannot find -l|undefined reference|No such file)")
 _NO32 = "Warning: you seem to have a broken 32-bit build"
 
 
@@ -220,7 +220,7 @@ def parse_unbuilt(lines: list[str], build_root: Path, collection: str) -> dict[s
         except ValueError:
             block = []
             continue
-        why = next((ln.strip() for ln in block if _WHY.search(ln)), line.strip())
+        why = next((ln.strip() for ln in compiler_errors(block)), line.strip())
         out.setdefault(f"{collection}:{program}", why)
         block = []
     return out

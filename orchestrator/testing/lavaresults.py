@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from orchestrator.targets import qemu
+from orchestrator.kernel import problems
 from orchestrator.targets.lavaguest import FRAME
 from orchestrator.testing import faults
 from orchestrator.testing.ktap import TestResult
@@ -94,9 +94,10 @@ def frames(console: list[str]) -> dict[str, Frame]:
 
 
 def crash_after(console: list[str], start: int) -> tuple[str, str] | None:
-    """The first oops/panic line after console line `start`, with the lines after it."""
+    """The first kernel problem line (kernel/problems.py) after console line `start`, with
+    the lines after it."""
     for i in range(start, len(console)):
-        if qemu.PANIC_RE.search(console[i]):
+        if problems.is_problem(console[i]):
             return console[i].strip(), "\n".join(console[i:i + 60])
     return None
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass, field
 
+from orchestrator.kernel import problems
+
 # The timestamp and caller prefixes printk adds.
 PREFIX_RE = re.compile(r"^\s*(<\d+>)?(\[\s*\d+\.\d+\]\s?)?(\[\s*[TC]\d+\]\s?)?")
 FRAME_RE = re.compile(r"^\s*(\? )?([A-Za-z0-9_.$]+)\+(0x[0-9a-f]+)/(0x[0-9a-f]+)"
@@ -23,14 +25,12 @@ SITE_RE = re.compile(r"^(?:RIP: [0-9a-f]{4}:|pc : )([A-Za-z0-9_.$]+)\+(0x[0-9a-f
 AT_RE = re.compile(r" at ([A-Za-z0-9_./-]+\.[chS]):(\d+)")
 FUNC_OFF_RE = re.compile(r"\+0x[0-9a-f]+/0x[0-9a-f]+")
 ADDR_RE = re.compile(r"(,? ?address:?|at virtual address|for address:?) *[0-9a-fx]+")
-LOCKDEP = ("possible circular locking dependency detected", "possible recursive locking "
-           "detected", "inconsistent lock state", "suspicious RCU usage",
-           "possible irq lock inversion dependency detected", "lock held when returning")
 
-# (kind, header pattern), tried in order on each line.
+# (kind, header pattern), tried in order on each line. The kinds are kernel/problems.py's,
+# whose examples each parse to their kind (tests/testing/test_problems.py).
 HEADERS: list[tuple[str, re.Pattern]] = [
     ("kasan", re.compile(r"^BUG: KASAN: (\S+) in ([A-Za-z0-9_.$]+)")),
-    ("lockdep", re.compile(r"^WARNING: (" + "|".join(LOCKDEP) + ")")),
+    ("lockdep", re.compile(r"^WARNING: (" + "|".join(problems.LOCKDEP) + ")")),
     ("warning", re.compile(r"^WARNING: (?:CPU: \d+ PID: \d+ )?at (\S+):(\d+) "
                            r"([A-Za-z0-9_.$]+)?")),
     ("bug", re.compile(r"^kernel BUG at (\S+):(\d+)!")),

@@ -20,13 +20,13 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from orchestrator.base.errors import EXIT_INFRA, EXIT_PASS, EXIT_TEST_FAILED
+from orchestrator.kernel import problems
 from orchestrator.results.record import TestCase, cap
-from orchestrator.targets.lavaguest import DMESG_PROBLEMS
 from orchestrator.targets.rootfs import TESTS_DIR
 from orchestrator.targets.ssh import Session
 from orchestrator.testing import kselftest, ktap, textformats
 
-DMESG_PROBLEM_RE = re.compile(f"({DMESG_PROBLEMS})")  # the LAVA guest greps the same
 _STARTS_KTAP = re.compile(r"(?:K?TAP version \d+)")
 # Testcases that share the binary's wall time when none has its own: KTAP tests, and the
 # tests of a program's text format (textformats).
@@ -63,8 +63,23 @@ def nothing_ran(suites: list[Suite]) -> bool:
                    for s in suites for c in s.cases)
 
 
+def verdict(suites: list[Suite], lost: bool) -> tuple[int, bool]:
+    """One arch's test exit code from its suites, and whether no test really ran (then the
+    code is 1, never a pass; git bisect reads it as "cannot test"). `lost`: the machine or
+    the connection went away: infrastructure (3), whatever the tests said before.
+    `orch run` (run/stages.py) and `orch lava collect` (cli/lava.py) both take it here."""
+    if lost:
+        return EXIT_INFRA, False
+    if any(s.counts()["fail"] or s.counts()["error"] for s in suites):
+        return EXIT_TEST_FAILED, False
+    if nothing_ran(suites):
+        return EXIT_TEST_FAILED, True
+    return EXIT_PASS, False
+
+
 def dmesg_problems(text: str) -> list[str]:
-    return [ln for ln in text.splitlines() if DMESG_PROBLEM_RE.search(ln)]
+    """The kernel log's problem lines (kernel/problems.py; the LAVA guest greps the same)."""
+    return [ln for ln in text.splitlines() if problems.is_problem(ln)]
 
 
 def mark_kmsg(ssh: Session, name: str) -> tuple[str, bool]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import git
+from tests.support.host import git
 from tests.support.orch import orch, orch_popen
 
 # `orch --help` order; each is a module of orchestrator/cli.

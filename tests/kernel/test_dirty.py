@@ -9,7 +9,7 @@ from orchestrator.base.errors import ApplyError
 from orchestrator.base.runner import Runner
 from orchestrator.kernel import dirty
 from orchestrator.kernel import tree as treemod
-from tests.conftest import git
+from tests.support.host import git
 
 
 def snapshot(repo):

@@ -5,7 +5,8 @@ import pytest
 from orchestrator.base.errors import ApplyError, UsageError
 from orchestrator.base.runner import Runner
 from orchestrator.kernel import series, tree
-from tests.conftest import git, make_patch
+from tests.conftest import make_patch
+from tests.support.host import git
 
 
 def _edit_line(n, new):

@@ -52,7 +52,7 @@ def _opts(argv: list[str]):
 
 
 UFFD = str(ROOT / "patches/uffd-move")
-KS = ["--kselftest", "mm:uffd-unit-tests -f move", "--kselftest-tree", "linux-6.12"]  # every cell
+KS = ["--kselftest", "mm:uffd-unit-tests", "--kselftest-tree", "linux-6.12"]  # every cell
 
 
 @pytest.mark.parametrize("cell,hand", [

@@ -3,18 +3,13 @@ depends on the tree's kconfig inputs, fragments, arch and compiler, not on the s
 object) and the selftest binaries (keyed by the uAPI headers' content, not by the kernel)."""
 
 import json
-import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 
 from orchestrator.base.runner import Runner
 from orchestrator.kernel import arch, build, kconfig
 from orchestrator.run import sources, stages
-
-
-def _git(wt: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(wt), *args], check=True, capture_output=True,
-                          text=True).stdout.strip()
+from tests.support.host import git
 
 
 def _tree(tmp_path: Path) -> Path:
@@ -24,14 +19,14 @@ def _tree(tmp_path: Path) -> Path:
     (wt / "mm" / "Kconfig").write_text("config USERFAULTFD\n\tbool \"uffd\"\n")
     (wt / "mm" / "userfaultfd.c").write_text("int x = 1;\n")
     (wt / "Makefile").write_text("VERSION = 6\n")
-    _git(wt.parent, "init", "-q", str(wt))
+    git(wt.parent, "init", "-q", str(wt))
     _commit(wt, "base")
     return wt
 
 
 def _commit(wt: Path, msg: str) -> None:
-    _git(wt, "add", "-A")
-    _git(wt, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", msg)
+    git(wt, "add", "-A")
+    git(wt, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", msg)
 
 
 def _stamp(wt: Path, tmp_path: Path, monkeypatch, fragments: list[Path]) -> str:
@@ -45,7 +40,7 @@ def _stamp(wt: Path, tmp_path: Path, monkeypatch, fragments: list[Path]) -> str:
 
     monkeypatch.setattr(kconfig, "configure", configure)
     monkeypatch.setattr(build, "compiler_version", lambda a, r: "gcc (Debian 12.2.0) 12.2.0")
-    head, tree = _git(wt, "rev-parse", "HEAD", "HEAD^{tree}").split()
+    head, tree = git(wt, "rev-parse", "HEAD", "HEAD^{tree}").split()
     out = tmp_path / "out"
     out.mkdir(exist_ok=True)
     run = SimpleNamespace(runner=Runner(), versions={"gcc": {}}, source_tree=tree,

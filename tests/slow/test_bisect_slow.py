@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import git
+from orchestrator.run import bisect
+from tests.support.host import git
 from tests.support.orch import orch as run_orch
 
 pytestmark = pytest.mark.slow
@@ -74,10 +75,20 @@ def test_series_bisect_skips_unbuildable_step(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert data["first_bad"]["name"] == str(PGOFF[0])
     results = {s["label"]: s for s in data["steps"]}
-    broken = f"prefix {len(move_series()) + 1}/{len(patches)}"
-    if broken in results:  # when the search lands on the unbuildable step, it is skipped
-        assert results[broken]["result"] == "skip"
-        assert "build" in results[broken]["why"]
+    n, broken_k, bad_k = len(patches), len(move_series()) + 1, len(move_series()) + 3
+
+    def model(k: int) -> str:  # what each prefix is: the break unbuildable, pgoff bad
+        return "skip" if k == broken_k else "bad" if k >= bad_k else "good"
+
+    # The search is deterministic: it visits the prefixes it visits on the model, and with
+    # this series' layout that path goes through the unbuildable prefix.
+    visited: list[int] = []
+    bisect.search(n, lambda k: visited.append(k) or model(k))
+    assert broken_k in visited
+    assert [s["label"] for s in data["steps"]] == [f"prefix {k}/{n}" for k in visited]
+    broken = f"prefix {broken_k}/{n}"
+    assert results[broken]["result"] == "skip", results[broken]
+    assert "build" in results[broken]["why"], results[broken]
     assert all(s["result"] != "bad" or "a test failed" in s["why"] for s in data["steps"])
     print("steps:", [(s["label"], s["result"], s["seconds"], s["compiled"])
                      for s in data["steps"]])

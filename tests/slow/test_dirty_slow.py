@@ -19,6 +19,7 @@ import pytest
 from orchestrator.base.runner import Runner
 from orchestrator.kernel import tree as treemod
 from orchestrator.store import cache
+from tests.support.host import git
 from tests.support.orch import orch
 
 pytestmark = pytest.mark.slow
@@ -38,11 +39,6 @@ int main(void)
 	return 0;
 }
 """
-
-
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(cwd), *args], check=True, capture_output=True,
-                          text=True).stdout
 
 
 @pytest.fixture(scope="module")

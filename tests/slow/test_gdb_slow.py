@@ -15,16 +15,12 @@ import uuid
 
 import pytest
 
+from tests.support.host import qemu_alive
 from tests.support.orch import orch_popen
 
 pytestmark = pytest.mark.slow
 
 GDB_LINE = re.compile(r"^\[(\w+)\] gdb: (gdb-multiarch .*)$")
-
-
-def qemu_alive(marker: str) -> list[str]:
-    out = subprocess.run(["pgrep", "-af", marker], capture_output=True, text=True).stdout
-    return [ln for ln in out.splitlines() if "qemu-system" in ln]
 
 
 @pytest.mark.parametrize("arch", ["x86_64", "arm64"])

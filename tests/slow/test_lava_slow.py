@@ -11,8 +11,10 @@ dirs of tiny binaries (tests/slow/test_faults_slow.py's), so each costs one shor
 import functools
 import http.server
 import json
+import os
 import shutil
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -21,13 +23,21 @@ import pytest
 from tests.slow.test_faults_slow import selftests as fault_selftests
 from tests.support.orch import orch
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not shutil.which("lava-run"),
-                                 reason="lava-run not installed (ci/setup.sh installs "
-                                        "lava-dispatcher)")]
+pytestmark = pytest.mark.slow
 
 X86 = ["--arch", "x86_64"]
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def require(program: str, setup: str) -> None:
+    """A prerequisite ci/setup.sh installs: missing, the test fails (never skips)."""
+    if not shutil.which(program):
+        pytest.fail(f"{program} is not installed: run `{setup}`", pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def lava_dispatcher():
+    require("lava-run", "ci/setup.sh")  # lava-dispatcher
 
 
 def cases(out: Path) -> dict[tuple[str, str, str], tuple[str, str]]:
@@ -118,12 +128,14 @@ def test_an_artifact_that_cannot_be_fetched_is_infrastructure(tmp_path, empty_we
 def lava_server():
     """ci/lava-server.sh: the server with one QEMU worker on this machine; stopped after.
     Its packages come from `ci/setup.sh --lava-server` (about 5 minutes of apt): without
-    them, the test is skipped."""
-    if not shutil.which("lava-server"):
-        pytest.skip("lava-server not installed (ci/setup.sh --lava-server)")
+    them, the test fails. The script runs with this virtualenv's python3 first in PATH (as
+    under an activated virtualenv), which has no Django: the script must not use it."""
+    require("lava-server", "ci/setup.sh --lava-server")
     script = ROOT / "ci" / "lava-server.sh"
-    r = subprocess.run([str(script), "start"], capture_output=True, text=True, timeout=1200)
-    assert r.returncode == 0, r.stderr[-3000:]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    r = subprocess.run([str(script), "start"], capture_output=True, text=True, timeout=1200,
+                       env=env)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     env = dict(kv.split("=", 1) for kv in r.stdout.split("\n")[-2].split())
     yield env
     subprocess.run([str(script), "stop"], capture_output=True, timeout=120)

@@ -18,6 +18,7 @@ import pytest
 from junitparser import JUnitXml
 
 from tests.support.doctor import acceleration, agrees_with_run
+from tests.support.host import qemu_alive
 from tests.support.orch import orch as run_orch
 from tests.support.orch import orch_popen
 
@@ -29,11 +30,6 @@ EXPECTED_BINARIES = sorted(p.stem for p in (ROOT / "selftests").glob("*.c"))
 
 def orch(*args, timeout=2400):
     return run_orch(*args, timeout=timeout)
-
-
-def qemu_alive(marker: str) -> list[str]:
-    out = subprocess.run(["pgrep", "-af", marker], capture_output=True, text=True).stdout
-    return [ln for ln in out.splitlines() if "qemu-system" in ln]
 
 
 def junit_by_suite(path: Path):
@@ -360,7 +356,6 @@ def test_boot_runs_one_command_over_ssh(full_run, tmp_path):
     assert r.stdout.split()[0] == "aarch64" and r.stdout.split()[1].startswith("6.1.")
 
 
-@pytest.mark.skipif(os.environ.get("ORCH_SKIP_DOCTOR") == "1", reason="disabled")
 def test_doctor_reports_kvm_verdict(full_run):
     """After a run built the x86_64 kernel, doctor probes KVM with it: its verdict is a
     real one (not "not probed yet"), and the one the run acted on (kvm exactly when it says

@@ -7,7 +7,7 @@ from pathlib import Path
 from orchestrator.base.runner import Runner
 from orchestrator.testing import ktap, reports, triage
 from orchestrator.testing.suite import Suite
-from tests.conftest import git
+from tests.support.host import git
 
 DATA = Path(__file__).parent / "data"
 # What the kernel's faddr2line prints (paths relative; an object ccache compiled in another
