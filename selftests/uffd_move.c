@@ -160,6 +160,13 @@ static const struct ktap_case cases[] = {
 	{ "race_two_movers_thp", t_race_two_movers_thp, N_MOVE | N_THP, 60 },
 	{ "race_swapoff", t_race_swapoff, N_MOVE | N_ZRAM, 60 },
 	{ "race_dontneed", t_race_dontneed, N_MOVE, 60 },
+	{ "thp_madv_free_move", t_thp_madv_free_move, N_MOVE | N_THP, 0 },
+	{ "madv_free_pte_move", t_madv_free_pte_move, N_MOVE, 0 },
+	{ "contend_pte_mapped_thp", t_contend_pte_mapped_thp, N_MOVE | N_THP, 60 },
+	{ "contend_pmd_vs_pte", t_contend_pmd_vs_pte, N_MOVE | N_THP, 60 },
+	{ "race_swapoff_loop", t_race_swapoff_loop, N_MOVE | N_LOOP, 60 },
+	{ "eagain_event_unreadable_arg", t_eagain_event_unreadable_arg, N_MOVE, 0 },
+	{ "thp_pte_mapped_unsplittable", t_thp_pte_mapped_unsplittable, N_MOVE | N_THP, 0 },
 };
 
 /* Probe once in the parent; every test skips when the move is absent. */

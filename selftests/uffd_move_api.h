@@ -1346,4 +1346,91 @@ fail:
 	return KTAP_FAIL;
 }
 
+/*
+ * eagain_event_unreadable_arg: while a REMOVE event is pending, a call
+ * whose struct cannot be read: (1) its first 32 bytes in a PROT_NONE
+ * page, "move" in a writable one; (2) a NULL argument.  As 6.12
+ * (measured): mmap_changing is tested before the struct is read, so (1)
+ * gives -1/EAGAIN with move = -EAGAIN written, and (2) -1/EFAULT ("move"
+ * cannot be written either).  (v2 read the struct first: EFAULT for (1).)
+ */
+static int t_eagain_event_unreadable_arg(void)
+{
+	struct uffdio_move *um;
+	struct pair pr;
+	struct dn_arg a;
+	struct uffd_msg msg;
+	struct pollfd pf;
+	pthread_t t;
+	char *two = MAP_FAILED;
+	int fails = 0, fd, r1, e1, r2, e2;
+	__s64 mv1;
+
+	if (pair_setup(&pr, 2, 0))
+		goto fail;
+	fd = uffd_new(UFFD_FEATURE_MOVE | UFFD_FEATURE_EVENT_REMOVE, NULL);
+	if (fd < 0)
+		goto fail;
+	close(pr.ufd);
+	pr.ufd = fd;
+	two = mmap(NULL, 2 * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (two == MAP_FAILED)
+		goto fail;
+	/* the struct ends 8 bytes into the second page: "move" is there */
+	um = (struct uffdio_move *)(two + 2 * pg - pg - 32);
+	um->move = MOVE_SENTINEL;
+	if (mprotect(two, pg, PROT_NONE))
+		goto fail;
+	fill(pr.src, pg, 249);
+	if (uffd_reg(pr.ufd, pr.dst, pr.len, NULL))
+		goto fail;
+	memset(&a, 0, sizeof(a));
+	a.p = pr.dst + pg;
+	a.len = pg;
+	if (pthread_create(&t, NULL, dontneed_fn, &a))
+		goto fail;
+	pf.fd = pr.ufd;
+	pf.events = POLLIN;
+	if (poll(&pf, 1, 5000) != 1) {
+		ktap_diag("expected a REMOVE event within 5 s, got none");
+		fails++;
+	} else {
+		errno = 0;
+		r1 = ioctl(pr.ufd, UFFDIO_MOVE, um);
+		e1 = r1 < 0 ? errno : 0;
+		mv1 = um->move;
+		errno = 0;
+		r2 = ioctl(pr.ufd, UFFDIO_MOVE, NULL);
+		e2 = r2 < 0 ? errno : 0;
+		ktap_diag("struct unreadable, move writable: ret %d errno %s move %s",
+			  r1, ename(e1), mvstr(mv1));
+		ktap_diag("NULL argument: ret %d errno %s", r2, ename(e2));
+		if (r1 != -1 || e1 != EAGAIN || mv1 != -EAGAIN) {
+			ktap_diag("unreadable struct: expected -1/EAGAIN, move -EAGAIN (event tested first, as 6.12)");
+			fails++;
+		}
+		if (r2 != -1 || e2 != EFAULT) {
+			ktap_diag("NULL argument: expected -1/EFAULT (move cannot be written)");
+			fails++;
+		}
+	}
+	if (uffd_get_msg(pr.ufd, &msg, 5000) != 1)
+		fails++;
+	pthread_join(t, NULL);
+	errno = 0;
+	r1 = ioctl(pr.ufd, UFFDIO_MOVE, um);
+	e1 = r1 < 0 ? errno : 0;
+	if (r1 != -1 || e1 != EFAULT) {
+		ktap_diag("unreadable struct, no event pending: expected -1/EFAULT, got ret %d errno %s",
+			  r1, ename(e1));
+		fails++;
+	}
+	munmap(two, 2 * pg);
+	return pair_end(&pr, fails);
+fail:
+	if (two != MAP_FAILED)
+		munmap(two, 2 * pg);
+	return pair_end(&pr, 1);
+}
+
 #endif /* UFFD_MOVE_API_H */

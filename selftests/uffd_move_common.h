@@ -174,6 +174,15 @@ static int check_zero(const char *what, const char *p, size_t len)
 	return 0;
 }
 
+/* 0 if [p, p + len) reads zero, -1 if not (no diagnostic) */
+static int check_zero_quiet(const char *p, size_t len)
+{
+	for (size_t o = 0; o < len; o += 8)
+		if (*(volatile const uint64_t *)(p + o))
+			return -1;
+	return 0;
+}
+
 /* 1 if the page at p is populated (mincore), 0 if not, -1 on error */
 static int resident(const void *p)
 {

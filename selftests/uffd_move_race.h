@@ -619,6 +619,8 @@ struct so_arg {
 	long cycles, errs;
 	char *ballast;
 	size_t ballast_len;
+	const char *dev;	/* the swap device cycled (0: zram0) */
+	size_t size;
 };
 
 static void *so_cycler(void *arg)
@@ -633,9 +635,11 @@ static void *so_cycler(void *arg)
 		 * entries are still in their PTEs.
 		 */
 		madvise(a->ballast, a->ballast_len, MADV_PAGEOUT);
-		if (syscall(__NR_swapoff, "/dev/zram0") ||
-		    write_swap_header("/dev/zram0", (size_t)read_long(ZRAM "disksize")) ||
-		    syscall(__NR_swapon, "/dev/zram0", 0)) {
+		const char *dev = a->dev ? a->dev : "/dev/zram0";
+		size_t size = a->dev ? a->size : (size_t)read_long(ZRAM "disksize");
+
+		if (syscall(__NR_swapoff, dev) || write_swap_header(dev, size) ||
+		    syscall(__NR_swapon, dev, 0)) {
 			a->errs++;
 			break;
 		}
@@ -812,6 +816,302 @@ static int t_race_dontneed(void)
 	return pair_end(&pr, fails);
 fail:
 	z.stop = 1;
+	return pair_end(&pr, 1);
+}
+
+/* ------------------------------------------------------------------ */
+/* contention: what user space sees of it                               */
+
+#define CT_SECONDS	5.0
+#define CT_THREADS	4
+
+struct ct_arg {
+	int ufd;
+	char *dst, *src;	/* moves src + i * pg to dst + i * pg */
+	size_t first, stride, end;	/* pages first, first + stride, ... < end */
+	size_t len;		/* > 0: one move of len bytes instead */
+	__u64 mode;
+	volatile int *go;
+	long moves, busy, again, other;
+	struct mv first_other;
+};
+
+/* one move, counted; 1 if it has to be tried again (EBUSY, EAGAIN) */
+static int ct_move(struct ct_arg *a, char *dst, char *src, size_t len)
+{
+	struct mv r = do_move(a->ufd, dst, src, len, a->mode);
+
+	a->moves++;
+	if (r.ret == 0 && r.move == (__s64)len)
+		return 0;
+	if (r.ret == -1 && r.err == EBUSY) {
+		a->busy++;
+		return 1;
+	}
+	if (r.ret == -1 && r.err == EAGAIN) {
+		a->again++;
+		return r.move <= 0;
+	}
+	if (!a->other++)
+		a->first_other = r;
+	return 0;
+}
+
+static void *ct_mover(void *arg)
+{
+	struct ct_arg *a = arg;
+
+	while (!*a->go)
+		;
+	if (a->len) {
+		for (int tries = 0; ct_move(a, a->dst, a->src, a->len) && tries < 1000; tries++)
+			sched_yield();
+		return NULL;
+	}
+	for (size_t i = a->first; i < a->end; i += a->stride)
+		for (int tries = 0; ct_move(a, a->dst + i * pg, a->src + i * pg, pg) &&
+		     tries < 1000; tries++)
+			sched_yield();
+	return NULL;
+}
+
+static int ct_report(const char *what, long rounds, struct ct_arg *a, int n)
+{
+	long moves = 0, busy = 0, again = 0, other = 0;
+	struct mv fo = { 0, 0, 0 };
+
+	for (int i = 0; i < n; i++) {
+		moves += a[i].moves;
+		busy += a[i].busy;
+		again += a[i].again;
+		if (a[i].other && !other)
+			fo = a[i].first_other;
+		other += a[i].other;
+	}
+	ktap_diag("%s: %ld rounds, %ld moves: %ld EBUSY, %ld EAGAIN, %ld other errors",
+		  what, rounds, moves, busy, again, other);
+	if (other)
+		ktap_diag("first other error: ret %d errno %s move %s", fo.ret,
+			  ename(fo.err), mvstr(fo.move));
+	if (busy || again || other) {
+		ktap_diag("expected every move done at once (as 6.12: contention on a large folio is retried in the kernel)");
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * contend_pte_mapped_thp: a PTE-mapped THP (PMD split by MADV_DONTNEED of
+ * its last page); 4 threads start together and move its pages one by one,
+ * interleaved (thread t: pages t, t + 4, ...), so that all of them meet
+ * the one large folio, which has to be locked and split.  As 6.12
+ * (measured: 0 EBUSY, 0 EAGAIN in 600 moves): every move succeeds at
+ * once; the lock of a large folio held by another mover is retried
+ * inside the kernel.  (v2: EBUSY.)  Counts over 5 s of rounds.
+ */
+static int t_contend_pte_mapped_thp(void)
+{
+	struct ct_arg a[CT_THREADS];
+	long rounds = 0;
+	int fails = 0;
+	double t0 = now_s();
+
+	memset(a, 0, sizeof(a));
+	while (now_s() - t0 < CT_SECONDS && !fails) {
+		volatile int go = 0;
+		pthread_t t[CT_THREADS];
+		struct hp h;
+		size_t n;
+
+		HP_TRY(hp_setup(&h, 0, MADV_HUGEPAGE, 1));
+		HP_TRY(hp_make_thp(&h, 245));
+		n = h.H / pg - 1;
+		if (madvise(h.src + n * pg, pg, MADV_DONTNEED))
+			goto fail;
+		for (int i = 0; i < CT_THREADS; i++) {
+			a[i].ufd = h.ufd;
+			a[i].dst = h.dst;
+			a[i].src = h.src;
+			a[i].first = i;
+			a[i].stride = CT_THREADS;
+			a[i].end = n;
+			a[i].go = &go;
+			pthread_create(&t[i], NULL, ct_mover, &a[i]);
+		}
+		go = 1;
+		for (int i = 0; i < CT_THREADS; i++)
+			pthread_join(t[i], NULL);
+		if (uffd_unreg(h.ufd, h.dst, h.H) ||
+		    check_pat("dst", h.dst, n * pg, 245) ||
+		    check_zero("src", h.src, n * pg))
+			fails++;
+		hp_teardown(&h);
+		rounds++;
+	}
+	if (ct_report("4 movers on one PTE-mapped THP", rounds, a, CT_THREADS))
+		fails++;
+	return fails ? KTAP_FAIL : KTAP_PASS;
+fail:
+	return KTAP_FAIL;
+}
+
+/*
+ * contend_pmd_vs_pte: a PMD-mapped THP; one thread moves all of it (a
+ * PMD move, len H, aligned) while another moves one of its pages
+ * elsewhere (which splits the PMD and the folio); both with
+ * ALLOW_SRC_HOLES, so whichever comes second sees a hole, not ENOENT.
+ * As 6.12: both moves succeed at once, no EBUSY, no EAGAIN (the PMD
+ * mover waits for the folio lock), and no EFAULT from a PMD classified
+ * without its lock while it is being split; every page ends up exactly
+ * once at its destination.  (v2: EBUSY.)  Counts over 5 s of rounds.
+ */
+static int t_contend_pmd_vs_pte(void)
+{
+	struct ct_arg a[2];
+	long rounds = 0, pte_won = 0;
+	int fails = 0;
+	double t0 = now_s();
+
+	memset(a, 0, sizeof(a));
+	while (now_s() - t0 < CT_SECONDS && !fails) {
+		volatile int go = 0;
+		pthread_t t[2];
+		size_t k, n;
+		char *dst2;
+		struct hp h;
+		int b_moved;
+
+		HP_TRY(hp_setup(&h, 0, MADV_HUGEPAGE, 1));
+		HP_TRY(hp_make_thp(&h, 246));
+		n = h.H / pg;
+		k = 1 + (size_t)rounds * 37 % (n - 1);
+		dst2 = carve(h.src + 4 * h.H, pg, PROT_READ | PROT_WRITE,
+			     MAP_PRIVATE | MAP_ANONYMOUS);
+		if (!dst2 || uffd_reg(h.ufd, dst2, pg, NULL))
+			goto fail;
+		a[0].ufd = a[1].ufd = h.ufd;
+		a[0].mode = a[1].mode = UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES;
+		a[0].go = a[1].go = &go;
+		a[0].dst = h.dst;
+		a[0].src = h.src;
+		a[0].len = h.H;
+		a[1].dst = dst2;
+		a[1].src = h.src + k * pg;
+		a[1].len = pg;
+		for (int i = 0; i < 2; i++)
+			pthread_create(&t[i], NULL, ct_mover, &a[i]);
+		go = 1;
+		for (int i = 0; i < 2; i++)
+			pthread_join(t[i], NULL);
+		if (uffd_unreg(h.ufd, h.dst, h.H) || uffd_unreg(h.ufd, dst2, pg))
+			goto fail;
+		b_moved = !check_zero_quiet(h.dst + k * pg, pg);
+		pte_won += b_moved;
+		if (check_pat("dst before page k", h.dst, k * pg, 246) ||
+		    check_pat_off("dst after page k", h.dst + (k + 1) * pg,
+				  (n - k - 1) * pg, 246, (k + 1) * pg) ||
+		    check_pat_off(b_moved ? "dst2 (page k)" : "dst page k",
+				  b_moved ? dst2 : h.dst + k * pg, pg, 246, k * pg) ||
+		    check_zero(b_moved ? "dst page k" : "dst2",
+			       b_moved ? h.dst + k * pg : dst2, pg) ||
+		    check_zero("src", h.src, h.H))
+			fails++;
+		hp_teardown(&h);
+		rounds++;
+	}
+	ktap_diag("page k went to the single-page mover in %ld of %ld rounds", pte_won, rounds);
+	if (ct_report("a PMD move against a page move of the same THP", rounds, a, 2))
+		fails++;
+	return fails ? KTAP_FAIL : KTAP_PASS;
+fail:
+	return KTAP_FAIL;
+}
+
+/*
+ * race_swapoff_loop: as race_swapoff, on the loop device (swap through
+ * the swap cache), counting what user space sees: 16 pages paged out and
+ * moved back and forth while swap on the loop device is turned off and
+ * on.  As 6.12: every move succeeds at once; a swap device that is going
+ * away (get_swap_device() failing) is retried inside the kernel, never
+ * EAGAIN to user space.  (v2: EAGAIN.)  5 s.
+ */
+static int t_race_swapoff_loop(void)
+{
+	const size_t n = 16;
+	struct so_arg so = { 0 };
+	char dev[32];
+	struct pair pr;
+	pthread_t t;
+	long moves = 0, again = 0, swapped = 0;
+	int fails = 0, dir = 0;
+	double t0;
+
+	SWAP_TRY(swap_use(SWK_LOOP));
+	loop_name(dev, sizeof(dev), sws->loopnr);
+	so.dev = dev;
+	so.size = LOOP_SWAP_SIZE;
+	if (pair_setup(&pr, n, 1))
+		goto fail;
+	madvise(pr.src, pr.len, MADV_NOHUGEPAGE);
+	madvise(pr.dst, pr.len, MADV_NOHUGEPAGE);
+	fill(pr.src, pr.len, 247);
+	if (uffd_reg(pr.ufd, pr.src, pr.len, NULL))
+		goto fail;
+	so.ballast_len = 2048 * pg;
+	so.ballast = mmap(NULL, so.ballast_len, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (so.ballast == MAP_FAILED)
+		goto fail;
+	madvise(so.ballast, so.ballast_len, MADV_NOHUGEPAGE);
+	fill(so.ballast, so.ballast_len, 248);
+	if (pthread_create(&t, NULL, so_cycler, &so))
+		goto fail;
+	t0 = now_s();
+	while (now_s() - t0 < CT_SECONDS && !fails) {
+		char *from = dir ? pr.dst : pr.src, *to = dir ? pr.src : pr.dst;
+		size_t done = 0;
+		int tries = 0;
+
+		madvise(from, pr.len, MADV_PAGEOUT);
+		swapped += n_swapped(from, n);
+		while (done < pr.len) {
+			struct mv r = do_move(pr.ufd, to + done, from + done, pr.len - done, 0);
+
+			if (r.ret == 0)
+				break;
+			if (r.ret == -1 && r.err == EAGAIN && ++tries < 100000) {
+				if (r.move > 0)
+					done += r.move;
+				again++;
+				continue;
+			}
+			ktap_diag("move: ret %d errno %s move %s", r.ret, ename(r.err), mvstr(r.move));
+			fails++;
+			break;
+		}
+		dir ^= 1;
+		moves++;
+	}
+	so.stop = 1;
+	pthread_join(t, NULL);
+	ktap_diag("%ld moves of 16 pages (%ld swap entries among them), %ld EAGAIN, %ld swapoff/swapon cycles of %s (%ld errors)",
+		  moves, swapped, again, so.cycles, dev, so.errs);
+	if (so.errs)
+		fails++;
+	if (again) {
+		ktap_diag("expected no EAGAIN (as 6.12: a swapoff racing the move is retried in the kernel)");
+		fails++;
+	}
+	if (check_pat("ballast", so.ballast, so.ballast_len, 248))
+		fails++;
+	if (uffd_unreg(pr.ufd, pr.src, pr.len) || uffd_unreg(pr.ufd, pr.dst, pr.len))
+		goto fail;
+	if (check_pat("data", dir ? pr.dst : pr.src, pr.len, 247))
+		fails++;
+	munmap(so.ballast, so.ballast_len);
+	return pair_end(&pr, fails);
+fail:
+	so.stop = 1;
 	return pair_end(&pr, 1);
 }
 
