@@ -997,17 +997,18 @@ fail:
 
 /*
  * contend_pmd_vs_pte: a PMD-mapped THP; one thread moves all of it (a
- * PMD move, len H, aligned) while another moves one of its pages
- * elsewhere (which splits the PMD and the folio); both with
- * ALLOW_SRC_HOLES, so whichever comes second sees a hole, not ENOENT.
- * As 6.12: both moves succeed at once, no EBUSY, no EAGAIN (the PMD
- * mover waits for the folio lock), and no EFAULT from a PMD classified
- * without its lock while it is being split; every page ends up exactly
- * once at its destination.  (v2: EBUSY.)  Counts over 10 s of rounds.
+ * PMD move, len H, aligned) while two others each move one of its pages
+ * elsewhere (which splits the PMD and the folio); all with
+ * ALLOW_SRC_HOLES, so whoever comes second to a page sees a hole, not
+ * ENOENT.  As 6.12: every move succeeds at once, no EBUSY, no EAGAIN
+ * (the PMD mover waits for the folio lock), and no EFAULT from a PMD
+ * classified without its lock while it is being split; every page ends
+ * up exactly once at one of its destinations.  (v2: EBUSY.)  Counts over
+ * 10 s of rounds.
  */
 static int t_contend_pmd_vs_pte(void)
 {
-	struct ct_arg a[2];
+	struct ct_arg a[3];
 	long rounds = 0, pte_won = 0;
 	int fails = 0;
 	double t0 = now_s();
@@ -1015,51 +1016,53 @@ static int t_contend_pmd_vs_pte(void)
 	memset(a, 0, sizeof(a));
 	while (now_s() - t0 < CT_SECONDS && !fails) {
 		volatile int go = 0;
-		pthread_t t[2];
-		size_t k, n;
+		pthread_t t[3];
+		size_t k[2], n;
 		char *dst2;
 		struct hp h;
-		int b_moved;
 
 		HP_TRY(hp_setup(&h, 0, MADV_HUGEPAGE, 1));
 		HP_TRY(ct_make_thp(&h, 246));
 		n = h.H / pg;
-		k = 1 + (size_t)rounds * 37 % (n - 1);
-		dst2 = carve(h.src + 4 * h.H, pg, PROT_READ | PROT_WRITE,
+		k[0] = 1 + (size_t)rounds * 37 % (n - 1);
+		k[1] = (k[0] + n / 2) % n;
+		dst2 = carve(h.src + 4 * h.H, 2 * pg, PROT_READ | PROT_WRITE,
 			     MAP_PRIVATE | MAP_ANONYMOUS);
-		if (!dst2 || uffd_reg(h.ufd, dst2, pg, NULL))
+		if (!dst2 || uffd_reg(h.ufd, dst2, 2 * pg, NULL))
 			goto fail;
-		a[0].ufd = a[1].ufd = h.ufd;
-		a[0].mode = a[1].mode = UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES;
-		a[0].go = a[1].go = &go;
-		a[0].dst = h.dst;
-		a[0].src = h.src;
-		a[0].len = h.H;
-		a[1].dst = dst2;
-		a[1].src = h.src + k * pg;
-		a[1].len = pg;
-		for (int i = 0; i < 2; i++)
+		for (int i = 0; i < 3; i++) {
+			a[i].ufd = h.ufd;
+			a[i].mode = UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES;
+			a[i].go = &go;
+			a[i].dst = i ? dst2 + (i - 1) * pg : h.dst;
+			a[i].src = i ? h.src + k[i - 1] * pg : h.src;
+			a[i].len = i ? pg : h.H;
+		}
+		for (int i = 0; i < 3; i++)
 			pthread_create(&t[i], NULL, ct_mover, &a[i]);
 		go = 1;
-		for (int i = 0; i < 2; i++)
+		for (int i = 0; i < 3; i++)
 			pthread_join(t[i], NULL);
-		if (uffd_unreg(h.ufd, h.dst, h.H) || uffd_unreg(h.ufd, dst2, pg))
+		if (uffd_unreg(h.ufd, h.dst, h.H) || uffd_unreg(h.ufd, dst2, 2 * pg))
 			goto fail;
-		b_moved = !check_zero_quiet(h.dst + k * pg, pg);
-		pte_won += b_moved;
-		if (ct_check("dst", h.dst, k, 246, 0) ||
-		    ct_check("dst", h.dst + (k + 1) * pg, n - k - 1, 246, k + 1) ||
-		    ct_check(b_moved ? "dst2" : "dst", b_moved ? dst2 : h.dst + k * pg, 1,
-			     246, k) ||
-		    ct_check(b_moved ? "dst" : "dst2", b_moved ? h.dst + k * pg : dst2, 1,
-			     0, b_moved ? k : 0) ||
-		    ct_check("src", h.src, n, 0, 0))
+		for (size_t p = 0; p < n && !fails; p++) {
+			int j = p == k[0] ? 0 : p == k[1] ? 1 : -1;
+			int at_dst2 = j >= 0 && !check_zero_quiet(h.dst + p * pg, pg);
+
+			pte_won += at_dst2;
+			if (ct_check(at_dst2 ? "dst2" : "dst", at_dst2 ? dst2 + j * pg : h.dst + p * pg,
+				     1, 246, p) ||
+			    (j >= 0 && ct_check(at_dst2 ? "dst" : "dst2",
+						at_dst2 ? h.dst + p * pg : dst2 + j * pg, 1, 0, p)))
+				fails++;
+		}
+		if (ct_check("src", h.src, n, 0, 0))
 			fails++;
 		hp_teardown(&h);
 		rounds++;
 	}
-	ktap_diag("page k went to the single-page mover in %ld of %ld rounds", pte_won, rounds);
-	if (ct_report("a PMD move against a page move of the same THP", rounds, a, 2))
+	ktap_diag("%ld of %ld single pages went to the page movers", pte_won, 2 * rounds);
+	if (ct_report("a PMD move against two page moves of the same THP", rounds, a, 3))
 		fails++;
 	return fails ? KTAP_FAIL : KTAP_PASS;
 fail:
