@@ -1,7 +1,7 @@
 """The kernel store under stress (#27): series that touch the same files, built one after
 the other on both arches in one worktree, with orch killed mid-build in between; every
-kernel stored after a killed build is then rebuilt cold (`orch gc --verify`) and must be the same image, and an
-entry whose image was swapped for another key's is found and named.
+kernel stored after a killed build is then rebuilt cold (`orch gc --verify`) and must be
+the same image, and an entry whose image was swapped for another key's is found and named.
 
 Each series ends with a comment patch carrying a token of this test run, so its kernels
 are new keys every time (a warm store still builds, incrementally, as in real use)."""
