@@ -224,7 +224,7 @@ class Runner:
         proc = subprocess.Popen(argv, cwd=cwd, env={**clean_env(), **(env or {})}, stdin=stdin,
                                 stdout=stdout, stderr=stderr, text=text,
                                 errors="replace" if text else None, **kw)
-        watch_group(proc.pid)
+        watch_group(proc.pid, grace)
         return Child(proc, argv, grace, tty)
 
 
@@ -286,7 +286,7 @@ GRACE = 3.0  # seconds between the watchdog's SIGTERM and its SIGKILL
 
 _WATCHDOG_CODE = r"""
 import os, signal, sys, time
-groups, buf = set(), b""
+groups, buf = {}, b""
 while True:
     try:
         chunk = os.read(0, 4096)
@@ -297,31 +297,27 @@ while True:
     buf += chunk
     *lines, buf = buf.split(b"\n")
     for ln in lines:
-        if ln[:1] == b"+":
-            groups.add(int(ln[1:]))
+        if ln[:1] == b"+":  # "+PGID [GRACE]"
+            g, _, grace = ln[1:].partition(b" ")
+            groups[int(g)] = float(grace or sys.argv[1])
         elif ln[:1] == b"-":
-            groups.discard(int(ln[1:]))
-def alive(g):
+            groups.pop(int(ln[1:]), None)
+def kill(g, sig):
     try:
-        os.killpg(g, 0)
+        os.killpg(g, sig)
         return True
     except OSError:
         return False
-left = [g for g in groups if alive(g)]
-for g in left:
-    try:
-        os.killpg(g, signal.SIGTERM)
-    except OSError:
-        pass
-end = time.monotonic() + float(sys.argv[1])
-while left and time.monotonic() < end:
+now = time.monotonic()
+left = {g: now + grace for g, grace in groups.items() if kill(g, signal.SIGTERM)}
+while left:
     time.sleep(0.05)
-    left = [g for g in left if alive(g)]
-for g in left:
-    try:
-        os.killpg(g, signal.SIGKILL)
-    except OSError:
-        pass
+    for g, end in list(left.items()):
+        if not kill(g, 0):
+            del left[g]
+        elif time.monotonic() >= end:
+            kill(g, signal.SIGKILL)
+            del left[g]
 """
 
 
@@ -365,10 +361,11 @@ class _Watchdog:
 _WATCHDOG = _Watchdog()
 
 
-def watch_group(pgid: int) -> None:
+def watch_group(pgid: int, grace: float | None = None) -> None:
     """The process group `pgid` (a child started with start_new_session=True) is killed
-    when orch ends, however it ends, unless `unwatch_group` said it is gone."""
-    _WATCHDOG.send(f"+{pgid}\n")
+    when orch ends, however it ends, unless `unwatch_group` said it is gone: SIGTERM, then
+    SIGKILL after `grace` s (default GRACE)."""
+    _WATCHDOG.send(f"+{pgid}\n" if grace is None else f"+{pgid} {grace}\n")
 
 
 def unwatch_group(pgid: int) -> None:

@@ -122,7 +122,7 @@ class QemuTarget(TargetBase):
                     facts["gdb"] = f"127.0.0.1:{gdb_port}"
                     self.announce_gdb(req, gdb_port)
                 req.console.unlink(missing_ok=True)
-                with qemu.Guest(a, spec, req.console) as g:
+                with qemu.Guest(a, spec, req.console, runner=req.runner) as g:
                     req.status(f"[{a.name}] booting ({accel})")
                     try:
                         facts["boot_to_ready"] = round(g.wait_ready(self.boot_timeout), 2)

@@ -143,3 +143,33 @@ def test_a_terminal_child_holds_the_terminal_while_it_runs():
     os.waitpid(pid, 0)
     text = out.decode()
     assert "child-fg True True" in text and "orch-fg True" in text, text
+
+
+GRACEFUL = """
+import subprocess, sys, time
+from orchestrator.base.runner import Runner
+script = "trap 'sleep 4; echo done > " + sys.argv[1] + "; exit 0' TERM; echo up; " \\
+         "while :; do sleep 0.1; done"
+child = Runner().spawn(["sh", "-c", script], stderr=subprocess.DEVNULL, text=True, grace=15)
+print(child.proc.stdout.readline().strip(), flush=True)
+time.sleep(60)
+"""
+
+
+def test_the_watchdog_gives_a_spawned_child_its_own_grace(tmp_path):
+    """lava-run needs longer than GRACE to cancel its job on SIGTERM: its spawn's grace
+    (30 s) is the watchdog's for its group too."""
+    done = tmp_path / "done"
+    p = subprocess.Popen([sys.executable, "-c", GRACEFUL, str(done)], stdout=subprocess.PIPE,
+                         text=True)
+    try:
+        assert p.stdout.readline().strip() == "up"
+        p.kill()
+        p.wait(timeout=10)
+        deadline = time.monotonic() + 12
+        while not done.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert done.exists(), "the child was killed before its grace was up"
+    finally:
+        p.kill()
+        p.wait()
