@@ -11,7 +11,6 @@ import re
 import shutil
 import signal
 import socket
-import subprocess
 import threading
 import time
 from collections import deque
@@ -177,7 +176,6 @@ class Guest:
         self.spec = spec
         self.console_log = console_log
         self.argv = qemu_argv(arch, spec)
-        self.proc: subprocess.Popen | None = None
         self.child: Child | None = None
         self.ready = threading.Event()
         self.panicked = threading.Event()
@@ -196,13 +194,17 @@ class Guest:
         self.started_at = time.monotonic()
         # grace 0: SIGKILL at once when the block ends (no disk: nothing to flush)
         self.child = self.runner.spawn(self.argv, grace=0)
-        self.proc = self.child.proc
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+    @property
+    def proc(self):
+        """QEMU's Popen (None before the block)."""
+        return self.child.proc if self.child else None
 
     def stop(self) -> None:
         if self.child is None:

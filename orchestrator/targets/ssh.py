@@ -16,7 +16,6 @@ import os
 import shlex
 import shutil
 import socket
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from fabric.runners import Remote
 from invoke.exceptions import CommandTimedOut
 
 from orchestrator.base.errors import SSHError, UsageError
+from orchestrator.base.runner import Runner
 from orchestrator.targets.keys import Keys
 
 # paramiko logs every failed attempt (a machine still booting: "Error reading SSH protocol
@@ -217,13 +217,19 @@ class GuestSSH(Session):
         known_hosts.write_text(self.keys.known_hosts_line(self.port) + "\n")
         ssh = shutil.which("ssh")
         if ssh:
-            return subprocess.call([
+            return shell([
                 ssh, "-q", "-p", str(self.port), "-i", str(self.keys.client),
                 "-o", f"UserKnownHostsFile={known_hosts}", "-o", "StrictHostKeyChecking=yes",
                 "-o", "IdentitiesOnly=yes", "-F", "/dev/null", f"{self.user}@127.0.0.1",
             ])
         assert self.conn is not None
         return self.conn.shell().exited
+
+
+def shell(argv: list[str]) -> int:
+    """OpenSSH's client for a person, on orch's terminal, until they leave it."""
+    with Runner().spawn(argv, terminal=True) as child:
+        return child.proc.wait()
 
 
 @dataclass(frozen=True)
@@ -282,7 +288,7 @@ class RemoteSSH(Session):
         if self.address.port:
             argv += ["-p", str(self.address.port)]
         user = f"{self.address.user}@" if self.address.user else ""
-        return subprocess.call([*argv, f"{user}{self.address.host}"])
+        return shell([*argv, f"{user}{self.address.host}"])
 
     def known_hosts_files(self) -> list[Path]:
         if self.known_hosts is not None:
