@@ -17,6 +17,7 @@ from elftools.elf.elffile import ELFFile
 
 from orchestrator.base import files
 from orchestrator.base.errors import InfraError, MissingToolError
+from orchestrator.base.retry import retrying, stop_after_attempt, wait_fixed
 from orchestrator.base.runner import Runner
 from orchestrator.kernel.arch import Arch, is_native
 from orchestrator.store import cache
@@ -102,21 +103,18 @@ def sysroot(arch: Arch, runner: Runner, progress=print, packages: list[str] | No
         for d in ("lists/partial", "cache/archives/partial", "debs"):
             (root / d).mkdir(parents=True, exist_ok=True)
         opts = _apt_opts(arch, root)
+        def fetch() -> None:
+            runner.check(["apt-get", *opts, "update"], InfraError,
+                         f"apt-get update ({arch.debian_arch})")
+            runner.check(["apt-get", *opts, "download",
+                          *[f"{p}:{arch.debian_arch}" for p in packages]],
+                         InfraError, f"apt-get download ({arch.debian_arch})",
+                         cwd=root / "debs")
+
         # Once more on failure, lists fetched anew: a mirror caught mid-sync gives lists
         # naming versions it no longer serves ("version ... not found").
-        for attempt in (1, 2):
-            try:
-                runner.check(["apt-get", *opts, "update"], InfraError,
-                             f"apt-get update ({arch.debian_arch})")
-                runner.check(["apt-get", *opts, "download",
-                              *[f"{p}:{arch.debian_arch}" for p in packages]],
-                             InfraError, f"apt-get download ({arch.debian_arch})",
-                             cwd=root / "debs")
-                break
-            except InfraError as exc:
-                if attempt == 2:
-                    raise
-                progress(f"rootfs {arch.name}: {exc}; retrying once")
+        retrying(f"rootfs {arch.name}", InfraError, stop=stop_after_attempt(2),
+                 wait=wait_fixed(0), say=progress)(fetch)
         out = root / "root"
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir()

@@ -40,3 +40,31 @@ def test_closure_of_something_not_elf_says_so(tmp_path):
     (tmp_path / "bin" / "tool").write_text("#!/bin/sh\n")
     with pytest.raises(MissingToolError, match="not an ELF file"):
         rootfs.closure(tmp_path, arch.X86_64, "/bin/tool")
+
+
+class FlakyApt:
+    """apt-get whose first `update` fails (a mirror caught mid-sync)."""
+
+    def __init__(self, failures: int):
+        self.failures, self.calls = failures, []
+
+    def check(self, argv, error, what, **kw):
+        self.calls.append(argv[argv.index("update") if "update" in argv else -1])
+        if "update" in argv and self.failures:
+            self.failures -= 1
+            raise error(f"{what} failed (exit 100): E: Release file is not valid yet")
+
+
+def test_apt_is_tried_once_more_and_says_why(isolated_cache):
+    apt, said = FlakyApt(1), []
+    root = rootfs.sysroot(arch.ARM64, apt, progress=said.append, packages=["x"], name="t")
+    assert (root.parent / "complete").exists()
+    assert apt.calls[:2] == ["update", "update"]
+    assert said[-1] == ("rootfs arm64: apt-get update (arm64) failed (exit 100): E: Release "
+                        "file is not valid yet; try 2")
+
+
+def test_apt_failing_twice_is_the_error(isolated_cache):
+    with pytest.raises(rootfs.InfraError, match="not valid yet"):
+        rootfs.sysroot(arch.ARM64, FlakyApt(2), progress=lambda m: None, packages=["x"],
+                       name="t")
