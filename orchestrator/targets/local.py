@@ -121,7 +121,8 @@ class QemuTarget(TargetBase):
         with stack:
             ssh = GuestSSH(port, keys)
             try:
-                ssh.connect(self.ssh_timeout, alive=lambda: not g.exited.is_set())
+                ssh.connect(self.ssh_timeout, alive=lambda: not g.exited.is_set(),
+                            say=lambda m: req.status(f"[{a.name}] {m}"))
             except OrchError:
                 if g.panicked.is_set():
                     raise BootError(f"kernel panic: {g.first_problem()}",
