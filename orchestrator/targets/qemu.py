@@ -177,6 +177,7 @@ class Guest:
         self.console_log = console_log
         self.argv = qemu_argv(arch, spec)
         self.child: Child | None = None
+        self.proc = None  # QEMU's Popen, once the block began (self.child.proc)
         self.ready = threading.Event()
         self.panicked = threading.Event()
         self.exited = threading.Event()
@@ -194,17 +195,13 @@ class Guest:
         self.started_at = time.monotonic()
         # grace 0: SIGKILL at once when the block ends (no disk: nothing to flush)
         self.child = self.runner.spawn(self.argv, grace=0)
+        self.proc = self.child.proc
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
-    @property
-    def proc(self):
-        """QEMU's Popen (None before the block)."""
-        return self.child.proc if self.child else None
 
     def stop(self) -> None:
         if self.child is None:
