@@ -15,6 +15,7 @@ from pathlib import Path
 from orchestrator.base import files
 from orchestrator.base.errors import BuildError, MissingToolError
 from orchestrator.base.runner import Runner
+from orchestrator.kernel import estimates, provenance
 from orchestrator.kernel.arch import Arch
 from orchestrator.kernel.kconfig import make_argv
 from orchestrator.store import cache
@@ -23,16 +24,19 @@ ERROR_RE = re.compile(r"(: error: |: fatal error: |^make(\[\d+\])?: \*\*\* |unde
                       r"|^ERROR: )")
 STEP_RE = re.compile(r"^\s+(CC|LD|AR|AS|OBJCOPY|GEN|HOSTCC|CPP|OBJTOOL|LDS|UPD|SYSMAP)\s+(\S+)")
 
-# Fixed so that an unchanged tree rebuilds the same bits (and init/version.o stays put).
-# KBUILD_BUILD_HOST is set per kernel to its stamp (see `stamp`).
+# Fixed so that the same inputs give the same image, cold or incremental (`orch gc
+# --verify` compares them): the banner's user, date and build count (#N, else counted up
+# by every link in a build dir). KBUILD_BUILD_HOST is set per kernel to its stamp.
 REPRO_ENV = {
     "KBUILD_BUILD_USER": "orch",
     "KBUILD_BUILD_TIMESTAMP": "Sat Jan  1 00:00:00 UTC 2000",
+    "KBUILD_BUILD_VERSION": "1",
 }
 GDB_DIR = "gdb"  # in a store entry: vmlinux-gdb.py and scripts/gdb/linux/*.py
 SYMS = "vmlinux-syms"  # in a store entry: vmlinux without debug info (for gdb's symbols)
-# Bumped whenever what goes into the image changes for the same inputs (v2: the stamp).
-KEY_VERSION = "kernel-v2"
+# Bumped whenever what goes into the image changes for the same inputs (v2: the stamp;
+# v3: a fixed build count, and entries that carry the proof of their source tree).
+KEY_VERSION = "kernel-v3"
 
 
 def stamp(key: str) -> str:
@@ -177,12 +181,9 @@ def store_problem(k: Kernel) -> str | None:
 
 
 def ccache_mode() -> dict[str, str]:
-    """ccache's depend mode: on a miss it runs the compiler once, with the dependency list
-    kbuild asks for anyway (-Wp,-MMD), instead of the preprocessor and then the compiler.
-    The preprocessor pass is what made a cold build with ccache ~1.45x bare make; in depend
-    mode a miss costs ~1.02x, and a hit (same sources and headers, another worktree) is the
-    same direct-mode hit as before. CCACHE_NODEPEND (or CCACHE_DEPEND) in the environment
-    is the user's choice and is left alone."""
+    """ccache's depend mode: a miss runs the compiler once (with kbuild's -Wp,-MMD), not
+    the preprocessor and then the compiler (~1.02x bare make cold, not ~1.45x); a hit is a
+    direct-mode hit. CCACHE_NODEPEND or CCACHE_DEPEND in the environment is left alone."""
     if "CCACHE_NODEPEND" in os.environ or "CCACHE_DEPEND" in os.environ:
         return {}
     return {"CCACHE_DEPEND": "1"}
@@ -201,11 +202,29 @@ def no_space(lines) -> str | None:
     return next((ln.strip() for ln in lines if "No space left on device" in ln), None)
 
 
+def make_env(arch: Arch, key: str, srctree: Path, use_ccache: bool = True) -> tuple[str, dict]:
+    """(CC, environment) of a kernel build: reproducible (REPRO_ENV, the key's stamp) and,
+    when installed and wanted, through ccache."""
+    cc, env = arch.cc(), dict(REPRO_ENV, KBUILD_BUILD_HOST=stamp(key))
+    if use_ccache and shutil.which("ccache"):
+        cc = f"ccache {cc}"
+        env["CCACHE_DIR"] = os.environ.get("CCACHE_DIR", str(cache.subdir("ccache")))
+        env.setdefault("CCACHE_MAXSIZE", os.environ.get("CCACHE_MAXSIZE", "5G"))
+        # Paths under the worktree hash relative, so another worktree path still hits.
+        env["CCACHE_BASEDIR"] = str(srctree)
+        env["CCACHE_NOHASHDIR"] = "1"
+        env.update(ccache_mode())
+    return cc, env
+
+
 def build(arch: Arch, srctree: Path, builddir: Path, key: str, runner: Runner, log: Path,
-          jobs: int | None = None, meter=None, warn=None) -> tuple[Kernel, bool]:
+          jobs: int | None = None, meter=None, warn=None, source: dict | None = None,
+          config_text: str | None = None, note=None) -> tuple[Kernel, bool]:
     """Returns (kernel, compiled?). A damaged store entry is reported (`warn`, one line),
     removed, and built again. `meter(label, total, expected)`: a base.progress.Meter for
-    make's steps (see `estimate`)."""
+    make's steps (see estimates.py). `source` ({"source_tree", "commit", "repo"}) and
+    `config_text`: what the key was made of; the kernel is stored only with the proof that
+    it was built from them (provenance.py), and kernel.json records them."""
     k = store_for(arch, key)
     cache.hold(k.store)  # `orch gc` leaves it alone while this orch runs
     if (k.store / "complete").exists() and not runner.dry_run:
@@ -221,18 +240,12 @@ def build(arch: Arch, srctree: Path, builddir: Path, key: str, runner: Runner, l
     elif (k.store / "complete").exists():
         return k, False
     jobs = jobs or os.cpu_count() or 1
-    cc = arch.cc()
-    env = dict(REPRO_ENV, KBUILD_BUILD_HOST=stamp(key))
-    if shutil.which("ccache"):
-        cc = f"ccache {cc}"
-        env["CCACHE_DIR"] = os.environ.get("CCACHE_DIR", str(cache.subdir("ccache")))
-        env.setdefault("CCACHE_MAXSIZE", os.environ.get("CCACHE_MAXSIZE", "5G"))
-        # Paths under the worktree hash relative, so another worktree path still hits.
-        env["CCACHE_BASEDIR"] = str(srctree)
-        env["CCACHE_NOHASHDIR"] = "1"
-        env.update(ccache_mode())
+    cc, env = make_env(arch, key, srctree)
+    tree = (source or {}).get("source_tree", "")
+    if tree and not runner.dry_run:
+        provenance.prepare(srctree, builddir, tree, runner, note)
     cold = not (builddir / "vmlinux").exists()
-    total, expected = estimate(arch, cold)
+    total, expected = estimates.estimate(arch, cold)
     steps = meter(f"build {arch.name}", total, expected) if meter else None
 
     def on_line(line: str) -> None:
@@ -248,6 +261,8 @@ def build(arch: Arch, srctree: Path, builddir: Path, key: str, runner: Runner, l
     res = runner.run(argv, env=env, log=log, on_line=on_line, tail_lines=4000)
     if runner.dry_run:
         return k, True
+    if tree:
+        provenance.finished(builddir, tree, res.ok)
     if not res.ok:
         full = no_space(res.tail)
         if full:
@@ -258,9 +273,14 @@ def build(arch: Arch, srctree: Path, builddir: Path, key: str, runner: Runner, l
             f"{arch.name} kernel build failed: {errors[0].strip() if errors else res.tail[-1]}",
             hint="\n".join(errors[:20]),
         )
+    if tree:
+        why = provenance.proof(srctree, builddir, tree, config_text or "", stamp(key), runner)
+        if why:
+            raise BuildError(f"{arch.name} kernel not stored under key {key[:12]}: {why}")
     tmp = k.store.with_name(f"{k.store.name}.tmp-{os.getpid()}")
     try:
-        store(arch, key, builddir, tmp, start, steps.done if steps else None, cold)
+        store(arch, key, builddir, tmp, start, steps.done if steps else None, cold,
+              source)
         shutil.rmtree(k.store, ignore_errors=True)
         os.replace(tmp, k.store)
     except OSError as exc:
@@ -325,24 +345,6 @@ def adopt(k: Kernel, builddir: Path) -> None:
         shutil.rmtree(gtmp, ignore_errors=True)
 
 
-def estimate(arch: Arch, cold: bool) -> tuple[int | None, float | None]:
-    """(make's steps, seconds) of the latest kernel of `arch` built the same way (`cold`:
-    in a fresh build dir, as in CI; else incremental), from the store's kernel.json files,
-    which travel with the CI cache. An incremental build's step count depends on the edit:
-    only its time is an estimate."""
-    best: tuple[float, dict] | None = None
-    for info_file in cache.subdir("kernels").glob(f"{arch.name}-*/kernel.json"):
-        try:
-            info, when = json.loads(info_file.read_text()), info_file.stat().st_mtime
-        except (OSError, ValueError):
-            continue
-        if info.get("cold") == cold and info.get("steps") and (best is None or when > best[0]):
-            best = (when, info)
-    if best is None:
-        return None, None
-    return (best[1]["steps"] if cold else None), best[1].get("compile_seconds")
-
-
 def keep_vmlinux(builddir: Path, tmp: Path) -> None:
     """With debug info in the config, the store keeps vmlinux (what crash triage decodes
     frames with, and what gdb loads). A hard link when the build dir is on the same file
@@ -358,7 +360,7 @@ def keep_vmlinux(builddir: Path, tmp: Path) -> None:
 
 
 def store(arch: Arch, key: str, builddir: Path, tmp: Path, start: float,
-          steps: int | None = None, cold: bool = True) -> None:
+          steps: int | None = None, cold: bool = True, source: dict | None = None) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     image = tmp / Path(arch.image_path).name
@@ -385,5 +387,7 @@ def store(arch: Arch, key: str, builddir: Path, tmp: Path, start: float,
         "cold": cold,
         "image_sha256": cache.file_digest(image),
         "headers_digest": tree_digest(tmp / "headers"),
+        **(source or {}),  # source_tree (checked before storing), commit, repo
+        "config_sha256": cache.file_digest(tmp / "config"),
     }, indent=2))
     (tmp / "complete").write_text("")

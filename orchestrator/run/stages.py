@@ -180,11 +180,17 @@ def build_kernel(run: RunState, st: ArchState | None) -> None:
     assert st is not None and run.worktree is not None
     a, r = st.arch, run.runner
     key = build.build_key(a, run.source_tree, st.config_text, run.versions["gcc"][a.name])
+    source = {"source_tree": run.source_tree, "commit": run.head_commit,
+              "repo": str(run.tree.repo) if run.tree else "",
+              "compiler": run.versions["gcc"][a.name]}
     st.kernel, st.compiled = build.build(a, run.worktree, builddir(run, st), key, r,
                                          run.log(a.name, "build.log"), run.opts.jobs,
                                          meter=run.progress.meter,
                                          warn=lambda m: run.progress.error(
-                                             f"orch: [{a.name}] build: {m}"))
+                                             f"orch: [{a.name}] build: {m}"),
+                                         source=source, config_text=st.config_text,
+                                         note=lambda m: run.progress.line(
+                                             f"orch: [{a.name}] {m}"))
     st.release = st.kernel.info().get("release", "")
     if not r.dry_run:
         run.progress.line(f"[{a.name}] kernel {st.release or '?'}: "

@@ -88,7 +88,7 @@ def test_time_left(elapsed, done, total, expected, left):
 
 
 def test_build_estimate_is_the_latest_kernel_built_the_same_way(isolated_cache):
-    from orchestrator.kernel import arch, build
+    from orchestrator.kernel import arch, build, estimates
 
     def stored(key, when, **info):
         k = build.store_for(arch.X86_64, key)
@@ -97,14 +97,14 @@ def test_build_estimate_is_the_latest_kernel_built_the_same_way(isolated_cache):
         import os
         os.utime(k.store / "kernel.json", (when, when))
 
-    assert build.estimate(arch.X86_64, cold=True) == (None, None)
+    assert estimates.estimate(arch.X86_64, cold=True) == (None, None)
     stored("a" * 20, 100, steps=2400, compile_seconds=300.0, cold=True)
     stored("b" * 20, 200, steps=2500, compile_seconds=350.0, cold=True)
     stored("c" * 20, 300, steps=12, compile_seconds=11.0, cold=False)
     stored("d" * 20, 400, compile_seconds=11.0)  # stored before steps were counted
-    assert build.estimate(arch.X86_64, cold=True) == (2500, 350.0)
-    assert build.estimate(arch.X86_64, cold=False) == (None, 11.0)  # no total: edit-sized
-    assert build.estimate(arch.ARM64, cold=True) == (None, None)
+    assert estimates.estimate(arch.X86_64, cold=True) == (2500, 350.0)
+    assert estimates.estimate(arch.X86_64, cold=False) == (None, 11.0)  # no total: edit-sized
+    assert estimates.estimate(arch.ARM64, cold=True) == (None, None)
 
 
 def test_log_interval_is_30_seconds():

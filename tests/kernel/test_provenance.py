@@ -1,0 +1,103 @@
+"""kernel/provenance.py: a build dir's objects are of a known tree, or they are removed;
+a kernel is stored only with the proof of what it was built from."""
+
+import os
+import time
+from pathlib import Path
+
+from orchestrator.base.runner import Runner
+from orchestrator.kernel import provenance
+from tests.conftest import git
+
+
+def _tree(wt: Path) -> str:
+    return git(wt, "rev-parse", "HEAD^{tree}").strip()
+
+
+def _repo(tmp_path: Path) -> tuple[Path, str, str]:
+    wt = tmp_path / "wt"
+    (wt / "mm").mkdir(parents=True)
+    (wt / "mm/mmap.c").write_text("old\n")
+    (wt / "mm/other.c").write_text("same\n")
+    (wt / ".gitignore").write_text(".orch-build-*\n")
+    git(wt, "init", "-q")
+    git(wt, "add", "-A")
+    git(wt, "commit", "-qm", "a")
+    a = _tree(wt)
+    (wt / "mm/mmap.c").write_text("new\n")
+    git(wt, "commit", "-qam", "b")
+    return wt, a, _tree(wt)
+
+
+def _obj(bd: Path, name: str, when: float) -> Path:
+    p = bd / name
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text("obj")
+    os.utime(p, (when, when))
+    return p
+
+
+def test_objects_of_an_unknown_tree_are_removed(tmp_path):
+    wt, _, b = _repo(tmp_path)
+    bd = wt / ".orch-build-x86_64"
+    _obj(bd, "vmlinux", time.time())
+    _obj(bd, "mm/mmap.o", time.time())
+    (bd / ".config").write_text("CONFIG_X=y\n")
+    done = provenance.prepare(wt, bd, b, Runner())
+    assert done["removed"] == 2
+    assert not (bd / "mm/mmap.o").exists() and (bd / ".config").exists()
+
+
+def test_a_source_that_differs_from_a_recorded_tree_is_newer_than_any_object(tmp_path):
+    """The stale kernel of #27: mm/mmap.o compiled from tree A but written after the
+    checkout of B (an orphaned make) passed make's timestamp check. Sources that differ
+    from any tree the build dir holds objects of are touched before make."""
+    wt, a, b = _repo(tmp_path)
+    bd = wt / ".orch-build-x86_64"
+    provenance.prepare(wt, bd, a, Runner())
+    stale = _obj(bd, "mm/mmap.o", time.time() + 0.5)  # A's object, written "late"
+    provenance.finished(bd, a, ok=True)
+    time.sleep(1)
+    provenance.prepare(wt, bd, b, Runner())
+    assert (wt / "mm/mmap.c").stat().st_mtime > stale.stat().st_mtime
+    assert (wt / "mm/other.c").stat().st_mtime < stale.stat().st_mtime  # not rebuilt
+
+
+def test_what_an_unfinished_build_wrote_is_removed(tmp_path):
+    wt, a, b = _repo(tmp_path)
+    bd = wt / ".orch-build-x86_64"
+    old = _obj(bd, "mm/other.o", time.time() - 100)
+    provenance.write(bd, {"trees": [a], "latest": time.time() - 100})
+    provenance.prepare(wt, bd, b, Runner())  # a build of B starts ...
+    half = _obj(bd, "mm/mmap.o", time.time() + 1)  # ... writes, and orch is killed
+    done = provenance.prepare(wt, bd, a, Runner())
+    assert done["removed"] == 1 and not half.exists() and old.exists()
+
+
+def test_a_write_by_something_that_kept_no_record_is_found(tmp_path):
+    """An older orch (or a bare make) built in the dir since the last recorded build."""
+    wt, a, b = _repo(tmp_path)
+    bd = wt / ".orch-build-x86_64"
+    _obj(bd, "vmlinux", time.time() - 10)
+    provenance.write(bd, {"trees": [a], "latest": time.time() - 10})
+    _obj(bd, "mm/mmap.o", time.time())
+    done = provenance.prepare(wt, bd, a, Runner())
+    assert done["removed"] == 2
+
+
+def test_proof(tmp_path):
+    wt, a, b = _repo(tmp_path)
+    bd = wt / ".orch-build-x86_64"
+    provenance.prepare(wt, bd, b, Runner())
+    (bd / ".config").write_text("CONFIG_X=y\n")
+    (bd / "vmlinux").write_bytes(b"\0Linux version 6.1 (orch@orch-KEY) #1\0")
+    r = Runner()
+    assert provenance.proof(wt, bd, b, "CONFIG_X=y\n", "orch-KEY", r) is None
+    assert "worktree moved" in provenance.proof(wt, bd, a, "CONFIG_X=y\n", "orch-KEY", r)
+    assert ".config" in provenance.proof(wt, bd, b, "CONFIG_Y=y\n", "orch-KEY", r)
+    assert "stamp" in provenance.proof(wt, bd, b, "CONFIG_X=y\n", "orch-OTHER", r)
+    (wt / "mm/mmap.c").write_text("edited during the build\n")
+    assert "mm/mmap.c" in provenance.proof(wt, bd, b, "CONFIG_X=y\n", "orch-KEY", r)
+    git(wt, "checkout", "-q", "--", ".")
+    provenance.write(bd, {"trees": [], "building": {"tree": b, "pid": 1, "started": 0}})
+    assert "another build" in provenance.proof(wt, bd, b, "CONFIG_X=y\n", "orch-KEY", r)
