@@ -261,8 +261,8 @@ def build(arch: Arch, srctree: Path, builddir: Path, key: str, runner: Runner, l
     res = runner.run(argv, env=env, log=log, on_line=on_line, tail_lines=4000)
     if runner.dry_run:
         return k, True
-    if tree:
-        provenance.finished(builddir, tree, res.ok)
+    if tree and not res.ok:
+        provenance.finished(builddir, tree, ok=False)
     if not res.ok:
         full = no_space(res.tail)
         if full:
@@ -275,8 +275,9 @@ def build(arch: Arch, srctree: Path, builddir: Path, key: str, runner: Runner, l
         )
     if tree:
         why = provenance.proof(srctree, builddir, tree, config_text or "", stamp(key), runner)
-        if why:
+        if why:  # the build dir's record keeps this build as unfinished: not trusted
             raise BuildError(f"{arch.name} kernel not stored under key {key[:12]}: {why}")
+        provenance.finished(builddir, tree, ok=True)
     tmp = k.store.with_name(f"{k.store.name}.tmp-{os.getpid()}")
     try:
         store(arch, key, builddir, tmp, start, steps.done if steps else None, cold,

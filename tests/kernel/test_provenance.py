@@ -101,3 +101,62 @@ def test_proof(tmp_path):
     git(wt, "checkout", "-q", "--", ".")
     provenance.write(bd, {"trees": [], "building": {"tree": b, "pid": 1, "started": 0}})
     assert "another build" in provenance.proof(wt, bd, b, "CONFIG_X=y\n", "orch-KEY", r)
+
+
+
+class FakeMake(Runner):
+    """Runs git for real; `make` writes what kbuild would: vmlinux (with the stamp its
+    environment gives), the image, the uAPI headers, and the release."""
+
+    def __init__(self, bd: Path, move_worktree_to: str | None = None, wt: Path | None = None):
+        super().__init__()
+        self.bd, self.move, self.wt = bd, move_worktree_to, wt
+
+    def run(self, argv, **kw):
+        argv = [str(a) for a in argv]
+        if argv[0] != "make":
+            return super().run(argv, **kw)
+        host = kw["env"]["KBUILD_BUILD_HOST"]
+        (self.bd / "vmlinux").write_bytes(f"Linux version 6.1 (orch@{host}) #1".encode())
+        img = self.bd / "arch/x86/boot/bzImage"
+        img.parent.mkdir(parents=True, exist_ok=True)
+        img.write_bytes(b"image of " + host.encode())
+        (self.bd / "orch-headers/include").mkdir(parents=True, exist_ok=True)
+        (self.bd / "include/config").mkdir(parents=True, exist_ok=True)
+        (self.bd / "include/config/kernel.release").write_text("6.1.0\n")
+        if self.move:  # another orch checks out other sources during the build
+            git(self.wt, "checkout", "-q", self.move)
+        from orchestrator.base.runner import Result
+        return Result(argv, 0, "", 0.1)
+
+
+def _build(wt, bd, tree, runner, isolated_cache):
+    from orchestrator.kernel import arch, build
+    (bd / ".config").write_text("CONFIG_X=y\n")
+    key = build.build_key(arch.X86_64, tree, "CONFIG_X=y\n", "gcc")
+    return build.build(arch.X86_64, wt, bd, key, runner, isolated_cache / "build.log",
+                       source={"source_tree": tree, "commit": "c", "repo": "r"},
+                       config_text="CONFIG_X=y\n")
+
+
+def test_a_proven_build_is_stored_with_its_source(tmp_path, isolated_cache):
+    """Seen failing: the record was marked finished before the proof read it, and every
+    build was refused as "another build started in the build dir meanwhile"."""
+    wt, _, b = _repo(tmp_path)
+    bd = wt / ".orch-build-x86_64"
+    bd.mkdir()
+    k, compiled = _build(wt, bd, b, FakeMake(bd), isolated_cache)
+    assert compiled and k.info()["source_tree"] == b and k.info()["config_sha256"]
+    assert provenance.read(bd)["trees"] == [b] and "building" not in provenance.read(bd)
+
+
+def test_a_build_whose_worktree_moved_is_not_stored(tmp_path, isolated_cache):
+    import pytest
+
+    from orchestrator.base.errors import BuildError
+    wt, _, b = _repo(tmp_path)
+    bd = wt / ".orch-build-x86_64"
+    bd.mkdir()
+    with pytest.raises(BuildError, match="worktree moved during the build"):
+        _build(wt, bd, b, FakeMake(bd, move_worktree_to="HEAD~1", wt=wt), isolated_cache)
+    assert provenance.read(bd)["building"]["tree"] == b  # unfinished: not trusted next time
