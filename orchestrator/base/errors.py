@@ -84,6 +84,11 @@ class SSHError(InfraError):
     stage = "ssh"
 
 
+class HostKeyError(SSHError):
+    """The machine that answers is not the one known (another key, or none known): waiting
+    longer cannot help."""
+
+
 class Interrupted(BaseException):
     """SIGTERM or Ctrl-C: the whole run stops (every arch), QEMU is killed, partial results
     are written, exit 130. Not an OrchError (nor an Exception), so that no stage or arch

@@ -12,6 +12,9 @@ linked into a kernel stored under the new key. So each orch has a watchdog (`_Wa
 a small process in a session of its own that learns every child's process group through
 a pipe and, when the pipe closes (orch exits or dies, however), SIGTERMs the groups still
 running (make deletes the targets it was writing) and SIGKILLs what is left.
+
+Long-lived children (QEMU, lava-run, a person's ssh) come through `Runner.spawn`: the same
+environment, command log and watchdog, and a `Child` whose `with` block ends its group.
 """
 
 from __future__ import annotations
@@ -89,23 +92,16 @@ class Runner:
         self.echo = echo or (lambda line: print(line, file=sys.stderr))
         self.commands: list[str] = []
 
-    def run(
-        self,
-        argv: Sequence[str | os.PathLike],
-        *,
-        cwd: str | os.PathLike | None = None,
-        env: dict[str, str] | None = None,
-        timeout: float | None = None,
-        log: Path | None = None,
-        on_line: Callable[[str], None] | None = None,
-        input_text: str | None = None,
-        always: bool = False,
-        tail_lines: int = 200,
-    ) -> Result:
+    def run(self, argv: Sequence[str | os.PathLike], *, cwd: str | os.PathLike | None = None,
+            env: dict[str, str] | None = None, timeout: float | None = None,
+            log: Path | None = None, on_line: Callable[[str], None] | None = None,
+            input_text: str | None = None, always: bool = False, tail_lines: int = 200,
+            out_file: Path | None = None) -> Result:
         """Run argv to completion.
 
         `always` runs the command even in dry-run mode (read-only queries such as
-        `git rev-parse` that later commands depend on).
+        `git rev-parse` that later commands depend on). `out_file`: the command's stdout
+        goes there as it is (bytes: cpio's archive); the output is then its stderr.
         """
         argv = [str(a) for a in argv]
         shown = quote(argv) + (f"   (in {cwd})" if cwd else "")
@@ -124,14 +120,15 @@ class Runner:
         tail: deque[str] = deque(maxlen=tail_lines)
         captured: list[str] = []
         _WATCHDOG.ensure()  # up before the child: the group is handed over as it starts
+        outf = open(out_file, "wb") if out_file else None
         try:
             proc = subprocess.Popen(
                 argv,
                 cwd=cwd,
                 env=full_env,
                 stdin=subprocess.PIPE if input_text is not None else subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
+                stdout=outf or subprocess.PIPE,
+                stderr=subprocess.PIPE if outf else subprocess.STDOUT,
                 start_new_session=True,
                 text=True,
                 errors="replace",
@@ -140,12 +137,16 @@ class Runner:
             if logf:
                 logf.close()
             return Result(argv, 127, str(exc), 0.0, tail=[str(exc)])
+        finally:
+            if outf:
+                outf.close()  # the child has its own copy
         watch_group(proc.pid)
         timed_out = threading.Event()
 
         def reader() -> None:
-            assert proc.stdout is not None
-            for line in proc.stdout:
+            stream = proc.stderr if out_file else proc.stdout
+            assert stream is not None
+            for line in stream:
                 if logf:
                     logf.write(line)
                 if not log:
@@ -204,13 +205,88 @@ class Runner:
         return res
 
 
+    def spawn(self, argv: Sequence[str | os.PathLike], *, cwd: str | os.PathLike | None = None,
+              env: dict[str, str] | None = None, stdin=subprocess.DEVNULL,
+              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text: bool = False,
+              grace: float = 5.0, terminal: bool = False) -> Child:
+        """Start a long-lived child (QEMU, lava-run), watched until its `Child` stops it (in
+        dry-run mode too: callers spawn nothing there). `terminal`: a person's program on
+        orch's terminal (an interactive ssh): stdio inherited, its own group holding the
+        terminal's foreground while it runs (Ctrl-C and window sizes reach it, not orch)."""
+        argv = [str(a) for a in argv]
+        self.commands.append(quote(argv) + (f"   (in {cwd})" if cwd else ""))
+        _WATCHDOG.ensure()
+        tty = _foreground_tty() if terminal else None
+        if terminal:
+            stdin = stdout = stderr = None
+        kw = {"preexec_fn": _take_terminal(tty)} if tty is not None else \
+            {"start_new_session": True}
+        proc = subprocess.Popen(argv, cwd=cwd, env={**clean_env(), **(env or {})}, stdin=stdin,
+                                stdout=stdout, stderr=stderr, text=text,
+                                errors="replace" if text else None, **kw)
+        watch_group(proc.pid, grace)
+        return Child(proc, argv, grace, tty)
+
+
+class Child:
+    """A child from `Runner.spawn`: `proc` is its Popen (stdout, poll, returncode...). Its
+    `with` block (or `stop`) ends it and its group: SIGTERM, `grace` s, SIGKILL (grace 0:
+    SIGKILL at once)."""
+
+    def __init__(self, proc: subprocess.Popen, argv: list[str], grace: float,
+                 tty: int | None = None):
+        self.proc, self.argv, self.grace, self.tty = proc, argv, grace, tty
+
+    def __enter__(self) -> Child:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def stop(self, grace: float | None = None) -> None:
+        """End the child and whatever is left of its group; idempotent."""
+        grace = self.grace if grace is None else grace
+        if self.proc.poll() is None and grace > 0:
+            stop_group(self.proc, grace)
+        kill_group(self.proc)
+        self.proc.wait()
+        unwatch_group(self.proc.pid)
+        if self.tty is not None:  # orch's own group holds the terminal again
+            _give_terminal(self.tty, os.getpgrp())
+            self.tty = None
+
+
+def _foreground_tty() -> int | None:
+    """orch's stdin when it is the terminal whose foreground orch holds, else None."""
+    try:
+        return 0 if os.isatty(0) and os.tcgetpgrp(0) == os.getpgrp() else None
+    except OSError:
+        return None
+
+
+def _give_terminal(tty: int, pgid: int) -> None:
+    """A background group may hand a terminal's foreground on only with SIGTTOU ignored."""
+    old = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+    try:
+        os.tcsetpgrp(tty, pgid)
+    finally:
+        signal.signal(signal.SIGTTOU, old)
+
+
+def _take_terminal(tty: int) -> Callable[[], None]:
+    def in_child() -> None:  # before exec: its own group, in the foreground of `tty`
+        os.setpgid(0, 0)
+        _give_terminal(tty, os.getpgrp())
+    return in_child
+
+
 # --- the watchdog: no child of orch outlives it ------------------------------------------
 
 GRACE = 3.0  # seconds between the watchdog's SIGTERM and its SIGKILL
 
 _WATCHDOG_CODE = r"""
 import os, signal, sys, time
-groups, buf = set(), b""
+groups, buf = {}, b""
 while True:
     try:
         chunk = os.read(0, 4096)
@@ -221,31 +297,27 @@ while True:
     buf += chunk
     *lines, buf = buf.split(b"\n")
     for ln in lines:
-        if ln[:1] == b"+":
-            groups.add(int(ln[1:]))
+        if ln[:1] == b"+":  # "+PGID [GRACE]"
+            g, _, grace = ln[1:].partition(b" ")
+            groups[int(g)] = float(grace or sys.argv[1])
         elif ln[:1] == b"-":
-            groups.discard(int(ln[1:]))
-def alive(g):
+            groups.pop(int(ln[1:]), None)
+def kill(g, sig):
     try:
-        os.killpg(g, 0)
+        os.killpg(g, sig)
         return True
     except OSError:
         return False
-left = [g for g in groups if alive(g)]
-for g in left:
-    try:
-        os.killpg(g, signal.SIGTERM)
-    except OSError:
-        pass
-end = time.monotonic() + float(sys.argv[1])
-while left and time.monotonic() < end:
+now = time.monotonic()
+left = {g: now + grace for g, grace in groups.items() if kill(g, signal.SIGTERM)}
+while left:
     time.sleep(0.05)
-    left = [g for g in left if alive(g)]
-for g in left:
-    try:
-        os.killpg(g, signal.SIGKILL)
-    except OSError:
-        pass
+    for g, end in list(left.items()):
+        if not kill(g, 0):
+            del left[g]
+        elif time.monotonic() >= end:
+            kill(g, signal.SIGKILL)
+            del left[g]
 """
 
 
@@ -289,10 +361,11 @@ class _Watchdog:
 _WATCHDOG = _Watchdog()
 
 
-def watch_group(pgid: int) -> None:
+def watch_group(pgid: int, grace: float | None = None) -> None:
     """The process group `pgid` (a child started with start_new_session=True) is killed
-    when orch ends, however it ends, unless `unwatch_group` said it is gone."""
-    _WATCHDOG.send(f"+{pgid}\n")
+    when orch ends, however it ends, unless `unwatch_group` said it is gone: SIGTERM, then
+    SIGKILL after `grace` s (default GRACE)."""
+    _WATCHDOG.send(f"+{pgid}\n" if grace is None else f"+{pgid} {grace}\n")
 
 
 def unwatch_group(pgid: int) -> None:

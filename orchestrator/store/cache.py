@@ -6,9 +6,13 @@ import fcntl
 import hashlib
 import json
 import os
+import shlex
+import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
+
+from filelock import FileLock, Timeout
 
 from orchestrator.base import files
 
@@ -44,16 +48,58 @@ def file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
+# What a lock guards, by its file's prefix (locks/work-KEY.lock...), for the waiting line.
+LOCK_NAMES = {"work": "tree lock", "import": "tarball import lock", "clone": "clone lock",
+              "kselftests": "kselftest build lock"}
+
+
 @contextmanager
-def locked(path: Path) -> Iterator[None]:
-    """Exclusive advisory lock, so two orch runs never share a worktree or build dir."""
+def locked(path: Path, say: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Exclusive lock (filelock, on flock), so two orch runs never share a worktree or
+    build dir. A run that must wait says so first, in one line naming the holder (its PID
+    and command, from the lock's side file PATH.holder): a build can hold it for minutes."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+    lock = FileLock(path, thread_local=False)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        what = LOCK_NAMES.get(path.name.split("-", 1)[0], f"lock {path}")
+        (say or _stderr)(f"orch: waiting for the {what} held by {holder(path)}")
+        lock.acquire()
+    try:
         try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+            files.write_text(_holder_file(path), f"{os.getpid()} {_command()}\n")
+        except OSError:
+            pass
+        yield
+    finally:
+        lock.release()
+
+
+def holder(path: Path) -> str:
+    """Who holds the lock at `path`, as its side file says: "PID N (orch run ...)"."""
+    try:
+        pid, _, command = _holder_file(path).read_text().strip().partition(" ")
+        if Path(f"/proc/{int(pid)}").exists():
+            return f"PID {pid} ({command})"
+    except (OSError, ValueError):
+        pass
+    return "another process"
+
+
+def _holder_file(path: Path) -> Path:
+    return path.with_name(path.name + ".holder")
+
+
+def _command() -> str:
+    argv = list(sys.argv) or ["?"]
+    if os.path.basename(argv[0]) == "orch" or argv[0].endswith("/orch"):
+        argv[0] = "orch"
+    return shlex.join(argv)
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 # --- what a running orch uses: `orch gc` never removes it ---------------------------------

@@ -16,13 +16,14 @@ takes each lock without waiting and skips the entry when it cannot.
 from __future__ import annotations
 
 import os
+import re
 import shutil
-import subprocess
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from orchestrator.base.runner import Runner
 from orchestrator.store import cache
 
 DAY = 86400.0
@@ -33,11 +34,10 @@ def du(path: Path) -> int:
     """Bytes used under path (du -sb; 0 when it does not exist)."""
     if not path.exists() and not path.is_symlink():
         return 0
-    r = subprocess.run(["du", "-sb", "--", str(path)], capture_output=True, text=True)
-    try:
-        return int(r.stdout.split()[0])
-    except (IndexError, ValueError):
-        return 0
+    r = Runner().run(["du", "-sb", "--", str(path)])
+    # Its stderr (a file it cannot read) comes in the same output: the total is "N\tpath".
+    sizes = [m.group(1) for ln in r.tail if (m := re.match(r"(\d+)\t", ln))]
+    return int(sizes[-1]) if sizes else 0
 
 
 def human(n: float) -> str:
@@ -97,9 +97,8 @@ def print_usage(out=print) -> int:
 
 # --- what is stale ----------------------------------------------------------------------
 
-def _git(args: list[str]) -> str:
-    r = subprocess.run(["git", *args], capture_output=True, text=True)
-    return r.stdout.strip() if r.returncode == 0 else ""
+class Unreadable(Exception):
+    """git could not say whether a clone has an origin: the clone is kept."""
 
 
 def import_origin_gone(wt: Path) -> str | None:
@@ -117,9 +116,14 @@ def import_origin_gone(wt: Path) -> str | None:
 
 def clone_origin_gone(repo: Path) -> str | None:
     """A shared clone (trees/NAME-KEY.git) of a user's checkout: why it is stale, or None."""
-    origin = _git(["--git-dir", str(repo), "config", "remote.origin.url"])
-    if not origin:
+    r = Runner().run(["git", "--git-dir", str(repo), "config", "remote.origin.url"])
+    if r.returncode == 1 and not r.output.strip():  # git's "key not set", and only that
         return "it has no origin"
+    lines = [ln.strip() for ln in r.tail if ln.strip()]
+    if not r.ok or not lines:
+        raise Unreadable(f"git config remote.origin.url failed (exit {r.returncode}): "
+                         f"{lines[-1] if lines else 'no output'}")
+    origin = lines[-1]
     if not Path(origin).exists():
         return f"its origin {origin} is gone"
     return None
@@ -130,6 +134,7 @@ class Removal:
     path: Path
     why: str
     size: int = 0
+    keep: bool = False  # not removed: `why` says why gc cannot tell (said in one line)
 
 
 def candidates(days: float, now: float | None = None) -> list[tuple[Removal, list[Path]]]:
@@ -141,7 +146,11 @@ def candidates(days: float, now: float | None = None) -> list[tuple[Removal, lis
     work, trees = root / "work", root / "trees"
     clones = {p.name[:-4]: p for p in trees.glob("*.git")} if trees.is_dir() else {}
     for key, repo in sorted(clones.items()):
-        why = clone_origin_gone(repo)
+        try:
+            why = clone_origin_gone(repo)
+        except Unreadable as exc:
+            out.append((Removal(repo, f"{exc}; its origin is unknown", keep=True), []))
+            continue
         if why:
             lock = [locks / f"work-{key}.lock"]
             out.append((Removal(repo, f"shared clone: {why}"), lock))
@@ -185,8 +194,8 @@ def trim_ccache(cap: str, dry_run: bool, out=print) -> None:
     if dry_run:
         out(f"  would trim ccache {d} ({human(before)}) to at most {cap}")
         return
-    env = dict(os.environ, CCACHE_DIR=str(d), CCACHE_MAXSIZE=cap)
-    subprocess.run(["ccache", "--cleanup"], env=env, capture_output=True)
+    env = {"CCACHE_DIR": str(d), "CCACHE_MAXSIZE": cap}
+    Runner().run(["ccache", "--cleanup"], env=env)
     after = du(d)
     out(f"  ccache {d}: {human(before)} -> {human(after)} (cap {cap})")
 
@@ -207,6 +216,9 @@ def gc(days: float = 14, ccache_max: str = "5G", dry_run: bool = False, out=prin
     out(f"cache: {root}  {human(before)}")
     freed = 0
     for rem, locks in candidates(days):
+        if rem.keep:
+            out(f"  kept {rem.path}: {rem.why}")
+            continue
         rem.size = du(rem.path)
         if dry_run:
             out(f"  would remove {rem.path} ({human(rem.size)}): {rem.why}")

@@ -20,8 +20,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping, Protocol
 
-from orchestrator.base.errors import InfraError, SSHError, UsageError
+from orchestrator.base.errors import HostKeyError, InfraError, SSHError, UsageError
 from orchestrator.base.opt import Opt
+from orchestrator.base.retry import retrying, stop_after_delay, wait_fixed
 from orchestrator.targets.protocol import UpRequest
 from orchestrator.targets.ssh import Address, RemoteSSH, Session, detached, out
 
@@ -100,7 +101,7 @@ class NewKernel(Deploy):
         boot_id = out(sess, "cat /proc/sys/kernel/random/boot_id")
         started = self.start(target, sess, req)
         sess.close()
-        new = self.wait_back(target, boot_id, started)
+        new = self.wait_back(target, boot_id, started, say=req.status)
         new.sudo = sess.sudo
         facts["deploy_seconds"] = round(time.monotonic() - started, 2)
         release = out(new, "uname -r")
@@ -116,30 +117,38 @@ class NewKernel(Deploy):
                      f"{self.verb} to SSH")
         return new
 
-    def wait_back(self, target: Remote, old_boot_id: str, started: float) -> Session:
+    def wait_back(self, target: Remote, old_boot_id: str, started: float,
+                  say=None) -> Session:
         """Until the machine answers SSH with a new boot id, within its boot_timeout."""
         deadline = started + target.boot_timeout
-        last = "no answer"
-        while time.monotonic() < deadline:
-            left = deadline - time.monotonic()
+
+        def attempt() -> Session:
             try:
                 # Short attempts: while the new kernel boots, the forward (or a NAT, or a
                 # switch) may accept the TCP connection and then say nothing at all.
-                s = target.connect(min(3.0, max(1.0, left)))
+                s = target.connect(min(3.0, max(1.0, deadline - time.monotonic())))
+            except HostKeyError:
+                raise  # another machine (or userland) answers: waiting cannot help
             except SSHError as exc:
-                if "host key" in str(exc):  # another machine (or userland) answers: stop
-                    raise
-                last = str(exc)
-                time.sleep(0.5)
-                continue
+                raise NotBack(str(exc)) from None
             res = s.run("cat /proc/sys/kernel/random/boot_id", timeout=30)
             if res.exit_code == 0 and res.stdout.strip() != old_boot_id:
                 return s
             s.close()  # still the old kernel: kexec -e has not happened yet
-            last = "the old kernel still answers"
-            time.sleep(0.5)
-        raise InfraError(f"the new kernel never came back: no SSH from {target.host} within "
-                         f"{target.boot_timeout:.0f}s of {self.name} ({last})", stage="deploy")
+            raise NotBack("the old kernel still answers")
+
+        try:
+            return retrying(f"{target.host}: {self.name}", NotBack, wait=wait_fixed(0.5),
+                            stop=stop_after_delay(max(0.0, deadline - time.monotonic())),
+                            say=say)(attempt)
+        except NotBack as exc:
+            raise InfraError(f"the new kernel never came back: no SSH from {target.host} "
+                             f"within {target.boot_timeout:.0f}s of {self.name} ({exc})",
+                             stage="deploy") from None
+
+
+class NotBack(Exception):
+    """The machine does not answer yet, or its old kernel still does: tried again."""
 
 
 @dataclass

@@ -17,7 +17,6 @@ panicking, which is a boot failure as under QEMU.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import re
 import shutil
@@ -33,7 +32,7 @@ import yaml
 
 from orchestrator.base.errors import BootError, InfraError, MissingToolError, UsageError
 from orchestrator.base.opt import RUN, Opt
-from orchestrator.base.runner import Runner, stop_group
+from orchestrator.base.runner import Runner
 from orchestrator.kernel.arch import Arch
 from orchestrator.targets import lavajob, lavaserver
 from orchestrator.targets.lavaguest import FRAME
@@ -219,14 +218,6 @@ _JOB_SEQ = iter(range(1, 1 << 30))
 WORK_DIR = "/var/lib/lava/dispatcher/tmp"  # lava-run's per-job directory: WORK_DIR/ID
 
 
-def _term_with_parent() -> None:
-    """In lava-run: SIGTERM when orch dies, even by SIGKILL (lava-run then stops QEMU)."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # PDEATHSIG
-    except OSError:
-        pass
-
-
 def _kill_leftovers(job_id: str) -> None:
     """A QEMU of this job still up after lava-run (pexpect starts it in a session of its
     own, out of lava-run's process group): SIGKILL it, found by the job's directory on
@@ -256,10 +247,12 @@ def run_local(spec: lavajob.JobSpec, job: Path, where: Path, req: UpRequest) -> 
     req.status(f"[{req.arch.name}] LAVA job {job_id}: lava-run")
     req.progress(f"+ {' '.join(argv)}")
     deadline = time.monotonic() + limit
-    with open(where / "lava-run.log", "w") as log, open(req.console, "w") as console:
-        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                text=True, errors="replace", start_new_session=True,
-                                cwd=where, preexec_fn=_term_with_parent)
+    # A Runner.spawn child: orch's watchdog SIGTERMs it when orch dies, however (it had a
+    # PDEATHSIG of its own for that); stopped here with 30 s to cancel the job and its QEMU.
+    with open(where / "lava-run.log", "w") as log, open(req.console, "w") as console, \
+            req.runner.spawn(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             text=True, cwd=where, grace=30) as child:
+        proc = child.proc
         try:
             assert proc.stderr is not None
             for line in proc.stderr:
@@ -275,9 +268,8 @@ def run_local(spec: lavajob.JobSpec, job: Path, where: Path, req: UpRequest) -> 
                     raise InfraError(f"lava-run did not finish in {limit}s", stage="boot")
             proc.wait()
         finally:
-            if proc.poll() is None:  # interrupted, or too long: lava-run cancels the job
-                stop_group(proc, grace=30)  # and stops its QEMU on SIGTERM
-            _kill_leftovers(job_id)
+            child.stop()  # interrupted, or too long: on SIGTERM lava-run cancels the job
+            _kill_leftovers(job_id)  # and stops its QEMU (else it goes here)
     if not out.verdict:
         raise InfraError(f"lava-run exited with status {proc.returncode} without a verdict "
                          f"(see {where / 'lava-run.log'})", stage="boot")

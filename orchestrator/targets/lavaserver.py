@@ -16,19 +16,22 @@ from __future__ import annotations
 import os
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from orchestrator.base.errors import InfraError, UsageError
+from orchestrator.base.retry import retrying, stop_never, wait_fixed
 from orchestrator.targets.lavalog import LavaOutcome, read_log
 
 IDENTITIES = Path("~/.config/lavacli.yaml")
 FINISHED = "Finished"
 POLL = 5.0  # seconds between two looks at a job's state
 QUEUE_LIMIT = 3600.0  # a job still queued after this: infrastructure (no worker for it)
+RETRIES = 5  # a call whose connection fails, or that a proxy answers 502/503/504 (GET only)
+BACKOFF = 2.0  # seconds: 0, 4, 8, 16, 32 between those tries (urllib3's backoff_factor)
 
 
 def credentials(server: str, identity: str | None) -> tuple[str, str]:
@@ -60,6 +63,7 @@ class Server:
     token: str
     user: str = ""
     timeout: float = 60.0
+    _http: Any = field(default=None, repr=False, compare=False)
 
     @classmethod
     def connect(cls, url: str, identity: str | None = None) -> Server:
@@ -72,13 +76,31 @@ class Server:
     def host(self) -> str:
         return re.sub(r"^https?://", "", self.url).split("/")[0]
 
+    def session(self) -> Any:
+        """One HTTP session (one kept-alive connection) for every call, with urllib3's
+        Retry: a connection that fails is tried again for any call (nothing reached the
+        server); a 502/503/504 (a proxy in front of it, a restart) for reads only: a
+        submission answered 502 may have been taken."""
+        if self._http is None:
+            import requests  # noqa: PLC0415 - the remote path only
+            from requests.adapters import HTTPAdapter  # noqa: PLC0415
+            from urllib3.util.retry import Retry  # noqa: PLC0415
+
+            retry = Retry(total=RETRIES, backoff_factor=BACKOFF, raise_on_status=False,
+                          status_forcelist=(502, 503, 504),
+                          allowed_methods=frozenset({"GET", "HEAD", "OPTIONS"}))
+            self._http = requests.Session()
+            self._http.mount("http://", HTTPAdapter(max_retries=retry))
+            self._http.mount("https://", HTTPAdapter(max_retries=retry))
+            self._http.headers["Authorization"] = f"Token {self.token}"
+        return self._http
+
     def _call(self, method: str, path: str, **kw: Any) -> Any:
         import requests  # noqa: PLC0415 - the remote path only
 
         url = path if path.startswith("http") else f"{self.url}/api/v0.2/{path}"
         try:
-            r = requests.request(method, url, timeout=self.timeout,
-                                 headers={"Authorization": f"Token {self.token}"}, **kw)
+            r = self.session().request(method, url, timeout=self.timeout, **kw)
         except requests.RequestException as exc:
             raise InfraError(f"LAVA server {self.host} cannot be reached: {exc}",
                              stage="boot") from None
@@ -137,13 +159,14 @@ class Server:
         """Until the job is finished; infrastructure if it never leaves the queue."""
         queued_until = time.monotonic() + QUEUE_LIMIT
         deadline = time.monotonic() + limit
-        last = ""
-        while True:
+        last = [""]
+
+        def look() -> dict:
             j = self.job(job_id)
             state = str(j.get("state", ""))
-            if state != last:
+            if state != last[0]:
                 status(f"LAVA job {job_id} on {self.host}: {state}")
-                last = state
+                last[0] = state
             if state == FINISHED:
                 return j
             if state in ("Submitted", "Scheduling") and time.monotonic() > queued_until:
@@ -153,7 +176,14 @@ class Server:
             if time.monotonic() > deadline:
                 raise InfraError(f"LAVA job {job_id} on {self.host} did not finish in "
                                  f"{limit:.0f}s", stage="boot")
-            time.sleep(POLL)
+            raise NotFinished(state)
+
+        return retrying(f"LAVA job {job_id}", NotFinished, stop=stop_never,
+                        wait=wait_fixed(POLL))(look)
+
+
+class NotFinished(Exception):
+    """A job still queued or running: looked at again in POLL s."""
 
 
 def run(target, job: Path, req) -> LavaOutcome:

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import shlex
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from orchestrator.base.errors import BootError, OrchError
 from orchestrator.base.opt import BOOT, Opt
+from orchestrator.base.retry import retrying, stop_after_attempt, wait_fixed
 from orchestrator.base.runner import Runner
 from orchestrator.kernel import arch as archmod
 from orchestrator.kernel.arch import Arch
@@ -114,39 +115,45 @@ class QemuTarget(TargetBase):
         facts.update(accelerator=accel, accelerator_reason=reason,
                      qemu_version=qemu.qemu_version(a))
         keys = keysmod.ensure(req.runner)
-        for attempt in range(3):
-            with qemu.reserved_port() as port, \
-                    (qemu.reserved_port() if self.gdb else nullcontext(None)) as gdb_port:
-                spec = self.spec(req.kernel.image, req.initrd, port, accel, gdb_port)
-                if gdb_port is not None:
-                    facts["gdb"] = f"127.0.0.1:{gdb_port}"
-                    self.announce_gdb(req, gdb_port)
-                req.console.unlink(missing_ok=True)
-                with qemu.Guest(a, spec, req.console) as g:
-                    req.status(f"[{a.name}] booting ({accel})")
-                    try:
-                        facts["boot_to_ready"] = round(g.wait_ready(self.boot_timeout), 2)
-                    except qemu.PortClash:
-                        if attempt == 2:
-                            raise
-                        continue
-                    ssh = GuestSSH(port, keys)
-                    try:
-                        ssh.connect(self.ssh_timeout, alive=lambda: not g.exited.is_set())
-                    except OrchError:
-                        if g.panicked.is_set():
-                            raise BootError(f"kernel panic: {g.first_problem()}",
-                                            hint=g.excerpt()) from None
-                        raise
-                    facts["boot_to_ssh"] = round(time.monotonic() - g.started_at, 2)
-                    facts["port"] = port
-                    facts["release"] = g.marker.split()[-1] if g.marker else ""
-                    req.progress(f"[{a.name}] booted {facts['release']} under "
-                                 f"{accel.upper()}: init {facts['boot_to_ready']}s, "
-                                 f"SSH {facts['boot_to_ssh']}s")
-                    try:
-                        yield Machine(ssh, TESTS_DIR, facts, guest=g,
-                                      dirs={n: payload_dir(n) for n in req.payload})
-                    finally:
-                        ssh.close()
-                    return
+        # QEMU could not bind the forward's port (someone took it first): boot again.
+        stack, g, port = retrying(f"[{a.name}] boot", qemu.PortClash, stop=stop_after_attempt(3),
+                                  wait=wait_fixed(0), say=req.progress)(self.boot, req, accel)
+        with stack:
+            ssh = GuestSSH(port, keys)
+            try:
+                ssh.connect(self.ssh_timeout, alive=lambda: not g.exited.is_set(),
+                            say=lambda m: req.status(f"[{a.name}] {m}"))
+            except OrchError:
+                if g.panicked.is_set():
+                    raise BootError(f"kernel panic: {g.first_problem()}",
+                                    hint=g.excerpt()) from None
+                raise
+            facts["boot_to_ssh"] = round(time.monotonic() - g.started_at, 2)
+            facts["port"] = port
+            facts["release"] = g.marker.split()[-1] if g.marker else ""
+            req.progress(f"[{a.name}] booted {facts['release']} under "
+                         f"{accel.upper()}: init {facts['boot_to_ready']}s, "
+                         f"SSH {facts['boot_to_ssh']}s")
+            try:
+                yield Machine(ssh, TESTS_DIR, facts, guest=g,
+                              dirs={n: payload_dir(n) for n in req.payload})
+            finally:
+                ssh.close()
+
+    def boot(self, req: UpRequest, accel: str) -> tuple[ExitStack, qemu.Guest, int]:
+        """A guest up to init's "ready" line, with its ports held, all in the ExitStack
+        returned (closed here when the boot fails)."""
+        a = req.arch
+        assert req.kernel is not None and req.initrd is not None
+        with ExitStack() as stack:
+            port = stack.enter_context(qemu.reserved_port())
+            gdb_port = stack.enter_context(qemu.reserved_port()) if self.gdb else None
+            spec = self.spec(req.kernel.image, req.initrd, port, accel, gdb_port)
+            if gdb_port is not None:
+                req.facts["gdb"] = f"127.0.0.1:{gdb_port}"
+                self.announce_gdb(req, gdb_port)
+            req.console.unlink(missing_ok=True)
+            g = stack.enter_context(qemu.Guest(a, spec, req.console, runner=req.runner))
+            req.status(f"[{a.name}] booting ({accel})")
+            req.facts["boot_to_ready"] = round(g.wait_ready(self.boot_timeout), 2)
+            return stack.pop_all(), g, port

@@ -4,8 +4,6 @@ to a `with` block (killed on success, failure, timeout and Ctrl-C alike).
 
 from __future__ import annotations
 
-import atexit
-import ctypes
 import fcntl
 import json
 import os
@@ -13,7 +11,6 @@ import re
 import shutil
 import signal
 import socket
-import subprocess
 import threading
 import time
 from collections import deque
@@ -23,7 +20,7 @@ from pathlib import Path
 from typing import Iterator
 
 from orchestrator.base.errors import BootError, MissingToolError
-from orchestrator.base.runner import kill_group, quote
+from orchestrator.base.runner import Child, Runner, quote
 from orchestrator.kernel import problems
 from orchestrator.kernel.arch import Arch, is_native
 from orchestrator.store import cache
@@ -33,27 +30,6 @@ FATAL_RE = re.compile(r"(Kernel panic - not syncing|---\[ end Kernel panic)")
 # The SSH forward's port (user networking) or the gdbstub's, taken by someone else first.
 PORT_CLASH_RE = re.compile(r"could not set up host forwarding rule|-gdb tcp:.*(in use|"
                            r"available port)", re.IGNORECASE)
-
-_LIVE: set[subprocess.Popen] = set()
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """In the QEMU child: get SIGKILL when orch dies, even by SIGKILL (no orphan guests)."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except OSError:
-        pass
-
-
-def _kill_all() -> None:
-    for p in list(_LIVE):
-        kill_group(p)
-
-
-atexit.register(_kill_all)
-
 
 @dataclass(frozen=True)
 class BootSpec:
@@ -150,7 +126,7 @@ def reserved_port() -> Iterator[int]:
 
 def qemu_version(arch: Arch) -> str:
     exe = require(arch)
-    out = subprocess.run([exe, "--version"], capture_output=True, text=True).stdout
+    out = Runner().run([exe, "--version"], always=True).output
     return out.splitlines()[0] if out else ""
 
 
@@ -183,14 +159,22 @@ def exit_status(code: int | None) -> str:
 
 
 class Guest:
-    """A running QEMU. Use as a context manager; the process dies when the block ends."""
+    """A running QEMU. Use as a context manager; the process dies when the block ends.
 
-    def __init__(self, arch: Arch, spec: BootSpec, console_log: Path, echo=None):
+    It is a `Runner.spawn` child: orch's watchdog kills it when orch ends however it ends
+    (a SIGKILL too), where it once had its own PR_SET_PDEATHSIG and an atexit list. Those
+    went: PDEATHSIG fires when the *thread* that started QEMU ends (not orch), and the
+    watchdog covers both."""
+
+    def __init__(self, arch: Arch, spec: BootSpec, console_log: Path, echo=None,
+                 runner: Runner | None = None):
         self.arch = arch
+        self.runner = runner or Runner()
         self.spec = spec
         self.console_log = console_log
         self.argv = qemu_argv(arch, spec)
-        self.proc: subprocess.Popen | None = None
+        self.child: Child | None = None
+        self.proc = None  # QEMU's Popen, once the block began (self.child.proc)
         self.ready = threading.Event()
         self.panicked = threading.Event()
         self.exited = threading.Event()
@@ -206,10 +190,9 @@ class Guest:
         require(self.arch)
         self.console_log.parent.mkdir(parents=True, exist_ok=True)
         self.started_at = time.monotonic()
-        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, start_new_session=True,
-                                     preexec_fn=_die_with_parent)
-        _LIVE.add(self.proc)
+        # grace 0: SIGKILL at once when the block ends (no disk: nothing to flush)
+        self.child = self.runner.spawn(self.argv, grace=0)
+        self.proc = self.child.proc
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         return self
@@ -218,14 +201,9 @@ class Guest:
         self.stop()
 
     def stop(self) -> None:
-        if self.proc is None:
+        if self.child is None:
             return
-        kill_group(self.proc)
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
-        _LIVE.discard(self.proc)
+        self.child.stop()
         self._reader.join(timeout=5)
 
     def _read(self) -> None:

@@ -8,14 +8,16 @@ the cache, `dpkg -x`), so the guest runs Debian's binaries either way.
 from __future__ import annotations
 
 import os
-import re
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
+from elftools.common.exceptions import ELFError
+from elftools.elf.elffile import ELFFile
+
 from orchestrator.base import files
 from orchestrator.base.errors import InfraError, MissingToolError
+from orchestrator.base.retry import retrying, stop_after_attempt, wait_fixed
 from orchestrator.base.runner import Runner
 from orchestrator.kernel.arch import Arch, is_native
 from orchestrator.store import cache
@@ -101,21 +103,18 @@ def sysroot(arch: Arch, runner: Runner, progress=print, packages: list[str] | No
         for d in ("lists/partial", "cache/archives/partial", "debs"):
             (root / d).mkdir(parents=True, exist_ok=True)
         opts = _apt_opts(arch, root)
+        def fetch() -> None:
+            runner.check(["apt-get", *opts, "update"], InfraError,
+                         f"apt-get update ({arch.debian_arch})")
+            runner.check(["apt-get", *opts, "download",
+                          *[f"{p}:{arch.debian_arch}" for p in packages]],
+                         InfraError, f"apt-get download ({arch.debian_arch})",
+                         cwd=root / "debs")
+
         # Once more on failure, lists fetched anew: a mirror caught mid-sync gives lists
         # naming versions it no longer serves ("version ... not found").
-        for attempt in (1, 2):
-            try:
-                runner.check(["apt-get", *opts, "update"], InfraError,
-                             f"apt-get update ({arch.debian_arch})")
-                runner.check(["apt-get", *opts, "download",
-                              *[f"{p}:{arch.debian_arch}" for p in packages]],
-                             InfraError, f"apt-get download ({arch.debian_arch})",
-                             cwd=root / "debs")
-                break
-            except InfraError as exc:
-                if attempt == 2:
-                    raise
-                progress(f"rootfs {arch.name}: {exc}; retrying once")
+        retrying(f"rootfs {arch.name}", InfraError, stop=stop_after_attempt(2),
+                 wait=wait_fixed(0), say=progress)(fetch)
         out = root / "root"
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir()
@@ -151,21 +150,37 @@ def bash_static(arch: Arch, runner: Runner, progress=print) -> Path:
 
 
 def _is_static(path: str) -> bool:
-    return not _needed(Path(path)) and _interp(Path(path)) is None
+    """No shared library and no loader: it runs alone in a busybox guest. A file that is
+    not there, or is not ELF, is not."""
+    try:
+        needed, interp = _elf(Path(path))
+    except MissingToolError:
+        return False
+    return not needed and interp is None
 
 
-def _readelf(path: Path, flag: str) -> str:
-    return subprocess.run(["readelf", flag, "-W", str(path)], capture_output=True,
-                          text=True).stdout
+def _elf(path: Path) -> tuple[list[str], str | None]:
+    """An ELF file's DT_NEEDED libraries and PT_INTERP loader (pyelftools)."""
+    try:
+        with open(path, "rb") as f:
+            segments = list(ELFFile(f).iter_segments())
+            interp = next((s.get_interp_name() for s in segments
+                           if s["p_type"] == "PT_INTERP"), None)
+            needed = [t.needed for s in segments if s["p_type"] == "PT_DYNAMIC"
+                      for t in s.iter_tags("DT_NEEDED")]
+    except OSError as exc:
+        raise MissingToolError(f"{path}: {exc.strerror}") from None
+    except ELFError as exc:
+        raise MissingToolError(f"{path}: not an ELF file ({exc})") from None
+    return needed, interp
 
 
 def _needed(path: Path) -> list[str]:
-    return re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", _readelf(path, "-d"))
+    return _elf(path)[0]
 
 
 def _interp(path: Path) -> str | None:
-    m = re.search(r"Requesting program interpreter: ([^\]]+)\]", _readelf(path, "-l"))
-    return m.group(1) if m else None
+    return _elf(path)[1]
 
 
 def _find_lib(root: Path, arch: Arch, name: str) -> Path | None:
@@ -285,12 +300,10 @@ def build_initramfs(arch: Arch, keys: Keys, tests: list[Path], runner: Runner,
         names = sorted(str(p.relative_to(stage)) for p in stage.rglob("*"))
         if not shutil.which("cpio"):
             raise MissingToolError("cpio not found (apt-get install cpio)")
-        with files.atomic(out) as tmp, open(tmp, "wb") as f:
-            proc = subprocess.run(["cpio", "-o", "-H", "newc", "-R", "0:0", "--reproducible",
-                                   "--quiet"], input="\n".join(names).encode(), cwd=stage,
-                                  stdout=f, stderr=subprocess.PIPE)
-            if proc.returncode != 0:
-                raise InfraError(f"cpio failed: {proc.stderr.decode().strip()}")
+        with files.atomic(out) as tmp:
+            Runner().check(["cpio", "-o", "-H", "newc", "-R", "0:0", "--reproducible",
+                            "--quiet"], InfraError, "cpio", input_text="\n".join(names),
+                           cwd=stage, out_file=tmp)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     return out

@@ -15,8 +15,6 @@ import logging
 import os
 import shlex
 import shutil
-import socket
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +25,9 @@ from fabric import Config, Connection
 from fabric.runners import Remote
 from invoke.exceptions import CommandTimedOut
 
-from orchestrator.base.errors import SSHError, UsageError
+from orchestrator.base.errors import HostKeyError, SSHError, UsageError
+from orchestrator.base.retry import retrying, stop_after_delay, wait_fixed
+from orchestrator.base.runner import Runner
 from orchestrator.targets.keys import Keys
 
 # paramiko logs every failed attempt (a machine still booting: "Error reading SSH protocol
@@ -65,6 +65,30 @@ class _StoppableRemote(Remote):
             raise
 
 
+class NotYet(Exception):
+    """A try at connecting that may work later: the machine is not (or no longer) up."""
+
+
+class UnknownHostKey(paramiko.SSHException):
+    """The machine's host key is in no known_hosts file (paramiko's RejectPolicy says so
+    only in a message)."""
+
+
+class _Reject(paramiko.MissingHostKeyPolicy):
+    def missing_host_key(self, client, hostname, key) -> None:
+        raise UnknownHostKey(f"{hostname} is not in known_hosts ({key.get_name()})")
+
+
+def _server_answered(conn: Connection) -> bool:
+    """After an AuthenticationException: did the server answer the login (a refusal), or
+    not (the connection cut, or nothing within auth_timeout)? paramiko raises the same type
+    for all three: a refusal leaves the transport up with its auth handler's event set (an
+    answer, or the transport's end, sets it)."""
+    t = conn.client.get_transport()  # fabric's conn.transport is set only once it is open
+    event = getattr(getattr(t, "auth_handler", None), "auth_event", None)
+    return t is not None and t.is_active() and (event is None or event.is_set())
+
+
 class Session:
     """A connection that runs commands and uploads files. Subclasses say how to connect."""
 
@@ -82,44 +106,46 @@ class Session:
     def _connection(self, timeout: float) -> Connection:
         raise NotImplementedError
 
-    def connect(self, timeout: float, alive=lambda: True) -> float:
-        """Retry until the machine answers, up to `timeout` s. Returns the seconds it took."""
+    def connect(self, timeout: float, alive=lambda: True, say=None) -> float:
+        """Retry until the machine answers, up to `timeout` s. Returns the seconds it took.
+        Tried again: no answer yet (refused, reset, no banner, a login cut or unanswered);
+        not: a refused key, a host key that is not the known one."""
         start = time.monotonic()
-        last = "no attempt"
-        while time.monotonic() - start < timeout:
-            if not alive():
-                raise SSHError("guest died while waiting for SSH")
-            conn = self._connection(timeout=min(5.0, max(1.0, timeout)))
-            try:
-                conn.open()
-                conn.transport.set_keepalive(5)
-                conn.config.runners.remote = _StoppableRemote
-                self.conn = conn
-                return time.monotonic() - start
-            except paramiko.BadHostKeyException as exc:
-                conn.close()
-                raise SSHError(f"host key of {self.where} does not match the known key: "
+        try:
+            self.conn = retrying(f"SSH to {self.where}", NotYet, stop=stop_after_delay(timeout),
+                                 wait=wait_fixed(0.1), say=say)(self._attempt, timeout, alive)
+        except NotYet as exc:
+            raise SSHError(f"{self.unreachable_what()} unreachable over SSH on {self.where} "
+                           f"after {timeout:.0f}s ({exc})") from None
+        return time.monotonic() - start
+
+    def _attempt(self, timeout: float, alive) -> Connection:
+        if not alive():
+            raise SSHError("guest died while waiting for SSH")
+        conn = self._connection(timeout=min(5.0, max(1.0, timeout)))
+        try:
+            conn.open()
+            conn.transport.set_keepalive(5)
+            conn.config.runners.remote = _StoppableRemote
+            return conn
+        except paramiko.BadHostKeyException as exc:
+            conn.close()
+            raise HostKeyError(f"host key of {self.where} does not match the known key: "
                                f"{exc}") from None
-            except paramiko.AuthenticationException as exc:
-                conn.close()
-                if "timeout" in str(exc).lower():  # a machine still starting (or stopping)
-                    last = f"{type(exc).__name__}: {exc}"
-                    time.sleep(0.1)
-                    continue
-                raise SSHError(f"{self.where}: authentication failed ({exc}); orch logs in "
-                               f"without prompting (keys or agent only)") from None
-            except paramiko.SSHException as exc:
-                conn.close()
-                if "not found in known_hosts" in str(exc):
-                    raise SSHError(f"{self.where}: host key unknown ({exc}); add it to "
-                                   f"known_hosts or pass --known-hosts FILE") from None
-                last = f"{type(exc).__name__}: {exc}"
-            except (OSError, EOFError, socket.timeout) as exc:
-                last = f"{type(exc).__name__}: {exc}"
-                conn.close()
-            time.sleep(0.1)
-        raise SSHError(f"{self.unreachable_what()} unreachable over SSH on {self.where} after "
-                       f"{timeout:.0f}s ({last})")
+        except UnknownHostKey as exc:
+            conn.close()
+            raise HostKeyError(f"{self.where}: host key unknown ({exc}); add it to "
+                               f"known_hosts or pass --known-hosts FILE") from None
+        except paramiko.AuthenticationException as exc:
+            answered = _server_answered(conn)
+            conn.close()
+            if not answered:  # cut, or no answer in auth_timeout: still starting (stopping)
+                raise NotYet(f"{type(exc).__name__}: {exc}") from None
+            raise SSHError(f"{self.where}: authentication failed ({exc}); orch logs in "
+                           f"without prompting (keys or agent only)") from None
+        except (paramiko.SSHException, OSError, EOFError) as exc:  # socket.timeout: OSError
+            conn.close()
+            raise NotYet(f"{type(exc).__name__}: {exc}") from None
 
     def unreachable_what(self) -> str:
         return "machine"
@@ -207,7 +233,7 @@ class GuestSSH(Session):
             },
         )
         # Pin the guest's host key (generated by orch); anything else is refused.
-        conn.client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        conn.client.set_missing_host_key_policy(_Reject())
         key = _host_key(self.keys.host_pub)
         conn.client.get_host_keys().add(f"[127.0.0.1]:{self.port}", key.get_name(), key)
         return conn
@@ -217,13 +243,19 @@ class GuestSSH(Session):
         known_hosts.write_text(self.keys.known_hosts_line(self.port) + "\n")
         ssh = shutil.which("ssh")
         if ssh:
-            return subprocess.call([
+            return shell([
                 ssh, "-q", "-p", str(self.port), "-i", str(self.keys.client),
                 "-o", f"UserKnownHostsFile={known_hosts}", "-o", "StrictHostKeyChecking=yes",
                 "-o", "IdentitiesOnly=yes", "-F", "/dev/null", f"{self.user}@127.0.0.1",
             ])
         assert self.conn is not None
         return self.conn.shell().exited
+
+
+def shell(argv: list[str]) -> int:
+    """OpenSSH's client for a person, on orch's terminal, until they leave it."""
+    with Runner().spawn(argv, terminal=True) as child:
+        return child.proc.wait()
 
 
 @dataclass(frozen=True)
@@ -282,7 +314,7 @@ class RemoteSSH(Session):
         if self.address.port:
             argv += ["-p", str(self.address.port)]
         user = f"{self.address.user}@" if self.address.user else ""
-        return subprocess.call([*argv, f"{user}{self.address.host}"])
+        return shell([*argv, f"{user}{self.address.host}"])
 
     def known_hosts_files(self) -> list[Path]:
         if self.known_hosts is not None:
@@ -297,7 +329,7 @@ class RemoteSSH(Session):
         conn = Connection(self.address.host, user=self.address.user, port=self.address.port,
                           connect_timeout=timeout,
                           connect_kwargs={"banner_timeout": timeout, "auth_timeout": timeout})
-        conn.client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        conn.client.set_missing_host_key_policy(_Reject())
         for f in self.known_hosts_files():
             if f.exists():
                 try:

@@ -106,3 +106,28 @@ def test_store_use_is_recorded(isolated_cache):
     e = _entry(isolated_cache, "kernels", "x86_64-k", used=OLD)
     cache.touch_used(e)
     assert time.time() - cache.last_used(e) < 60
+
+
+def test_gc_keeps_a_clone_whose_config_cannot_be_read(isolated_cache, fake_kernel_repo):
+    """Seen failing before the fix: any failing `git config` meant "no origin", so a clone
+    whose config git could not read (here: a syntax error) was removed with its worktree."""
+    repo, wt = _clone(isolated_cache, fake_kernel_repo, "linux-dddd")
+    config = repo / "config"
+    config.write_text(config.read_text() + "[broken\n")
+    lines: list[str] = []
+    gc.gc(days=14, ccache_max="1G", out=lines.append)
+    text = "\n".join(lines)
+    assert repo.exists() and wt.exists(), text
+    kept = [ln for ln in lines if str(repo) in ln]
+    assert len(kept) == 1 and kept[0].startswith(f"  kept {repo}: ") \
+        and "git config" in kept[0] and "bad config" in kept[0], text
+
+
+def test_gc_removes_a_clone_with_no_origin(isolated_cache, fake_kernel_repo):
+    """git's "key not set" (exit 1) is the one answer that means no origin."""
+    repo, wt = _clone(isolated_cache, fake_kernel_repo, "linux-eeee")
+    subprocess.run(["git", "--git-dir", str(repo), "remote", "remove", "origin"], check=True)
+    lines: list[str] = []
+    gc.gc(days=14, ccache_max="1G", out=lines.append)
+    assert not repo.exists() and not wt.exists(), lines
+    assert any(f"removed {repo}" in ln and "it has no origin" in ln for ln in lines), lines

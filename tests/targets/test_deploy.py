@@ -6,7 +6,14 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from orchestrator.base.errors import EXIT_INFRA, EXIT_USAGE, InfraError, UsageError
+from orchestrator.base.errors import (
+    EXIT_INFRA,
+    EXIT_USAGE,
+    HostKeyError,
+    InfraError,
+    SSHError,
+    UsageError,
+)
 from orchestrator.base.runner import Result
 from orchestrator.targets import deploy
 from orchestrator.targets.ssh import Address
@@ -172,3 +179,44 @@ def test_reboot_cmd_failing_is_infra(tmp_path):
     req = up_request(tmp_path, runner=runner)
     with pytest.raises(InfraError, match=r"^--reboot-cmd failed \(exit 4\): no board 1$"):
         deploy.RebootCmd("lab-deploy").start(FakeRemote(), FakeSession(), req)
+
+
+def _raises(exc):
+    def connect(timeout):
+        raise exc
+    return connect
+
+
+def test_waiting_for_the_new_kernel_goes_on_through_any_unreachable(req, monkeypatch):
+    """Seen failing before: the wait stopped on any SSHError whose text said "host key"
+    (here paramiko's IncompatiblePeer, from a machine still coming up)."""
+    monkeypatch.setattr(deploy.time, "sleep", lambda s: None)
+    answers = [SSHError("machine unreachable over SSH on h:2222 after 3s (IncompatiblePeer: "
+                        "Incompatible ssh peer (no acceptable host key))"),
+               SSHError("machine unreachable over SSH on h:2222 after 3s (refused)"), back()]
+
+    def connect(timeout):
+        a = answers.pop(0)
+        if isinstance(a, Exception):
+            raise a
+        return a
+
+    remote = FakeRemote()
+    remote.connect = connect
+    got = deploy.RebootCmd("true").run(remote, FakeSession([("boot_id", "old")]), req)
+    assert got.ran and answers == []
+
+
+def test_waiting_for_the_new_kernel_stops_on_another_host_key(req, monkeypatch):
+    monkeypatch.setattr(deploy.time, "sleep", lambda s: None)
+    calls = []
+    remote = FakeRemote()
+
+    def connect(timeout):
+        calls.append(timeout)
+        raise HostKeyError("host key of h:2222 does not match the known key")
+
+    remote.connect = connect
+    with pytest.raises(HostKeyError):
+        deploy.RebootCmd("true").run(remote, FakeSession([("boot_id", "old")]), req)
+    assert len(calls) == 1
