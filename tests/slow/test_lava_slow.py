@@ -11,8 +11,8 @@ dirs of tiny binaries (tests/slow/test_faults_slow.py's), so each costs one shor
 import functools
 import http.server
 import json
-import re
 import os
+import re
 import shutil
 import subprocess
 import sys
