@@ -25,12 +25,18 @@ TEST_SCRIPT_PATH = "/opt/orch/lava-tests"
 FRAME = "orch-lava:"  # orch-lava: begin NAME / stderr NAME / end NAME rc=N secs=S
 
 # The console part of INIT (rootfs.py): a login prompt (any user), then a shell, again.
+# While the prompt waits, the kernel's messages stay off the console (dmesg keeps them):
+# a late boot printk landing inside "login:" ("orch-guest login[ 1.16] input: ...\n: ")
+# kept LAVA's auto_login from ever matching it (login-action timed out).
 CONSOLE = r"""
 case " $(cat /proc/cmdline) " in
   *" orch.lava=1 "*)
     while :; do
+      read -r lvl _ < /proc/sys/kernel/printk
+      echo 1 > /proc/sys/kernel/printk
       printf '%s login: ' "$(hostname)"
       read -r _user || sleep 1
+      echo "$lvl" > /proc/sys/kernel/printk
       PS1='@PROMPT@' HOME=/root setsid cttyhack /bin/sh
     done ;;
 esac
