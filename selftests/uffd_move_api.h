@@ -516,7 +516,7 @@ fail:
 
 /*
  * src_hole_pmd_dst_thp: src PMD empty, dst a PMD-mapped THP (populated
- * through a huge page).  As 6.12 (to be confirmed): EEXIST in both modes.
+ * through a huge page).  As 6.12 (measured): EEXIST in both modes.
  */
 static int t_src_hole_pmd_dst_thp(void)
 {
@@ -610,7 +610,7 @@ fail:
 
 /*
  * wb_efault: the argument struct unreadable -> EFAULT; the struct
- * readable but read-only: as 6.12 (to be confirmed) the move is done,
+ * readable but read-only: as 6.12 (measured) the move is done,
  * then writing `move` back fails -> -1/EFAULT with the data at dst.
  */
 static int t_wb_efault(void)

@@ -600,7 +600,7 @@ fail:
 
 /*
  * ref_vmsplice: a pipe holds a plain reference (no pin) to the src page
- * through vmsplice().  As 6.12 (to be confirmed): the page moves; the
+ * through vmsplice().  As 6.12 (measured): the page moves; the
  * pipe still holds the same page, so reading the pipe gives the data.
  */
 static int t_ref_vmsplice(void)
@@ -929,7 +929,7 @@ fail:
 /*
  * overlap_slide: src and dst in one registered VMA, dst = src - 1 page,
  * len 2 pages, page 0 empty, pages 1-2 populated: the range slides down
- * one page.  As 6.12 (to be confirmed): moved (pages are taken in order,
+ * one page.  As 6.12 (measured): moved (pages are taken in order,
  * each dst page empty when reached), pages 0-1 carry the data, page 2
  * empty.
  */

@@ -98,7 +98,7 @@ fail:
 /*
  * swap_cache_move: pages swapped out, then read back into the swap cache
  * by MADV_WILLNEED (the PTEs stay swap entries; mincore reports the
- * swap-cache pages resident).  As 6.12 (to be confirmed): moved, data
+ * swap-cache pages resident).  As 6.12 (measured): moved, data
  * right at dst, counters as in swap_move.
  */
 static int t_swap_cache_move(void)
@@ -164,7 +164,7 @@ fail:
 
 /*
  * swap_shared_ebusy: a swapped-out page shared with a forked child (the
- * swap entry is no longer exclusive).  As 6.12 (to be confirmed): EBUSY.
+ * swap entry is no longer exclusive).  As 6.12 (measured): EBUSY.
  */
 static int t_swap_shared_ebusy(void)
 {

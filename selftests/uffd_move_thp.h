@@ -342,7 +342,7 @@ fail:
 
 /*
  * thp_dst_populated: PMD-mapped THP src, dst PMD range with one page
- * populated (dst page table present).  As 6.12 (to be confirmed): the
+ * populated (dst page table present).  As 6.12 (measured): the
  * first page fails EEXIST -> -1/EEXIST, move = -EEXIST; src data intact.
  */
 static int t_thp_dst_populated(void)
