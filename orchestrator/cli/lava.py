@@ -7,7 +7,7 @@
 - `orch lava collect SOURCE -o OUT`: a finished job's results into orch's outputs
   (results.json, junit.xml, summary.md). SOURCE: a `lava-run` log (lava-run's stderr, or a
   directory holding lava-run.log and job.yaml: OUTPUT/ARCH/lava), or `--server URL --job
-  ID` for a LAVA server (targets/lavaserver.py).
+  ID` for a LAVA server (targets/lava/server.py).
 """
 
 from __future__ import annotations
@@ -35,14 +35,13 @@ from orchestrator.options import options_from
 from orchestrator.plan.command import cell_command
 from orchestrator.results import merge as mergemod
 from orchestrator.results import record as results
-from orchestrator.run import record as runrecord
-from orchestrator.run import stages
+from orchestrator.run import outputs, stages
 from orchestrator.run.pipeline import Run
-from orchestrator.targets import lavajob, lavaserver
-from orchestrator.targets.lava import LAVA_SPEC
-from orchestrator.targets.lavalog import LavaOutcome, read_log
-from orchestrator.testing import lavaresults
-from orchestrator.testing import suite as testrun
+from orchestrator.targets.lava import job as lavajob
+from orchestrator.targets.lava import server as lavaserver
+from orchestrator.targets.lava.log import LavaOutcome, read_log
+from orchestrator.targets.lava.target import LAVA_SPEC
+from orchestrator.testing import lavaresults, testrun
 
 NAME = "lava"
 HELP = "LAVA jobs: write them (job), read a finished one's results (collect)"
@@ -90,7 +89,7 @@ def job(args: argparse.Namespace, argv: list[str]) -> int:
     run = Run(options_from(args, argv[1:]))
     s = run.state
     s.target.dispatch = False  # type: ignore[attr-defined]
-    s.report = lambda: files.write_json(s.out / "metadata.json", runrecord.metadata(s))
+    s.report = lambda: files.write_json(s.out / "metadata.json", outputs.metadata(s))
     code = run.execute(until="rootfs")
     if code != EXIT_PASS or s.opts.dry_run:
         return code

@@ -3,10 +3,10 @@ WARNING, a BUG, an oops, a hung task, an RCU stall, a panic), the lines that sta
 real examples of those lines.
 
 Every consumer reads this table, so a kind added here fails them all:
-- a binary's `dmesg_clean` (testing/suite.py over SSH; the LAVA guest's `grep -E`,
-  targets/lavaguest.py);
+- a binary's `dmesg_clean` (testing/testrun.py over SSH; the LAVA guest's `grep -E`,
+  targets/lava/guest.py);
 - the serial console's crash line when a machine is lost (targets/qemu.py, and a LAVA
-  job's console: targets/lavalog.py, testing/lavaresults.py);
+  job's console: targets/lava/log.py, testing/lavaresults.py);
 - testing/reports.py, which parses each kind into a report (tests check that each
   example here parses to its kind).
 

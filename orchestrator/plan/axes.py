@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 from orchestrator.base.errors import UsageError
 from orchestrator.kernel import arch as archmod
 from orchestrator.kernel.tree import EMBEDDED
-from orchestrator.targets.lava import LAVA_SPEC
+from orchestrator.targets.lava.target import LAVA_SPEC
 from orchestrator.targets.ssh import parse_address
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")

@@ -9,7 +9,7 @@ import time
 from orchestrator.kernel import dirty as dirtymod
 from orchestrator.kernel import tree as treemod
 from orchestrator.run.state import ArchState, RunState, builddir
-from orchestrator.testing import suite as testrun
+from orchestrator.testing import testrun
 from orchestrator.testing import triage as triagemod
 
 

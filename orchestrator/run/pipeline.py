@@ -1,6 +1,6 @@
 """A run: the walk over the stage table of stages.py (check -> apply -> config -> build ->
 selftests -> [rootfs] -> boot -> test) for each arch, on a target, reported as it goes
-(record.py).
+(outputs.py).
 
 `Run(options)` builds the run's state (state.py) and checks nothing: the check stage
 validates the input and the host before anything slow. `Run.execute()` walks the stages
@@ -26,7 +26,7 @@ from orchestrator.base.progress import Progress
 from orchestrator.base.runner import Runner
 from orchestrator.kernel import tree as treemod
 from orchestrator.options import Options
-from orchestrator.run import record
+from orchestrator.run import outputs
 from orchestrator.run.stages import CHECK, MACHINE, RETRY_FROM, STAGES, TREE, Stage, check
 from orchestrator.run.state import ArchState, RunState, default_output
 
@@ -48,7 +48,7 @@ class Run:
         s = self.state
         s.stages = [st for st in STAGES if st.wanted(s)]
         s.given = {st.gives for st in s.stages if st.gives}
-        s.report = lambda: record.write(s)
+        s.report = lambda: outputs.write(s)
 
     def validate(self) -> None:
         """The check stage's checks, raised: for callers that need them before a run."""
@@ -223,7 +223,7 @@ class Run:
             s.progress.line(f"{name}: {c['pass']} passed, {c['fail']} failed, "
                             f"{c['skip']} skipped, {c['error']} errors")
         if not s.opts.dry_run:
-            s.progress.line(f"results: {s.junit_path}  {s.out / record.FILENAME}  "
+            s.progress.line(f"results: {s.junit_path}  {s.out / outputs.FILENAME}  "
                             f"metadata: {s.out / 'metadata.json'}  (exit {s.exit_code})")
 
 

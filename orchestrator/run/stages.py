@@ -28,15 +28,13 @@ from orchestrator.kernel import dirty as dirtymod
 from orchestrator.kernel import series as seriesmod
 from orchestrator.kernel import tree as treemod
 from orchestrator.kernel.arch import Arch
-from orchestrator.run import crashes
-from orchestrator.run import record as runrecord
+from orchestrator.run import crashes, outputs
 from orchestrator.run.sources import SOURCES
 from orchestrator.run.state import CHECK, MACHINE, TREE, ArchState, RunState, Stage, builddir
 from orchestrator.store import cache
 from orchestrator.targets import UpRequest, rootfs
 from orchestrator.targets import keys as keysmod
-from orchestrator.testing import faults, lavaresults
-from orchestrator.testing import suite as testrun
+from orchestrator.testing import lavaresults, lostmachine, testrun
 
 __all__ = ["CHECK", "MACHINE", "TREE", "STAGES", "RETRY_FROM", "Stage", "check"]
 
@@ -212,7 +210,7 @@ def up_request(run: RunState, st: ArchState) -> UpRequest:
                      run.log(st.arch.name, "console.log"), run.runner,
                      progress=run.progress.line, status=run.progress.status,
                      payload=dict(st.payload), notice=run.progress.error,
-                     labels=runrecord.labels(run, st))
+                     labels=outputs.labels(run, st))
 
 
 def boot(run: RunState, st: ArchState | None) -> None:
@@ -269,7 +267,7 @@ def run_tests(run: RunState, st: ArchState) -> int:
     m = st.machine
     assert m is not None
     lost = False  # the machine or the connection went away: infrastructure
-    gone: faults.Lost | None = None  # why the remaining binaries do not run
+    gone: lostmachine.Lost | None = None  # why the remaining binaries do not run
     history = f"tests-{a.name}-" + cache.digest(*(t.binary for t in st.programs))[:12]
     steps = run.progress.meter(f"tests {a.name}", len(st.programs),
                                cache.recall(history).get("seconds"))
@@ -295,9 +293,9 @@ def run_tests(run: RunState, st: ArchState) -> int:
         if ssh_err:
             # A machine with a console (QEMU) tells a crash from a kill; one without
             # (a board over SSH) cannot: infrastructure.
-            gone = faults.diagnose(m.guest, t.binary, since=mark,
+            gone = lostmachine.diagnose(m.guest, t.binary, since=mark,
                                    detail=ssh_err.message.split(": ", 1)[-1])
-            faults.reclassify(s, gone)
+            lostmachine.reclassify(s, gone)
             if gone.infrastructure:
                 lost = True
                 st.error = InfraError(gone.message, stage="test")
@@ -314,7 +312,7 @@ def run_tests(run: RunState, st: ArchState) -> int:
 
 
 def verdict(run: RunState, st: ArchState, lost: bool) -> int:
-    """The arch's test exit code from its suites (testing/suite.py's verdict; `lost`:
+    """The arch's test exit code from its suites (testing/testrun.py's verdict; `lost`:
     infrastructure went away)."""
     a = st.arch
     code, untested = testrun.verdict([s for s in run.suites if s.arch == a.name], lost)

@@ -1,7 +1,7 @@
 """A run's state as data: what it was asked (Options), what each stage found, per arch
 (`ArchState`) and for the whole run (`RunState`).
 
-The stages (stages.py) and the run record (record.py) read and fill a `RunState`; the
+The stages (stages.py) and what a run writes (outputs.py) read and fill a `RunState`; the
 walk that drives them is pipeline.py. Building a `RunState` runs nothing and checks
 nothing on the host: the check stage does that.
 """
@@ -26,8 +26,7 @@ from orchestrator.kernel import tree as treemod
 from orchestrator.kernel.arch import Arch
 from orchestrator.kernel.dirty import Dirty
 from orchestrator.options import Options
-from orchestrator.testing import kselftest
-from orchestrator.testing import suite as testrun
+from orchestrator.testing import kselftest, testrun
 
 CHECK, TREE, MACHINE = "check", "tree", "machine"
 

@@ -7,8 +7,8 @@ none · qemu.py: QEMU's argv, the KVM probe, `Guest` · ssh.py: sessions · root
 initramfs · keys.py: SSH keys.
 """
 
-from orchestrator.targets.base import OPTIONS as TARGET_OPTIONS
-from orchestrator.targets.base import make, select
 from orchestrator.targets.protocol import Machine, Target, UpRequest
+from orchestrator.targets.registry import OPTIONS as TARGET_OPTIONS
+from orchestrator.targets.registry import make, select
 
 __all__ = ["TARGET_OPTIONS", "Machine", "Target", "UpRequest", "make", "select"]

@@ -19,8 +19,9 @@ from orchestrator.kernel import arch as archmod
 from orchestrator.kernel.arch import Arch
 from orchestrator.targets import keys as keysmod
 from orchestrator.targets import qemu
+from orchestrator.targets.layout import TESTS_DIR
 from orchestrator.targets.protocol import Machine, TargetBase, UpRequest, setting
-from orchestrator.targets.rootfs import TESTS_DIR, payload_dir
+from orchestrator.targets.rootfs import payload_dir
 from orchestrator.targets.ssh import GuestSSH
 
 

@@ -24,7 +24,7 @@ from orchestrator.base.runner import Child, Runner, quote
 from orchestrator.kernel import problems
 from orchestrator.kernel.arch import Arch, is_native
 from orchestrator.store import cache
-from orchestrator.targets.rootfs import READY_MARKER
+from orchestrator.targets.layout import READY_MARKER
 
 FATAL_RE = re.compile(r"(Kernel panic - not syncing|---\[ end Kernel panic)")
 # The SSH forward's port (user networking) or the gdbstub's, taken by someone else first.

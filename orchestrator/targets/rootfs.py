@@ -21,13 +21,12 @@ from orchestrator.base.retry import retrying, stop_after_attempt, wait_fixed
 from orchestrator.base.runner import Runner
 from orchestrator.kernel.arch import Arch, is_native
 from orchestrator.store import cache
-from orchestrator.targets import lavaguest
 from orchestrator.targets.keys import Keys
+from orchestrator.targets.lava import guest as lavaguest
+from orchestrator.targets.layout import READY_MARKER, TESTS_DIR
 
 PACKAGES = ["busybox-static", "dropbear-bin", "libc6", "libcrypt1", "libtomcrypt1",
             "libtommath1", "libgmp10", "zlib1g"]
-READY_MARKER = "orch-guest-ready"
-TESTS_DIR = "/opt/orch/selftests"
 PAYLOAD_ROOT = "/opt/orch"  # a test payload NAME (a directory tree) is at PAYLOAD_ROOT/NAME
 
 INIT = r"""#!/bin/busybox sh

@@ -2,4 +2,4 @@
 time with its timeout and kernel log (a Suite), the KTAP parser (nested blocks as
 subtests), kselftest's conventions for what is not KTAP (exit codes, a collection's
 `settings`: kselftest), per-program text formats (textformats), and what a lost
-connection means (faults)."""
+connection means (lostmachine)."""

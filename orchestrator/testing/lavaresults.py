@@ -1,4 +1,4 @@
-"""A finished LAVA job (targets/lava.py `LavaOutcome`) as orch's records: one `Suite` per
+"""A finished LAVA job (targets/lava/target.py `LavaOutcome`) as orch's records: one `Suite` per
 test binary, as `--target qemu` would have written it.
 
 - The verdicts are LAVA's: the cases the guest reported with `lava-test-case`, grouped by
@@ -9,7 +9,7 @@ test binary, as `--target qemu` would have written it.
 - LAVA calls a job whose kernel crashed an infrastructure error ("Connection closed"): the
   console is read first. A binary whose frame began and never ended ended in a crash (an
   oops or panic on the console after its start: the binary's failure, with orch's crash
-  record, faults.reclassify) or in real infrastructure trouble (an error); the binaries
+  record, lostmachine.reclassify) or in real infrastructure trouble (an error); the binaries
   after it did not run, as on the SSH path. Cases reported before keep their verdicts.
 """
 
@@ -20,10 +20,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from orchestrator.kernel import problems
-from orchestrator.targets.lavaguest import FRAME
-from orchestrator.testing import faults
+from orchestrator.targets.lava.guest import FRAME
+from orchestrator.testing import lostmachine
 from orchestrator.testing.ktap import TestResult
-from orchestrator.testing.suite import Suite, classify
+from orchestrator.testing.testrun import Suite, classify
 
 STATUS = {"pass": "pass", "fail": "fail", "skip": "skip", "unknown": "error"}
 PRINTK_RE = re.compile(r"^\s*\[\s*\d+\.\d+\]")  # a kernel console line (printk.time=1)
@@ -135,22 +135,22 @@ def _merge(binary: str, reported: list[dict], detail: list[TestResult],
 
 
 def suites(outcome, arch: str, binaries: list[str], timeout: float,
-           outdir: Path | None = None) -> tuple[list[Suite], faults.Lost | None]:
+           outdir: Path | None = None) -> tuple[list[Suite], lostmachine.Lost | None]:
     """One Suite per binary (in the run's order) from a finished job, and why the binaries
     after the last one that finished did not run (None: they all ran). `outcome` is a
-    targets.lava.LavaOutcome; `outdir` gets each binary's .ktap and .dmesg."""
+    targets.lava.log.LavaOutcome; `outdir` gets each binary's .ktap and .dmesg."""
     reported: dict[str, list[dict]] = {}
     for r in outcome.results:
         reported.setdefault(str(r.get("set", "")), []).append(r)
     framed = frames(outcome.console)
     out: list[Suite] = []
-    gone: faults.Lost | None = None
+    gone: lostmachine.Lost | None = None
     for name in binaries:
         s = Suite(arch, name)
         out.append(s)
         f = framed.get(name)
         if gone is None and f is None and name not in reported:
-            gone = faults.Lost(LAVA_GONE, f"the LAVA job ended before {name}: {outcome.why()}")
+            gone = lostmachine.Lost(LAVA_GONE, f"the LAVA job ended before {name}: {outcome.why()}")
         if gone is not None:
             s.cases.append(TestResult(
                 name, "error" if gone.infrastructure else "skip",
@@ -166,11 +166,11 @@ def suites(outcome, arch: str, binaries: list[str], timeout: float,
             detail = classify(name, run, f.seconds, timeout)
         if f is not None and not f.ended:
             crash = crash_after(outcome.console, f.start)
-            gone = faults.Lost(faults.CRASH, f"kernel crashed during {name}: {crash[0]}",
+            gone = lostmachine.Lost(lostmachine.CRASH, f"kernel crashed during {name}: {crash[0]}",
                                crash[1]) if crash else \
-                faults.Lost(LAVA_GONE, f"the LAVA job ended during {name}: {outcome.why()}")
+                lostmachine.Lost(LAVA_GONE, f"the LAVA job ended during {name}: {outcome.why()}")
             s.cases = detail
-            faults.reclassify(s, gone)
+            lostmachine.reclassify(s, gone)
         elif name in reported or f is None:
             s.cases = _merge(name, reported.get(name, []), detail, f)
         else:  # the console has it all, LAVA recorded nothing: orch's reading

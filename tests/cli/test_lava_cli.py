@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 
 from orchestrator.kernel import arch
-from orchestrator.targets import lavajob
+from orchestrator.targets.lava import job as lavajob
 from tests.support.orch import orch
 
 

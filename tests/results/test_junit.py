@@ -6,9 +6,8 @@ from orchestrator.base.errors import BuildError, ConfigError, bisect_code
 from orchestrator.base.errors import worst as max_code
 from orchestrator.results import junit as report
 from orchestrator.results.record import Cell, Record
-from orchestrator.testing import ktap
-from orchestrator.testing import suite as suitemod
-from orchestrator.testing.suite import Suite, dmesg_problems
+from orchestrator.testing import ktap, testrun
+from orchestrator.testing.testrun import Suite, dmesg_problems
 
 
 def _suite():
@@ -26,7 +25,7 @@ def _record(*suites_by_cell):
     for cell, suites in suites_by_cell:
         rec.cells.append(cell)
         for s in suites:
-            rec.tests += suitemod.record_cases(cell.id, s, f"selftests/{s.binary}.c",
+            rec.tests += testrun.record_cases(cell.id, s, f"selftests/{s.binary}.c",
                                                   {"output": f"{s.arch}/tests/{s.binary}.ktap"})
     return rec
 
@@ -37,7 +36,7 @@ def test_junit_counts_kinds_and_properties(tmp_path):
                accelerator="tcg", exit_code=1)
     x86 = Cell("x86_64", "linux-6.1", series="uffd-move", exit_code=3)
     rec = _record((arm, [_suite()]),
-                  (x86, [suitemod.infra_suite("x86_64", "boot", "boot timeout")]))
+                  (x86, [testrun.infra_suite("x86_64", "boot", "boot timeout")]))
     report.write_junit(path, rec)
     xml = JUnitXml.fromfile(str(path))
     suites = {s.name: s for s in xml}

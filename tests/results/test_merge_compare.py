@@ -9,9 +9,8 @@ import pytest
 from orchestrator.results import compare, merge
 from orchestrator.results import record as results
 from orchestrator.results.record import Record
-from orchestrator.testing import ktap
-from orchestrator.testing import suite as suitemod
-from orchestrator.testing.suite import Suite
+from orchestrator.testing import ktap, testrun
+from orchestrator.testing.testrun import Suite
 from tests.support.orch import orch
 from tests.support.records import MOVE, cell, write_run
 
@@ -185,7 +184,7 @@ def test_kcidb_document_validates_with_kcidb_io(tmp_path):
     rec = Record(cells=[broken])
     s = Suite("arm64", "orch-boot")
     s.cases = [ktap.TestResult("boot", "error", message="boot timeout", kind="stage")]
-    rec.tests = suitemod.record_cases(broken.id, s, "", {"log": "arm64/console.log"})
+    rec.tests = testrun.record_cases(broken.id, s, "", {"log": "arm64/console.log"})
     (tmp_path / "b").mkdir()
     results.write(tmp_path / "b" / "results.json", rec)
     # a cell whose build failed: a FAIL build, and no tests
@@ -194,7 +193,7 @@ def test_kcidb_document_validates_with_kcidb_io(tmp_path):
     rec = Record(cells=[nobuild])
     s = Suite("x86_64", "orch-build")
     s.cases = [ktap.TestResult("build", "error", message="kernel build failed", kind="stage")]
-    rec.tests = suitemod.record_cases(nobuild.id, s, "", {})
+    rec.tests = testrun.record_cases(nobuild.id, s, "", {})
     (tmp_path / "c").mkdir()
     results.write(tmp_path / "c" / "results.json", rec)
     # an error testcase of a test that started (a hang): ERROR

@@ -7,10 +7,9 @@ import pytest
 from orchestrator.base.errors import UsageError
 from orchestrator.results import record as results
 from orchestrator.results.record import Cell, Record
-from orchestrator.run import record as runrecord
-from orchestrator.testing import ktap
-from orchestrator.testing import suite as suitemod
-from orchestrator.testing.suite import Suite
+from orchestrator.run import outputs
+from orchestrator.testing import ktap, testrun
+from orchestrator.testing.testrun import Suite
 
 
 def test_cell_ids_are_readable_and_distinct():
@@ -29,17 +28,17 @@ def test_cell_ids_are_readable_and_distinct():
 
 
 def test_names_from_inputs(tmp_path):
-    assert runrecord.tree_name("linux-6.1", "/usr/src/linux-source-6.1.tar.xz") == "linux-6.1"
-    assert runrecord.tree_name("/src/linux-6.5.tar.gz", "/src/linux-6.5.tar.gz") == "linux-6.5"
-    assert runrecord.tree_name("~/src/linux", "/home/u/src/linux") == "linux"
+    assert outputs.tree_name("linux-6.1", "/usr/src/linux-source-6.1.tar.xz") == "linux-6.1"
+    assert outputs.tree_name("/src/linux-6.5.tar.gz", "/src/linux-6.5.tar.gz") == "linux-6.5"
+    assert outputs.tree_name("~/src/linux", "/home/u/src/linux") == "linux"
     d = tmp_path / "uffd-move"
     d.mkdir()
     (d / "series").write_text("")
-    assert runrecord.series_name(str(d), 5) == "uffd-move"
-    assert runrecord.series_name(str(d / "series"), 5) == "uffd-move"
-    assert runrecord.series_name("none", 0) == "none"
-    assert runrecord.profile_name([], []) == "default"
-    assert runrecord.profile_name(["debug"], ["/x/no-mce.config"]) == "debug+no-mce"
+    assert outputs.series_name(str(d), 5) == "uffd-move"
+    assert outputs.series_name(str(d / "series"), 5) == "uffd-move"
+    assert outputs.series_name("none", 0) == "none"
+    assert outputs.profile_name([], []) == "default"
+    assert outputs.profile_name(["debug"], ["/x/no-mce.config"]) == "debug+no-mce"
 
 
 def _suite(text, duration=3.0, binary="vma_merge"):
@@ -51,13 +50,13 @@ def _suite(text, duration=3.0, binary="vma_merge"):
 
 def test_durations_from_ktap_time_lines_else_split_and_labelled():
     timed = _suite("KTAP version 1\n1..2\n# time=250.000ms\nok 1 a\n# time=1.5s\nok 2 b\n")
-    cases = suitemod.record_cases("c", timed, "selftests/vma_merge.c", {})
+    cases = testrun.record_cases("c", timed, "selftests/vma_merge.c", {})
     by = {c.name: c for c in cases}
     assert by["a"].duration == 0.25 and by["a"].duration_source == "ktap"
     assert by["b"].duration == 1.5
     assert by["dmesg_clean"].kind == "dmesg_clean"
     untimed = _suite("KTAP version 1\n1..2\nok 1 a\nok 2 b\n", duration=3.0)
-    by = {c.name: c for c in suitemod.record_cases("c", untimed, "", {})}
+    by = {c.name: c for c in testrun.record_cases("c", untimed, "", {})}
     assert by["a"].duration == 1.5 and by["a"].duration_source == "binary-split"
 
 
@@ -72,7 +71,7 @@ def test_record_round_trip_and_exit_code(tmp_path):
     ok = Cell("x86_64", "linux-6.1", series="uffd-move", exit_code=0)
     bad = Cell("arm64", "linux-6.1", series="uffd-move", exit_code=3)
     rec = Record(cells=[ok, bad])
-    rec.tests = suitemod.record_cases(ok.id, _suite("KTAP version 1\n1..1\nok 1 a\n"),
+    rec.tests = testrun.record_cases(ok.id, _suite("KTAP version 1\n1..1\nok 1 a\n"),
                                          "selftests/vma_merge.c", {"output": "x"})
     results.write(tmp_path / "results.json", rec)
     data = json.loads((tmp_path / "results.json").read_text())

@@ -13,8 +13,7 @@ from orchestrator.kernel import tree as treemod
 from orchestrator.run import pipeline, stages
 from orchestrator.run.pipeline import Options, Run
 from orchestrator.run.stages import Stage
-from orchestrator.testing import ktap
-from orchestrator.testing import suite as testrun
+from orchestrator.testing import ktap, testrun
 
 
 class FakeTree:

@@ -6,9 +6,8 @@ from pathlib import Path
 
 from orchestrator.results import record as results
 from orchestrator.results.record import Cell, Record
-from orchestrator.testing import ktap
-from orchestrator.testing import suite as suitemod
-from orchestrator.testing.suite import Suite
+from orchestrator.testing import ktap, testrun
+from orchestrator.testing.testrun import Suite
 
 
 def ktap_text(outcomes: dict[str, str]) -> str:
@@ -37,7 +36,7 @@ def write_run(d: Path, cells: list[tuple[Cell, dict[str, dict[str, str]]]]) -> P
             s = Suite(cell.arch, binary, duration=1.0, output=text)
             s.cases = ktap.parse(text).results + [
                 ktap.TestResult("dmesg_clean", "pass", kind="dmesg_clean")]
-            rec.tests += suitemod.record_cases(cell.id, s, f"selftests/{binary}.c",
+            rec.tests += testrun.record_cases(cell.id, s, f"selftests/{binary}.c",
                                                   {"output": log})
     results.write(d / "results.json", rec)
     return d
@@ -57,6 +56,6 @@ def write_stage_error(d: Path, c: Cell, stage: str, message: str, logs: dict | N
     s = Suite(c.arch, f"orch-{stage}")
     s.cases = [ktap.TestResult(stage, "error", message=message, kind=kind)]
     rec = Record(command="orch run", cells=[c],
-                 tests=suitemod.record_cases(c.id, s, "", logs or {}))
+                 tests=testrun.record_cases(c.id, s, "", logs or {}))
     results.write(d / "results.json", rec)
     return d

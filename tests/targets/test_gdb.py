@@ -9,18 +9,18 @@ import pytest
 from orchestrator import options
 from orchestrator.base.errors import UsageError
 from orchestrator.kernel import arch, build
-from orchestrator.targets import base, qemu
+from orchestrator.targets import qemu, registry
 from orchestrator.targets.protocol import UpRequest
 from tests.support.orch import orch
 
 
 @pytest.mark.parametrize("a", [arch.X86_64, arch.ARM64], ids=lambda a: a.name)
 def test_gdbstub_binds_loopback_and_the_kernel_has_no_kaslr(a):
-    t = base.make(options.make(gdb=True, append="loglevel=7"))
+    t = registry.make(options.make(gdb=True, append="loglevel=7"))
     argv = qemu.qemu_argv(a, t.spec(Path("k"), Path("i"), 10022, "tcg", 40001))
     assert argv[argv.index("-gdb") + 1] == "tcp:127.0.0.1:40001"
     assert argv[argv.index("-append") + 1].endswith("loglevel=7 nokaslr")
-    plain = qemu.qemu_argv(a, base.make(options.make()).spec(Path("k"), None, 1, "tcg", None))
+    plain = qemu.qemu_argv(a, registry.make(options.make()).spec(Path("k"), None, 1, "tcg", None))
     assert "-gdb" not in plain and "nokaslr" not in plain[plain.index("-append") + 1]
 
 
@@ -37,7 +37,7 @@ def test_the_announced_line_names_the_stored_vmlinux(isolated_cache):
     k.gdb_vmlinux.write_bytes(b"\x7fELF")
     said = []
     req = UpRequest(arch.ARM64, k, None, [], Path("/dev/null"), None, notice=said.append)
-    base.make(options.make(gdb=True)).announce_gdb(req, 40001)
+    registry.make(options.make(gdb=True)).announce_gdb(req, 40001)
     assert said[0] == (f"[arm64] gdb: gdb-multiarch {k.gdb_vmlinux} -ex "
                        f"'target remote 127.0.0.1:40001'")
     assert "CONFIG_GDB_SCRIPTS=y" in said[1]  # no scripts stored: how to get them
@@ -45,7 +45,7 @@ def test_the_announced_line_names_the_stored_vmlinux(isolated_cache):
 
 def test_gdb_is_for_qemu_and_for_boot_only(isolated_cache):
     with pytest.raises(UsageError, match="^--gdb is for --target qemu$"):
-        base.make(options.make(gdb=True, target="ssh://root@board"))
+        registry.make(options.make(gdb=True, target="ssh://root@board"))
     r = orch("run", "--gdb", env={"ORCH_CACHE": str(isolated_cache)})
     assert r.returncode == 2 and "unrecognized arguments: --gdb" in r.stderr
 

@@ -11,9 +11,11 @@ import yaml
 
 from orchestrator.base.errors import EXIT_USAGE, MissingToolError
 from orchestrator.kernel import arch
-from orchestrator.targets import base, lavaguest, lavajob
-from orchestrator.targets.lavalog import read_log
-from orchestrator.testing import suite
+from orchestrator.targets import registry
+from orchestrator.targets.lava import guest as lavaguest
+from orchestrator.targets.lava import job as lavajob
+from orchestrator.targets.lava.log import read_log
+from orchestrator.testing import testrun
 
 LABELS = {"arch": "x86_64", "tree": "linux-6.1", "series": "uffd-move", "profile": "default",
           "kernel_key": "0123456789abcdef0123"}
@@ -75,7 +77,7 @@ def test_a_servers_log_is_a_yaml_list_of_the_same_lines():
 
 
 def test_lava_run_missing_is_one_line_exit_2(monkeypatch):
-    t = base.select("lava")
+    t = registry.select("lava")
     monkeypatch.setattr(shutil, "which", lambda *a, **kw: None)
     with pytest.raises(MissingToolError) as e:
         t.check_host()
@@ -85,22 +87,22 @@ def test_lava_run_missing_is_one_line_exit_2(monkeypatch):
 
 def test_a_server_needs_a_token(monkeypatch, tmp_path):
     monkeypatch.delenv("LAVA_TOKEN", raising=False)
-    t = base.select("lava+https://lab.example", artifacts_url="https://f.example/o")
+    t = registry.select("lava+https://lab.example", artifacts_url="https://f.example/o")
     with pytest.raises(Exception, match="no token: set LAVA_TOKEN"):
         t.check_host()
     ids = tmp_path / "lavacli.yaml"
     ids.write_text("lab: {uri: 'https://lab.example/RPC2', username: me, token: s3cr3t}\n")
     monkeypatch.setenv("LAVACLI_CONFIG", str(ids))
-    t = base.select("lava+https://lab.example", artifacts_url="https://f.example/o",
+    t = registry.select("lava+https://lab.example", artifacts_url="https://f.example/o",
                     lava_identity="lab")
     t.check_host()  # found in the identity file
-    t = base.select("lava+https://lab.example", artifacts_url="https://f.example/o",
+    t = registry.select("lava+https://lab.example", artifacts_url="https://f.example/o",
                     lava_identity="other")
     with pytest.raises(Exception, match="no such identity"):
         t.check_host()
 
 
-# --- the guest's reading of KTAP agrees with orch's (suite.classify) ----------------------
+# --- the guest's reading of KTAP agrees with orch's (testrun.classify) ----------------------
 
 class Res:
     def __init__(self, stdout, code):
@@ -130,7 +132,7 @@ SAMPLES = [
 def test_the_guest_names_and_judges_cases_as_orch_does(name, stdout, rc, hung, tmp_path):
     timeout = 10.0
     want = [(c.name, {"error": "unknown"}.get(c.status, c.status))
-            for c in suite.classify(name, Res(stdout, rc), timeout if hung else 1.0, timeout)]
+            for c in testrun.classify(name, Res(stdout, rc), timeout if hung else 1.0, timeout)]
     got = subprocess.run(["busybox", "awk", "-v", f"name={name}", "-v", f"rc={rc}", "-v",
                           f"hung={int(hung)}", lavaguest.KTAP_AWK], input=stdout,
                          capture_output=True, text=True, check=True).stdout

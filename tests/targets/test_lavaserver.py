@@ -1,4 +1,4 @@
-"""targets/lavaserver.py against a real HTTP server on 127.0.0.1 that stands in for a LAVA
+"""targets/lava/server.py against a real HTTP server on 127.0.0.1 that stands in for a LAVA
 server's REST API: one connection for all calls, a 502 of a proxy in front of it retried,
 the job's state polled until it is finished."""
 
@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from orchestrator.base.errors import InfraError
-from orchestrator.targets import lavaserver
+from orchestrator.targets.lava import server as lavaserver
 
 
 class API(ThreadingHTTPServer):

@@ -10,7 +10,7 @@ from orchestrator import options
 from orchestrator.base.errors import EXIT_USAGE, UsageError
 from orchestrator.base.opt import RUN
 from orchestrator.kernel import arch
-from orchestrator.targets import TARGET_OPTIONS, base
+from orchestrator.targets import TARGET_OPTIONS, registry
 
 
 def example(opt, tmp_path):
@@ -23,21 +23,21 @@ def example(opt, tmp_path):
 
 
 def spec_for(target_class):
-    return {base.QemuTarget: "qemu", base.SshTarget: "ssh://root@board:22",
-            base.LavaTarget: "lava+https://lab.example"}[target_class]
+    return {registry.QemuTarget: "qemu", registry.SshTarget: "ssh://root@board:22",
+            registry.LavaTarget: "lava+https://lab.example"}[target_class]
 
 
 # What a target needs besides the option under test (a LAVA server: where its workers fetch)
-NEEDS = {base.LavaTarget: {"artifacts_url": "https://files.example/orch"}}
+NEEDS = {registry.LavaTarget: {"artifacts_url": "https://files.example/orch"}}
 
 
 def test_every_target_is_covered_here():
-    assert set(base.TARGETS) == {base.QemuTarget, base.SshTarget, base.LavaTarget}
+    assert set(registry.TARGETS) == {registry.QemuTarget, registry.SshTarget, registry.LavaTarget}
 
 
 def test_the_table_takes_in_every_targets_options_once():
     table = [o.dest for o in options.OPTIONS]
-    assert TARGET_OPTIONS is base.OPTIONS
+    assert TARGET_OPTIONS is registry.OPTIONS
     for o in TARGET_OPTIONS:
         assert table.count(o.dest) == 1, o.dest
     assert [o.flags[0] for o in TARGET_OPTIONS] == [
@@ -46,43 +46,43 @@ def test_the_table_takes_in_every_targets_options_once():
 
 
 @pytest.mark.parametrize("opt", TARGET_OPTIONS, ids=lambda o: o.dest)
-@pytest.mark.parametrize("target_class", base.TARGETS, ids=lambda t: t.kind)
+@pytest.mark.parametrize("target_class", registry.TARGETS, ids=lambda t: t.kind)
 def test_an_option_is_accepted_by_exactly_its_owners(opt, target_class, tmp_path):
     value = example(opt, tmp_path)
     opts = options.make(target=spec_for(target_class),
                         **{**NEEDS.get(target_class, {}), opt.dest: value})
     if opt in target_class.OPTIONS:
-        t = base.make(opts)
+        t = registry.make(opts)
         assert isinstance(t, target_class)
         assert getattr(t, opt.dest) == value  # read from the options by dest
     else:
         with pytest.raises(UsageError) as e:
-            base.make(opts)
-        owner = base.owners(opt.dest)[0].SHORT
+            registry.make(opts)
+        owner = registry.owners(opt.dest)[0].SHORT
         assert str(e.value) == f"{opt.flags[0]} is for --target {owner}"
         assert e.value.exit_code == EXIT_USAGE
-    assert base.owners(opt.dest) == [t for t in base.TARGETS if opt in t.OPTIONS]
+    assert registry.owners(opt.dest) == [t for t in registry.TARGETS if opt in t.OPTIONS]
 
 
 def test_unset_options_read_as_their_declared_defaults():
-    t = base.select("ssh://h")
-    for o in base.SshTarget.OPTIONS:
+    t = registry.select("ssh://h")
+    for o in registry.SshTarget.OPTIONS:
         assert getattr(t, o.dest) == o.parsed_default(RUN)
     with pytest.raises(AttributeError):
         t.no_such_option  # noqa: B018
 
 
 def test_a_target_reads_its_settings_and_its_own_options_only():
-    assert base.QemuTarget.reads() == ["accel", "memory", "smp", "append", "boot_timeout",
+    assert registry.QemuTarget.reads() == ["accel", "memory", "smp", "append", "boot_timeout",
                                        "ssh_timeout", "gdb"]
-    assert base.SshTarget.reads() == ["append", "boot_timeout", "ssh_timeout",
-                                      *(o.dest for o in base.SshTarget.OPTIONS)]
+    assert registry.SshTarget.reads() == ["append", "boot_timeout", "ssh_timeout",
+                                      *(o.dest for o in registry.SshTarget.OPTIONS)]
     # make() hands over what the targets read, from the run's options
-    t = base.make(options.make(target="ssh://h", boot_timeout=7.0, append="quiet",
+    t = registry.make(options.make(target="ssh://h", boot_timeout=7.0, append="quiet",
                                reboot_cmd="go", accel="tcg"))
     assert (t.boot_timeout, t.append, t.deploy.name, t.reboot_cmd) == (7.0, "quiet",
                                                                         "reboot-cmd", "go")
-    q = base.make(options.make(memory="2G", smp=3, accel="tcg", append="x"))
+    q = registry.make(options.make(memory="2G", smp=3, accel="tcg", append="x"))
     assert (q.memory, q.smp, q.accel, q.append) == ("2G", 3, "tcg", "x")
 
 
@@ -116,5 +116,5 @@ def test_a_target_reads_its_settings_and_its_own_options_only():
 ])
 def test_make_messages(kw, message):
     with pytest.raises(UsageError) as e:
-        base.make(options.make(**kw))
+        registry.make(options.make(**kw))
     assert str(e.value) == message and e.value.exit_code == EXIT_USAGE

@@ -4,7 +4,7 @@ session (the real thing is in test_target_slow.py: a QEMU board, kexec, dropbear
 import pytest
 
 from orchestrator.base.errors import EXIT_INFRA, EXIT_USAGE, InfraError, UsageError
-from orchestrator.targets import base as targets
+from orchestrator.targets import registry as targets
 from orchestrator.targets.ssh import Address, CmdResult, parse_address
 from tests.support.fakes import FakeSession
 from tests.targets.conftest import up_request

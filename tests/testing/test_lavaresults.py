@@ -2,7 +2,7 @@
 console; a kernel crash under a binary is its failure (orch's crash record) and the cases
 before it keep their verdicts; a job that ends under a binary without a crash is an error."""
 
-from orchestrator.targets.lavalog import LavaOutcome
+from orchestrator.targets.lava.log import LavaOutcome
 from orchestrator.testing import lavaresults
 
 

@@ -1,7 +1,7 @@
 """One table of kernel problems (kernel/problems.py), and every consumer fails on every
-kind in it: dmesg_clean over SSH (testing/suite.py) and in the LAVA guest (its test script
+kind in it: dmesg_clean over SSH (testing/testrun.py) and in the LAVA guest (its test script
 runs busybox's `grep -E`, as the guest does), the console's crash line of a lost QEMU guest
-(targets/qemu.py) and of a LAVA job (targets/lavalog.py, testing/lavaresults.py), and the
+(targets/qemu.py) and of a LAVA job (targets/lava/log.py, testing/lavaresults.py), and the
 report parser (testing/reports.py)."""
 
 import io
@@ -13,9 +13,10 @@ from types import SimpleNamespace
 import pytest
 
 from orchestrator.kernel import arch, problems
-from orchestrator.targets import lavaguest, qemu
-from orchestrator.targets.lavalog import LavaOutcome
-from orchestrator.testing import lavaresults, reports, suite
+from orchestrator.targets import qemu
+from orchestrator.targets.lava import guest as lavaguest
+from orchestrator.targets.lava.log import LavaOutcome
+from orchestrator.testing import lavaresults, reports, testrun
 
 EXAMPLES = [(p.kind, ex) for p in problems.PROBLEMS for ex in p.examples]
 QUIET = ["random: crng init done", "orch: begin uffd_move 0123456789ab",
@@ -45,7 +46,7 @@ def test_the_parser_gives_its_kind(kind, line):
 
 @pytest.mark.parametrize("kind, line", EXAMPLES, ids=ID)
 def test_dmesg_clean_fails_over_ssh(kind, line):
-    assert suite.dmesg_problems(f"{printk('ok')}\n{printk(line)}\n") == [printk(line)]
+    assert testrun.dmesg_problems(f"{printk('ok')}\n{printk(line)}\n") == [printk(line)]
 
 
 def guest_grep(lines: list[str]) -> subprocess.CompletedProcess:
@@ -61,7 +62,7 @@ def test_dmesg_clean_fails_in_the_lava_guest(kind, line):
 
 
 def test_quiet_lines_are_no_problem_anywhere():
-    assert not suite.dmesg_problems("\n".join(map(printk, QUIET)))
+    assert not testrun.dmesg_problems("\n".join(map(printk, QUIET)))
     assert guest_grep(list(map(printk, QUIET))).returncode == 1
     assert not any(problems.is_problem(ln) for ln in QUIET)
 

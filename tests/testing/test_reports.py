@@ -94,7 +94,7 @@ def test_a_guessed_stack_is_kept_as_guesses():
 def test_every_report_kind_parsed_also_fails_dmesg_clean():
     """One list decides dmesg_clean (SSH and the LAVA guest's grep): a report that triage
     can parse is never in a log that passed."""
-    from orchestrator.testing.suite import dmesg_problems
+    from orchestrator.testing.testrun import dmesg_problems
 
     stall = ("[   30.1] rcu: INFO: rcu_preempt self-detected stall on CPU\n"
              "[   30.1] rcu: \t1-....: (2100 ticks this GP)\n"

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.targets.ssh import CmdResult
-from orchestrator.testing import faults, textformats
-from orchestrator.testing import suite as testrun
+from orchestrator.testing import lostmachine, testrun, textformats
 from tests.support.fakes import FakeSession
 
 # As 6.12's uffd-unit-tests prints it on a kernel without UFFD_FEATURE_MOVE (6.1).
@@ -141,7 +140,8 @@ def test_run_kernel_crash_in_a_test(run):
             lost=True)
     assert cases(s) == [("move.anon", "pass", "text"), ("move-pmd.anon", "error", "text"),
                         ("ssh", "error", "ssh")]
-    faults.reclassify(s, faults.Lost(faults.CRASH, "kernel crashed during uffd-unit-tests"))
+    lostmachine.reclassify(
+        s, lostmachine.Lost(lostmachine.CRASH, "kernel crashed during uffd-unit-tests"))
     assert cases(s) == [("move.anon", "pass", "text"), ("move-pmd.anon", "fail", "text"),
                         ("kernel_crash", "fail", "crash")]
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from orchestrator.base.runner import Runner
 from orchestrator.testing import ktap, reports, triage
-from orchestrator.testing.suite import Suite
+from orchestrator.testing.testrun import Suite
 from tests.support.host import git
 
 DATA = Path(__file__).parent / "data"

@@ -1,11 +1,11 @@
-"""An arch's verdict from its suites (testing/suite.py's verdict), the one rule `orch run`
+"""An arch's verdict from its suites (testing/testrun.py's verdict), the one rule `orch run`
 and `orch lava collect` share."""
 
 import pytest
 
 from orchestrator.base.errors import EXIT_INFRA, EXIT_PASS, EXIT_TEST_FAILED
 from orchestrator.testing import ktap
-from orchestrator.testing.suite import Suite, verdict
+from orchestrator.testing.testrun import Suite, verdict
 
 
 def suite(*statuses: str, binary: str = "t") -> Suite:

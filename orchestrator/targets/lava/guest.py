@@ -8,7 +8,7 @@
   `lava-test-set` per binary and one `lava-test-case` per KTAP test, then orch's own checks
   (a program without KTAP: kselftest's exit-code verdict; `exit_status`, `timeout`,
   `no_ktap`; `dmesg_clean` from the kernel log since a marker), with the names and verdicts
-  orch's SSH path gives (testing/suite.py). LAVA has no `error` result: orch's errors are
+  orch's SSH path gives (testing/testrun.py). LAVA has no `error` result: orch's errors are
   `unknown`, read back as errors.
 - The binary's output is framed on the console (`FRAME` lines), so orch can read a binary's
   own output, exit status and time back from the log, and the part of it written before a
@@ -42,7 +42,7 @@ case " $(cat /proc/cmdline) " in
 esac
 """.replace("@PROMPT@", PROMPT)
 
-# KTAP on stdin -> "CASE RESULT" lines, as testing/suite.py's run_binary names and judges
+# KTAP on stdin -> "CASE RESULT" lines, as testing/testrun.py's run_binary names and judges
 # them (flat KTAP and one level of indented subtests, named PARENT.SUB).
 KTAP_AWK = r"""
 function trim(s) { sub(/^[ \t\r]+/, "", s); sub(/[ \t\r]+$/, "", s); return s }
@@ -90,12 +90,12 @@ END {
 """
 
 # The kernel-log lines that fail a binary's dmesg_clean (kernel/problems.py's table, one
-# extended regular expression): grep -E runs it in the LAVA guest, as testing/suite.py
+# extended regular expression): grep -E runs it in the LAVA guest, as testing/testrun.py
 # does over SSH.
 DMESG_PROBLEMS = problems.ERE
 
 TEST_SCRIPT = r"""#!/bin/sh
-# orch's LAVA test: lava-tests DIR TIMEOUT BINARY... (see orchestrator/targets/lavaguest.py)
+# orch's LAVA test: lava-tests DIR TIMEOUT BINARY... (see orchestrator/targets/lava/guest.py)
 dir=$1; limit=$2; shift 2
 problems='@PROBLEMS@'
 cd /tmp

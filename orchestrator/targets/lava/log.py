@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 import yaml
 
 from orchestrator.kernel import problems
-from orchestrator.targets.lavaguest import FRAME
-from orchestrator.targets.rootfs import READY_MARKER
+from orchestrator.targets.lava.guest import FRAME
+from orchestrator.targets.layout import READY_MARKER
 
 JOB_SUITE_DEFINITION = "lava"  # LAVA's own results (deploy, boot, the job's verdict)
 

@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 import yaml
 
 from orchestrator.kernel.arch import Arch
-from orchestrator.targets import lavaguest, qemu
-from orchestrator.targets.rootfs import TESTS_DIR
+from orchestrator.targets import qemu
+from orchestrator.targets.lava import guest as lavaguest
+from orchestrator.targets.layout import TESTS_DIR
 
 DEVICE_TYPES = ("qemu",)  # what the local dispatcher can run (a device dictionary here)
 DEFINITION = "orch"  # the test definition's name: LAVA's suite is "1_orch"

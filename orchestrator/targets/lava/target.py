@@ -34,11 +34,12 @@ from orchestrator.base.errors import BootError, InfraError, MissingToolError, Us
 from orchestrator.base.opt import RUN, Opt
 from orchestrator.base.runner import Runner
 from orchestrator.kernel.arch import Arch
-from orchestrator.targets import lavajob, lavaserver
-from orchestrator.targets.lavaguest import FRAME
-from orchestrator.targets.lavalog import LavaOutcome, read_log_line
+from orchestrator.targets.lava import job as lavajob
+from orchestrator.targets.lava import server as lavaserver
+from orchestrator.targets.lava.guest import FRAME
+from orchestrator.targets.lava.log import LavaOutcome, read_log_line
+from orchestrator.targets.layout import TESTS_DIR
 from orchestrator.targets.protocol import Machine, TargetBase, UpRequest, setting
-from orchestrator.targets.rootfs import TESTS_DIR
 
 LAVA_SPEC = re.compile(r"^lava(?:\+(?P<url>.*))?$")
 

@@ -1,4 +1,4 @@
-"""Classifying a connection lost during a test (faults.diagnose) on a fake console."""
+"""Classifying a connection lost during a test (lostmachine.diagnose) on a fake console."""
 
 import threading
 from collections import deque
@@ -6,8 +6,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from orchestrator.targets import qemu
-from orchestrator.testing import faults
+from orchestrator.testing import lostmachine
 from orchestrator.testing.kselftest import Program
+from orchestrator.testing.lostmachine import CRASH, QEMU_GONE, Lost
 from tests.support.fakes import FakeSession
 
 
@@ -32,8 +33,8 @@ def test_panic_after_the_test_started_is_a_crash():
                           "[ 9.1] Kernel panic - not syncing: sysrq triggered crash",
                           "[ 9.1] CPU: 1 PID: 77 Comm: crash"], exited=True, code=0,
                   panicked=True)
-    lost = faults.diagnose(g, "crash", since=len(BOOT), wait=0.1)
-    assert lost.kind == faults.CRASH and not lost.infrastructure
+    lost = lostmachine.diagnose(g, "crash", since=len(BOOT), wait=0.1)
+    assert lost.kind == lostmachine.CRASH and not lost.infrastructure
     assert lost.message == ("kernel crashed during crash: [ 9.1] Kernel panic - not syncing: "
                             "sysrq triggered crash")
     assert "Comm: crash" in lost.excerpt
@@ -41,26 +42,25 @@ def test_panic_after_the_test_started_is_a_crash():
 
 def test_qemu_killed_is_infrastructure_even_after_a_warning_at_boot():
     g = FakeGuest(BOOT, exited=True, code=-9)
-    lost = faults.diagnose(g, "uffd_move", since=len(BOOT), wait=0.1)
-    assert lost.kind == faults.QEMU_GONE and lost.infrastructure
+    lost = lostmachine.diagnose(g, "uffd_move", since=len(BOOT), wait=0.1)
+    assert lost.kind == lostmachine.QEMU_GONE and lost.infrastructure
     assert lost.message == ("QEMU was killed by SIGKILL during uffd_move (the host's OOM "
                             "killer, or another process)")
 
 
 def test_a_warning_before_the_test_is_not_this_tests_crash():
     g = FakeGuest(BOOT)
-    lost = faults.diagnose(g, "cut", since=len(BOOT), detail="EOFError", wait=0.1)
-    assert lost.kind == faults.SSH_LOST
+    lost = lostmachine.diagnose(g, "cut", since=len(BOOT), detail="EOFError", wait=0.1)
+    assert lost.kind == lostmachine.SSH_LOST
     assert lost.message == "SSH connection lost during cut (guest still running): EOFError"
 
 
 def test_no_console_means_infrastructure():
-    assert faults.diagnose(None, "t").kind == faults.SSH_LOST
+    assert lostmachine.diagnose(None, "t").kind == lostmachine.SSH_LOST
 
 
 def _suite():
-    from orchestrator.testing import ktap
-    from orchestrator.testing import suite as testrun
+    from orchestrator.testing import ktap, testrun
 
     s = testrun.Suite("x86_64", "crash")
     s.cases = [ktap.TestResult("before", "pass", 1),
@@ -72,7 +72,7 @@ def _suite():
 
 def test_reclassify_a_crash_as_the_tests_failure():
     s = _suite()
-    faults.reclassify(s, faults.Lost(faults.CRASH, "kernel crashed during crash: Kernel "
+    lostmachine.reclassify(s, Lost(CRASH, "kernel crashed during crash: Kernel "
                                      "panic - not syncing: sysrq triggered crash",
                                      "Kernel panic - not syncing: sysrq triggered crash\n"
                                      "CPU: 1 PID: 7 Comm: crash"))
@@ -84,7 +84,7 @@ def test_reclassify_a_crash_as_the_tests_failure():
 
 def test_reclassify_qemu_killed_as_infrastructure():
     s = _suite()
-    faults.reclassify(s, faults.Lost(faults.QEMU_GONE, "QEMU was killed by SIGKILL during "
+    lostmachine.reclassify(s, Lost(QEMU_GONE, "QEMU was killed by SIGKILL during "
                                      "crash"))
     assert s.counts() == {"pass": 1, "fail": 0, "skip": 0, "error": 2}
     assert [c.message for c in s.cases if c.name == "qemu"] == [
@@ -93,7 +93,7 @@ def test_reclassify_qemu_killed_as_infrastructure():
 
 def _run_tests(tmp_path, isolated_cache, guest):
     from orchestrator.run import pipeline, stages
-    from orchestrator.targets import base as targets
+    from orchestrator.targets import registry as targets
     from orchestrator.targets.ssh import CmdResult
 
     run = pipeline.Run(pipeline.Options(output=tmp_path / "o", dry_run=True)).state

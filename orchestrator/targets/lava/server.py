@@ -24,7 +24,7 @@ import yaml
 
 from orchestrator.base.errors import InfraError, UsageError
 from orchestrator.base.retry import retrying, stop_never, wait_fixed
-from orchestrator.targets.lavalog import LavaOutcome, read_log
+from orchestrator.targets.lava.log import LavaOutcome, read_log
 
 IDENTITIES = Path("~/.config/lavacli.yaml")
 FINISHED = "Finished"

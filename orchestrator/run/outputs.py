@@ -1,5 +1,5 @@
 """What a run writes about itself, as it goes: metadata.json (inputs, versions, stages),
-results.json (the cells and every testcase, see results.py) and the JUnit rendered from
+results.json (the cells and every testcase: results/record.py) and the JUnit rendered from
 it. Functions of a run's state (state.RunState); nothing here runs anything.
 """
 
@@ -22,7 +22,7 @@ from orchestrator.options import command_line
 from orchestrator.results import record as results
 from orchestrator.results.junit import write_junit
 from orchestrator.store import cache
-from orchestrator.testing import suite as testrun
+from orchestrator.testing import testrun
 
 if TYPE_CHECKING:
     from orchestrator.run.state import ArchState, RunState

@@ -1,12 +1,12 @@
-"""One binary's run (suite.run_binary) on a fake SSH session: KTAP programs as before, a
+"""One binary's run (testrun.run_binary) on a fake SSH session: KTAP programs as before, a
 program without KTAP judged by kselftest's exit codes, a program with a registered text
 format (uffd-unit-tests) as one testcase per line."""
 
 import pytest
 
 from orchestrator.targets.ssh import CmdResult
-from orchestrator.testing import faults
-from orchestrator.testing import suite as testrun
+from orchestrator.testing import lostmachine, testrun
+from orchestrator.testing.lostmachine import CRASH, Lost
 from tests.support.fakes import FakeSession
 
 
@@ -101,10 +101,10 @@ def test_program_without_ktap_that_hangs_is_a_timeout_as_before(run):
     assert cases(s) == [("timeout", "error", "timeout"), ("dmesg_clean", "pass", "dmesg_clean")]
 
 
-def test_program_without_ktap_that_loses_the_machine_is_judged_by_faults(run):
+def test_program_without_ktap_that_loses_the_machine_is_judged_by_lostmachine(run):
     s = run("waiting...\n", code=None, lost=True)
     assert cases(s) == [("ssh", "error", "ssh")]
-    faults.reclassify(s, faults.Lost(faults.CRASH, "kernel crashed during prog: Oops"))
+    lostmachine.reclassify(s, Lost(CRASH, "kernel crashed during prog: Oops"))
     assert cases(s) == [("kernel_crash", "fail", "crash")]
 
 

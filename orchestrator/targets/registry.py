@@ -23,7 +23,7 @@ from typing import Any
 from orchestrator.base.errors import UsageError
 from orchestrator.base.opt import Opt
 from orchestrator.targets.deploy import DEPLOY, DEPLOY_MODES
-from orchestrator.targets.lava import LavaTarget
+from orchestrator.targets.lava.target import LavaTarget
 from orchestrator.targets.local import QemuTarget
 from orchestrator.targets.protocol import Machine, Target, TargetBase, UpRequest
 from orchestrator.targets.remote import SSH_SPEC, SshTarget

@@ -7,7 +7,7 @@ shared), its output turned into results:
 - no KTAP otherwise: one testcase named after the program, kind `exit_code`, its status
   from kselftest's exit code (kselftest.verdict: 2 xfail is a pass, 3 xpass a failure).
 
-A hang (timeout error) or a lost machine (ssh error; faults makes a crash `kernel_crash`)
+A hang (timeout error) or a lost machine (ssh error; lostmachine makes a crash `kernel_crash`)
 is classified the same way whatever the program printed.
 """
 
@@ -23,7 +23,7 @@ from pathlib import Path
 from orchestrator.base.errors import EXIT_INFRA, EXIT_PASS, EXIT_TEST_FAILED
 from orchestrator.kernel import problems
 from orchestrator.results.record import TestCase, cap
-from orchestrator.targets.rootfs import TESTS_DIR
+from orchestrator.targets.layout import TESTS_DIR
 from orchestrator.targets.ssh import Session
 from orchestrator.testing import kselftest, ktap, textformats
 
@@ -211,7 +211,7 @@ def _ktap_cases(parsed: ktap.Parsed, name: str, code: int | None, hung: bool,
 def _text_cases(name: str, res, hung: bool, timeout: float) -> list[ktap.TestResult]:
     """A program without KTAP: one testcase per line of its text format, if it has one
     (textformats); the test it was in when it died is an error (hung, machine lost: a
-    crash makes it a failure in faults.reclassify) or takes the exit code's verdict."""
+    crash makes it a failure in lostmachine.reclassify) or takes the exit code's verdict."""
     fmt = textformats.lookup(name)
     if fmt is None:
         return []
