@@ -110,8 +110,15 @@ from orchestrator.kernel import arch
 from orchestrator.kernel import build
 from orchestrator.base.runner import Runner
 a = arch.get(sys.argv[1])
-k, compiled = build.build(a, Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4], Runner(),
-                          Path(sys.argv[5]), int(sys.argv[6]))
+src, bd = Path(sys.argv[2]), Path(sys.argv[3])
+args = (a, src, bd, sys.argv[4], Runner(), Path(sys.argv[5]), int(sys.argv[6]))
+tree = Runner().run(["git", "-C", str(src), "rev-parse", "HEAD^{tree}"], always=True)
+proof = {"source": {"source_tree": tree.output.strip(), "commit": "", "repo": str(src)},
+         "config_text": (bd / ".config").read_text()}
+try:  # stored with the proof of what it was built from, as every run stores
+    k, compiled = build.build(*args, **proof)
+except TypeError:  # --compare-src: an orch from before provenance (no such arguments)
+    k, compiled = build.build(*args)
 assert compiled and (k.store / "complete").exists(), k
 print("orch build stage from", build.__file__)
 """

@@ -238,10 +238,15 @@ def build(arch: Arch, srctree: Path, builddir: Path, key: str, runner: Runner, l
         shutil.rmtree(k.store, ignore_errors=True)
     elif (k.store / "complete").exists():
         return k, False
+    tree = (source or {}).get("source_tree", "")
+    if not tree and not runner.dry_run:
+        # No proof can be made without the tree the key was computed from: nothing is built
+        # to be stored on trust.
+        raise BuildError(f"{arch.name} kernel not built under key {key[:12]}: no source tree "
+                         f"id to prove it against (build.build needs source['source_tree'])")
     jobs = jobs or os.cpu_count() or 1
     cc, env = make_env(arch, key, srctree)
-    tree = (source or {}).get("source_tree", "")
-    if tree and not runner.dry_run:
+    if not runner.dry_run:
         provenance.prepare(srctree, builddir, tree, runner, note)
     cold = not (builddir / "vmlinux").exists()
     total, expected = estimates.estimate(arch, cold)
@@ -260,7 +265,7 @@ def build(arch: Arch, srctree: Path, builddir: Path, key: str, runner: Runner, l
     res = runner.run(argv, env=env, log=log, on_line=on_line, tail_lines=4000)
     if runner.dry_run:
         return k, True
-    if tree and not res.ok:
+    if not res.ok:
         provenance.finished(builddir, tree, ok=False)
     if not res.ok:
         full = no_space(res.tail)
@@ -272,11 +277,10 @@ def build(arch: Arch, srctree: Path, builddir: Path, key: str, runner: Runner, l
             f"{arch.name} kernel build failed: {errors[0].strip() if errors else res.tail[-1]}",
             hint="\n".join(errors[:20]),
         )
-    if tree:
-        why = provenance.proof(srctree, builddir, tree, config_text or "", stamp(key), runner)
-        if why:  # the build dir's record keeps this build as unfinished: not trusted
-            raise BuildError(f"{arch.name} kernel not stored under key {key[:12]}: {why}")
-        provenance.finished(builddir, tree, ok=True)
+    why = provenance.proof(srctree, builddir, tree, config_text or "", stamp(key), runner)
+    if why:  # the build dir's record keeps this build as unfinished: not trusted
+        raise BuildError(f"{arch.name} kernel not stored under key {key[:12]}: {why}")
+    provenance.finished(builddir, tree, ok=True)
     tmp = k.store.with_name(f"{k.store.name}.tmp-{os.getpid()}")
     try:
         store(arch, key, builddir, tmp, start, steps.done if steps else None, cold,

@@ -160,3 +160,20 @@ def test_a_build_whose_worktree_moved_is_not_stored(tmp_path, isolated_cache):
     with pytest.raises(BuildError, match="worktree moved during the build"):
         _build(wt, bd, b, FakeMake(bd, move_worktree_to="HEAD~1", wt=wt), isolated_cache)
     assert provenance.read(bd)["building"]["tree"] == b  # unfinished: not trusted next time
+
+
+def test_a_build_without_a_source_tree_is_refused_not_stored_on_trust(tmp_path, isolated_cache):
+    """Seen failing: build.build without `source` compiled and stored with no proof at all
+    (ci/benchmark.py's build driver did so)."""
+    import pytest
+
+    from orchestrator.base.errors import BuildError
+    from orchestrator.kernel import arch, build
+    wt, _, b = _repo(tmp_path)
+    bd = wt / ".orch-build-x86_64"
+    bd.mkdir()
+    (bd / ".config").write_text("CONFIG_X=y\n")
+    key = build.build_key(arch.X86_64, b, "CONFIG_X=y\n", "gcc")
+    with pytest.raises(BuildError, match="no source tree id"):
+        build.build(arch.X86_64, wt, bd, key, FakeMake(bd), isolated_cache / "build.log")
+    assert not build.store_for(arch.X86_64, key).store.exists()
