@@ -31,8 +31,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-from orchestrator.base.errors import Interrupted
-
 
 @dataclass
 class Result:
@@ -119,7 +117,6 @@ class Runner:
             logf.flush()
         tail: deque[str] = deque(maxlen=tail_lines)
         captured: list[str] = []
-        _WATCHDOG.ensure()  # up before the child: the group is handed over as it starts
         outf = open(out_file, "wb") if out_file else None
         try:
             proc = subprocess.Popen(
@@ -130,6 +127,7 @@ class Runner:
                 stdout=outf or subprocess.PIPE,
                 stderr=subprocess.PIPE if outf else subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=_watched(_WATCHDOG.ensure()),
                 text=True,
                 errors="replace",
             )
@@ -140,7 +138,6 @@ class Runner:
         finally:
             if outf:
                 outf.close()  # the child has its own copy
-        watch_group(proc.pid)
         timed_out = threading.Event()
 
         def reader() -> None:
@@ -215,16 +212,15 @@ class Runner:
         terminal's foreground while it runs (Ctrl-C and window sizes reach it, not orch)."""
         argv = [str(a) for a in argv]
         self.commands.append(quote(argv) + (f"   (in {cwd})" if cwd else ""))
-        _WATCHDOG.ensure()
         tty = _foreground_tty() if terminal else None
         if terminal:
             stdin = stdout = stderr = None
-        kw = {"preexec_fn": _take_terminal(tty)} if tty is not None else \
-            {"start_new_session": True}
+        watched = _watched(_WATCHDOG.ensure(), grace)
+        kw = {"preexec_fn": _take_terminal(tty, watched)} if tty is not None else \
+            {"start_new_session": True, "preexec_fn": watched}
         proc = subprocess.Popen(argv, cwd=cwd, env={**clean_env(), **(env or {})}, stdin=stdin,
                                 stdout=stdout, stderr=stderr, text=text,
                                 errors="replace" if text else None, **kw)
-        watch_group(proc.pid, grace)
         return Child(proc, argv, grace, tty)
 
 
@@ -273,10 +269,30 @@ def _give_terminal(tty: int, pgid: int) -> None:
         signal.signal(signal.SIGTTOU, old)
 
 
-def _take_terminal(tty: int) -> Callable[[], None]:
+def _take_terminal(tty: int, watched: Callable[[], None]) -> Callable[[], None]:
     def in_child() -> None:  # before exec: its own group, in the foreground of `tty`
         os.setpgid(0, 0)
+        watched()
         _give_terminal(tty, os.getpgrp())
+    return in_child
+
+
+def _watched(fd: int, grace: float | None = None) -> Callable[[], None]:
+    """The child hands its new group to the watchdog itself, after setsid and before exec
+    (the pipe's end is still open then; close-on-exec shuts it at exec). Handed over by the
+    parent after Popen returned, a group started by an orch killed in between (seen under
+    load, in tests/base/test_runner.py) was nobody's: it ran on."""
+    tail = b"\n" if grace is None else f" {grace}\n".encode()
+
+    def in_child() -> None:
+        # SIGPIPE is back to its default here: a watchdog that someone killed must not
+        # kill the child with it.
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        try:
+            os.write(fd, b"+%d" % os.getpgrp() + tail)  # one write under PIPE_BUF: atomic
+        except OSError:
+            pass
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     return in_child
 
 
@@ -374,22 +390,3 @@ def unwatch_group(pgid: int) -> None:
 
 def watchdog_pid() -> int | None:
     return _WATCHDOG.pid
-
-
-_SIGNALLED: list[int] = []
-
-
-def install_signal_handlers() -> None:
-    """SIGTERM and SIGINT stop the whole run, once: the first raises Interrupted wherever
-    orch is (a stage, a test over SSH, a child's wait); later ones are ignored, so that
-    the unwinding (killing QEMU, writing the partial results) is not cut short."""
-
-    def _stop(signum, frame):  # noqa: ARG001
-        if _SIGNALLED:
-            return
-        _SIGNALLED.append(signum)
-        name = "SIGINT (Ctrl-C)" if signum == signal.SIGINT else signal.Signals(signum).name
-        raise Interrupted(f"interrupted by {name}")
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)

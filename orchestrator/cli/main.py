@@ -23,7 +23,7 @@ from orchestrator.base.errors import (
     OrchError,
     bisect_code,
 )
-from orchestrator.base.runner import install_signal_handlers
+from orchestrator.base.signals import install_signal_handlers
 from orchestrator.cli import bisect, boot, compare, doctor, gc, lava, merge, plan, run
 from orchestrator.cli.common import Parser
 
