@@ -15,9 +15,9 @@ from pathlib import Path
 from orchestrator.base import files
 from orchestrator.base.errors import BuildError, MissingToolError
 from orchestrator.base.runner import Runner
+from orchestrator.kernel import coverage as covmod
 from orchestrator.kernel import estimates, provenance
 from orchestrator.kernel.arch import Arch
-from orchestrator.kernel import coverage as covmod
 from orchestrator.kernel.build_errors import error_lines, no_space, os_error_text
 from orchestrator.kernel.kconfig import make_argv
 from orchestrator.store import cache

@@ -155,7 +155,7 @@ def gained_lost(base: dict | None, new: dict | None) -> dict[str, list[dict]]:
     b, n = by_key(base), by_key(new)
     gained, lost = [], []
     for key, new_lines in n.items():
-        for bl, nl in zip(b.get(key, []), new_lines):
+        for bl, nl in zip(b.get(key, []), new_lines, strict=False):  # the pairs there are
             row = {"file": key[0], "patch": key[2], "text": nl["text"],
                    "base_line": bl["line"], "line": nl["line"],
                    "function": nl["function"] or bl["function"]}

@@ -110,7 +110,8 @@ def document(rec: Record) -> dict:
                                           "fragments": cell.fragments, "debug": cell.debug}}
         cov = rescov.cell_summary(rec.coverage, cell.id)
         if cov is not None:  # patch coverage (orch run --coverage)
-            b["misc"]["coverage"] = cov | {"not_run": rescov.not_run(rec.coverage, cell.id)}
+            b["misc"]["coverage"] = cov | ({"not_run": rescov.not_run(rec.coverage, cell.id)}
+                                           if cov["supported"] else {})
         if cell.compiler:
             b["compiler"] = cell.compiler
         secs = cell.stages.get("build", {}).get("seconds")

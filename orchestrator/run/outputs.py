@@ -21,8 +21,8 @@ from orchestrator.kernel.tree import EMBEDDED
 from orchestrator.options import command_line
 from orchestrator.results import coverage as rescov
 from orchestrator.results import record as results
-from orchestrator.results.merge import summary_md
 from orchestrator.results.junit import write_junit
+from orchestrator.results.merge import summary_md
 from orchestrator.store import cache
 from orchestrator.testing import testrun
 
