@@ -251,7 +251,7 @@ def build(arch: Arch, srctree: Path, builddir: Path, key: str, runner: Runner, l
     # tree instead of two, and headers_install overlaps the compile.
     argv = make_argv(arch, srctree, builddir, make_targets(arch, builddir), jobs=jobs,
                      cc=cc) + [f"INSTALL_HDR_PATH={builddir / 'orch-headers'}",
-                               *covmod.make_vars(coverage or [])]
+                               *covmod.make_vars(coverage, builddir)]
     res = runner.run(argv, env=env, log=log, on_line=on_line, tail_lines=4000)
     if runner.dry_run:
         return k, True

@@ -13,12 +13,22 @@ kbuild recompiles exactly the objects whose profiling changed. A file whose own 
 says `GCOV_PROFILE... := n` (boot code, the vDSO: profiling would break their link) is
 left out, with one line.
 
+Reproducible, as every kernel orch stores (README "Builds are reproducible"): gcc stamps
+a profiled object with the time (the notes' stamp) and with the absolute path of its .gcda
+(the build dir's). `-frandom-seed` fixes the stamp; `-fprofile-dir=/orch-gcov` with
+`-fprofile-prefix-path=BUILDDIR` names the data `/orch-gcov/mm#userfaultfd.gcda` whatever
+the build dir (`orch gc --verify` rebuilds in another one). Measured with gcc 12: the same
+object from two build dirs, byte for byte; without these flags, two builds in one dir
+already differ. They go in KCFLAGS (the user's own KCFLAGS kept before them); they do
+nothing to an object that is not profiled.
+
 The key of a coverage kernel says so: its .config has CONFIG_GCOV_KERNEL, and the files
 asked for are part of it (`key_part`); kernel.json lists them and those really profiled.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from pathlib import Path
@@ -28,6 +38,7 @@ from orchestrator.base.runner import Runner
 
 PROFILE = "coverage"  # configs/coverage.config; the cell's profile
 NOTES = "gcov"  # in a store entry: NOTES/<path>.gcno per profiled file
+DATA_DIR = "/orch-gcov"  # the .gcda names the kernel is built with (`DATA_DIR/mm#x.gcda`)
 
 
 def series_files(repo: Path, base: str, head: str, runner: Runner) -> list[str]:
@@ -71,13 +82,24 @@ def requested(srctree: Path, changed: list[str], extra: list[str]) -> tuple[list
     return files, notes
 
 
-def make_vars(files: list[str]) -> list[str]:
-    """make's command-line variables that profile exactly these objects."""
+def make_vars(files: list[str] | None, builddir: Path) -> list[str]:
+    """make's command-line variables that profile exactly these objects, reproducibly
+    (none for a kernel without coverage: `files` None)."""
+    if files is None:
+        return []
     by_stem: dict[str, list[str]] = {}
     for f in files:
         by_stem.setdefault(Path(f).stem, []).append(str(Path(f).with_suffix(".o")))
+    user = os.environ.get("KCFLAGS", "")
+    flags = " ".join(([user] if user else []) + reproducible_flags(builddir))
     return [f"GCOV_PROFILE_{stem}.o=$(if $(filter {' '.join(sorted(objs))},$@),y)"
-            for stem, objs in sorted(by_stem.items())]
+            for stem, objs in sorted(by_stem.items())] + [f"KCFLAGS={flags}"]
+
+
+def reproducible_flags(builddir: Path, data_dir: str = DATA_DIR) -> list[str]:
+    """gcc's flags that make a profiled object the same from any build dir."""
+    return ["-frandom-seed=orch", f"-fprofile-dir={data_dir}",
+            f"-fprofile-prefix-path={builddir}"]
 
 
 def key_part(files: list[str]) -> str:

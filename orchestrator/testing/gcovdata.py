@@ -58,8 +58,9 @@ def collect(sess: Session, dest: Path) -> Path:
 
 def members(tar_path: Path, wanted: list[str]) -> dict[str, bytes]:
     """The gcda of each `wanted` source file (`mm/userfaultfd.c`) in a collected tar, by
-    that file's path. A member is matched by its path's end (`.../mm/userfaultfd.gcda`):
-    the build dir's path in front of it is whatever the kernel was built in."""
+    that file's path. A member is matched by its path's end (`.../mm/userfaultfd.gcda`),
+    after gcc's mangling of `-fprofile-dir` names (`orch-gcov/mm#userfaultfd.gcda`,
+    kernel/coverage.py); whatever is in front of it (a build dir) does not matter."""
     ends = {f: "/" + str(PurePosixPath(f).with_suffix(".gcda")) for f in wanted}
     out: dict[str, bytes] = {}
     try:
@@ -67,7 +68,7 @@ def members(tar_path: Path, wanted: list[str]) -> dict[str, bytes]:
             for m in tf.getmembers():
                 if not m.isfile():
                     continue
-                name = "/" + m.name.lstrip("./")
+                name = "/" + m.name.lstrip("./").replace("#", "/")
                 best = max((f for f, e in ends.items() if name.endswith(e)),
                            key=lambda f: len(ends[f]), default=None)
                 if best is not None:

@@ -37,7 +37,7 @@ def test_make_vars_profile_exactly_the_named_objects_through_sub_makes(tmp_path)
     (tmp_path / "Makefile").write_text(TOP_MK)
     (tmp_path / "sub.mk").write_text(SUB_MK)
     argv = ["make", "-s", "-C", str(tmp_path),
-            *cov.make_vars(["mm/userfaultfd.c", "fs/userfaultfd.c", "mm/rmap.c"])]
+            *cov.make_vars(["mm/userfaultfd.c", "fs/userfaultfd.c", "mm/rmap.c"], tmp_path)]
     out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
     got = dict(line.split() for line in out.splitlines())
     assert got == {"mm/userfaultfd.o": "GCOV", "fs/userfaultfd.o": "GCOV",
@@ -46,10 +46,14 @@ def test_make_vars_profile_exactly_the_named_objects_through_sub_makes(tmp_path)
                    "kernel/userfaultfd.o": "plain", "arch/x86/boot/rmap.o": "plain"}
 
 
-def test_make_vars_group_files_by_name():
-    assert cov.make_vars(["mm/userfaultfd.c", "fs/userfaultfd.c"]) == [
-        "GCOV_PROFILE_userfaultfd.o=$(if $(filter fs/userfaultfd.o mm/userfaultfd.o,$@),y)"]
-    assert cov.make_vars([]) == []
+def test_make_vars_group_files_by_name_and_keep_the_users_kcflags(monkeypatch, tmp_path):
+    monkeypatch.delenv("KCFLAGS", raising=False)
+    assert cov.make_vars(["mm/userfaultfd.c", "fs/userfaultfd.c"], tmp_path) == [
+        "GCOV_PROFILE_userfaultfd.o=$(if $(filter fs/userfaultfd.o mm/userfaultfd.o,$@),y)",
+        f"KCFLAGS=-frandom-seed=orch -fprofile-dir=/orch-gcov -fprofile-prefix-path={tmp_path}"]
+    monkeypatch.setenv("KCFLAGS", "-Wno-x")
+    assert cov.make_vars([], tmp_path)[-1].startswith("KCFLAGS=-Wno-x -frandom-seed=orch ")
+    assert cov.make_vars(None, tmp_path) == []
 
 
 def test_a_file_its_makefile_keeps_from_gcov_is_left_out_with_a_line(tmp_path):

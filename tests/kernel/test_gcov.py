@@ -10,8 +10,10 @@ import pytest
 from orchestrator.base.errors import InfraError
 from orchestrator.base.runner import Runner
 from orchestrator.kernel import arch, build, gcov
+from orchestrator.kernel import coverage as cov
 from orchestrator.kernel.build import Kernel
 from orchestrator.kernel.coverage import NOTES
+from orchestrator.testing import gcovdata
 from tests.support.host import git
 
 X_C = """\
@@ -51,9 +53,10 @@ def built(tmp_path):
     (tree / "include/h.h").write_text(H_H)
     bd = tree / ".orch-build-x86_64-coverage"
     (bd / "mm").mkdir(parents=True)
+    data = tmp_path / "debugfs"  # where the program writes its counters: /orch-gcov
     run = lambda *a: subprocess.run(a, cwd=bd, check=True)  # noqa: E731
-    run("gcc", "-fprofile-arcs", "-ftest-coverage", "-I../include", "-c", "../mm/x.c",
-        "-o", "mm/x.o")
+    run("gcc", "-fprofile-arcs", "-ftest-coverage", *cov.reproducible_flags(bd, str(data)),
+        "-I../include", "-c", "../mm/x.c", "-o", "mm/x.o")
     run("gcc", "-fprofile-arcs", "-o", "prog", "mm/x.o")
     for argv in (["./prog", "a", "b", "c", "d"], ["./prog", "a", "b", "c", "d", "e"]):
         subprocess.run(argv, cwd=bd)
@@ -62,7 +65,10 @@ def built(tmp_path):
     (store / NOTES / "mm/x.gcno").write_bytes((bd / "mm/x.gcno").read_bytes())
     (store / "kernel.json").write_text(json.dumps({"coverage": {
         "requested": ["mm/x.c"], "profiled": ["mm/x.c"], "source_prefix": "../"}}))
-    gcda = (bd / "mm/x.gcda").read_bytes()
+    # named as in the kernel's debugfs (gcc's -fprofile-dir mangling): matched back by path
+    tar = tmp_path / "x.tar"
+    tar.write_bytes(gcovdata.tar_of({"orch-gcov/mm#x.gcda": (data / "mm#x.gcda").read_bytes()}))
+    gcda = gcovdata.members(tar, ["mm/x.c"])["mm/x.c"]
     subprocess.run(["rm", "-rf", str(tree)], check=True)
     return Kernel(arch.X86_64, "k" * 20, store), gcda
 
@@ -123,3 +129,21 @@ def test_a_line_belongs_to_the_last_patch_that_wrote_it_and_a_removed_one_to_non
                    (5, "new4", "0002-change.patch")]  # new3: removed by 0002, nobody's
     assert gcov.series_sources(repo / ".git", base, head, Runner()) == ["mm/x.c"]
     assert gcov.file_at(repo / ".git", head, "mm/x.c", Runner()) == steps[1][1]
+
+
+def test_a_profiled_object_is_the_same_from_any_build_dir(tmp_path):
+    """gcc stamps profiled objects with the time and the .gcda's absolute path: with
+    coverage.py's flags, two build dirs (orch's, gc --verify's scratch one) give the same
+    object, byte for byte; without them, even two builds in one dir differ."""
+    objs = {}
+    for d, flags in (("a", True), ("b", True), ("c", False), ("d", False)):
+        bd = tmp_path / d / "tree" / ".b"
+        (bd / "mm").mkdir(parents=True)
+        (bd.parent / "mm").mkdir()
+        (bd.parent / "mm/x.c").write_text(X_C.replace('#include "h.h"', H_H))
+        extra = cov.reproducible_flags(bd) if flags else []
+        subprocess.run(["gcc", "-O2", "-fprofile-arcs", "-ftest-coverage", *extra, "-c",
+                        "../mm/x.c", "-o", "mm/x.o"], cwd=bd, check=True)
+        objs[d] = (bd / "mm/x.o").read_bytes()
+    assert objs["a"] == objs["b"]
+    assert objs["c"] != objs["d"]
