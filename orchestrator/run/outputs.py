@@ -109,6 +109,9 @@ def metadata(run: RunState) -> dict:
                 "builds": {n: st.kselftest for n, st in run.states.items() if st.kselftest},
             } if run.opts.kselftest else None,
             "kernel_cmdline_extra": run.opts.append,
+            # --coverage: the files asked for beyond the series', and those profiled
+            "coverage": {"extra": run.opts.coverage, "requested": run.coverage_files}
+            if run.opts.coverage is not None else None,
         },
         "host": {
             "python": platform.python_version(),
