@@ -19,8 +19,9 @@ a profiled object with the time (the notes' stamp) and with the absolute path of
 `-fprofile-prefix-path=BUILDDIR` names the data `/orch-gcov/mm#userfaultfd.gcda` whatever
 the build dir (`orch gc --verify` rebuilds in another one). Measured with gcc 12: the same
 object from two build dirs, byte for byte; without these flags, two builds in one dir
-already differ. They go in KCFLAGS (the user's own KCFLAGS kept before them); they do
-nothing to an object that is not profiled.
+already differ. They go to the profiled objects only, through kbuild's CFLAGS_KERNEL (and
+CFLAGS_MODULE), empty by default and expanded per object like the flags above: ccache
+cannot cache a compile with -fprofile-prefix-path, and every other object stays cacheable.
 
 The key of a coverage kernel says so: its .config has CONFIG_GCOV_KERNEL, and the files
 asked for are part of it (`key_part`); kernel.json lists them and those really profiled.
@@ -90,10 +91,14 @@ def make_vars(files: list[str] | None, builddir: Path) -> list[str]:
     by_stem: dict[str, list[str]] = {}
     for f in files:
         by_stem.setdefault(Path(f).stem, []).append(str(Path(f).with_suffix(".o")))
-    user = os.environ.get("KCFLAGS", "")
-    flags = " ".join(([user] if user else []) + reproducible_flags(builddir))
-    return [f"GCOV_PROFILE_{stem}.o=$(if $(filter {' '.join(sorted(objs))},$@),y)"
-            for stem, objs in sorted(by_stem.items())] + [f"KCFLAGS={flags}"]
+    every = " ".join(str(Path(f).with_suffix(".o")) for f in sorted(files))
+    flags = " ".join(reproducible_flags(builddir))
+    out = [f"GCOV_PROFILE_{stem}.o=$(if $(filter {' '.join(sorted(objs))},$@),y)"
+           for stem, objs in sorted(by_stem.items())]
+    for var in ("CFLAGS_KERNEL", "CFLAGS_MODULE"):  # the user's own first, if any
+        user = os.environ.get(var, "")
+        out.append(f"{var}={user + ' ' if user else ''}$(if $(filter {every},$@),{flags})")
+    return out
 
 
 def reproducible_flags(builddir: Path, data_dir: str = DATA_DIR) -> list[str]:

@@ -16,6 +16,8 @@ from tests.support.host import git
 # scripts/Makefile.lib (6.1) decides per object with these variables; the sub-make is
 # started per directory as kbuild does (obj=DIR), and the object is the target ($@).
 TOP_MK = """\
+CFLAGS_KERNEL =
+export CFLAGS_KERNEL
 all:
 \t$(MAKE) -f sub.mk obj=mm mm/userfaultfd.o mm/rmap.o
 \t$(MAKE) -f sub.mk obj=fs fs/userfaultfd.o
@@ -29,7 +31,8 @@ GCOV_PROFILE := n
 endif
 basetarget = $(basename $(notdir $@))
 %.o:
-\t@echo "$@ $(if $(patsubst n%,,$(GCOV_PROFILE_$(basetarget).o)$(GCOV_PROFILE)),GCOV,plain)"
+\t@echo "$@ $(if $(patsubst n%,,$(GCOV_PROFILE_$(basetarget).o)$(GCOV_PROFILE)),GCOV,plain)\
+ $(if $(findstring -frandom-seed,$(CFLAGS_KERNEL)),seed,-)"
 """
 
 
@@ -39,20 +42,22 @@ def test_make_vars_profile_exactly_the_named_objects_through_sub_makes(tmp_path)
     argv = ["make", "-s", "-C", str(tmp_path),
             *cov.make_vars(["mm/userfaultfd.c", "fs/userfaultfd.c", "mm/rmap.c"], tmp_path)]
     out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
-    got = dict(line.split() for line in out.splitlines())
-    assert got == {"mm/userfaultfd.o": "GCOV", "fs/userfaultfd.o": "GCOV",
-                   "mm/rmap.o": "GCOV",
+    got = {line.split()[0]: " ".join(line.split()[1:]) for line in out.splitlines()}
+    assert got == {"mm/userfaultfd.o": "GCOV seed", "fs/userfaultfd.o": "GCOV seed",
+                   "mm/rmap.o": "GCOV seed",
                    # the same file name elsewhere keeps its directory's own setting
-                   "kernel/userfaultfd.o": "plain", "arch/x86/boot/rmap.o": "plain"}
+                   "kernel/userfaultfd.o": "plain -", "arch/x86/boot/rmap.o": "plain -"}
 
 
-def test_make_vars_group_files_by_name_and_keep_the_users_kcflags(monkeypatch, tmp_path):
-    monkeypatch.delenv("KCFLAGS", raising=False)
+def test_make_vars_group_files_by_name_and_keep_the_users_cflags(monkeypatch, tmp_path):
+    monkeypatch.delenv("CFLAGS_KERNEL", raising=False)
+    monkeypatch.setenv("CFLAGS_MODULE", "-Wno-x")
+    flags = f"-frandom-seed=orch -fprofile-dir=/orch-gcov -fprofile-prefix-path={tmp_path}"
+    objs = "fs/userfaultfd.o mm/userfaultfd.o"
     assert cov.make_vars(["mm/userfaultfd.c", "fs/userfaultfd.c"], tmp_path) == [
-        "GCOV_PROFILE_userfaultfd.o=$(if $(filter fs/userfaultfd.o mm/userfaultfd.o,$@),y)",
-        f"KCFLAGS=-frandom-seed=orch -fprofile-dir=/orch-gcov -fprofile-prefix-path={tmp_path}"]
-    monkeypatch.setenv("KCFLAGS", "-Wno-x")
-    assert cov.make_vars([], tmp_path)[-1].startswith("KCFLAGS=-Wno-x -frandom-seed=orch ")
+        f"GCOV_PROFILE_userfaultfd.o=$(if $(filter {objs},$@),y)",
+        f"CFLAGS_KERNEL=$(if $(filter {objs},$@),{flags})",
+        f"CFLAGS_MODULE=-Wno-x $(if $(filter {objs},$@),{flags})"]
     assert cov.make_vars(None, tmp_path) == []
 
 
