@@ -33,7 +33,7 @@ def unsupported(st: ArchState, why: str) -> None:
 
 
 def _tar(run: RunState, st: ArchState, binary: str) -> Path:
-    name = re.sub(r"[^A-Za-z0-9_.+-]", "_", binary)
+    name = re.sub(r"[^A-Za-z0-9_.+()-]", "_", binary)
     return run.out / st.arch.name / "coverage" / "gcda" / f"{name}.tar"
 
 
@@ -111,9 +111,10 @@ def series_lines(run: RunState) -> list[dict]:
 
 def analyse(run: RunState, st: ArchState | None) -> None:
     """The cell's counts of the series' added lines, per binary (the `coverage` stage)."""
-    assert st is not None and st.kernel is not None
+    assert st is not None
     if run.opts.dry_run or (st.coverage is not None and not st.coverage["supported"]):
         return
+    assert st.kernel is not None
     a, r = st.arch.name, run.runner
     patches = series_lines(run)
     wanted = {(ln["file"], ln["line"]) for p in patches for ln in p["lines"]}

@@ -134,6 +134,9 @@ def apply(run: RunState, st: ArchState | None) -> None:
                                                   run.head_commit, r), opts.coverage)
             for line in notes:
                 run.progress.line(f"orch: {line}")
+            if not run.coverage_files:
+                run.progress.line("orch: coverage: the series changes no C file that can be "
+                                  "profiled; name files with --coverage=FILE,...")
     run.progress.line(f"source: {run.tree.spec} @ {run.base_commit[:12]} + "
                       f"{len(run.patches)} patch(es) -> {run.worktree}")
 
