@@ -19,9 +19,11 @@ def default_qemu_run(tmp_path_factory):
 @pytest.fixture(scope="session")
 def coverage_run(tmp_path_factory):
     """The output dir of `orch run --coverage --arch x86_64` (6.1 + patches/uffd-move, the
-    whole suite): a coverage kernel, real gcov data per binary, per-patch coverage.
-    test_coverage_slow.py checks it; the results page's browser test opens it."""
+    whole suite, and upstream's move kselftests from 6.12): a coverage kernel, real gcov
+    data per binary, per-patch coverage. test_coverage_slow.py checks it; the results
+    page's browser test opens it."""
     out = tmp_path_factory.mktemp("coverage")
-    r = orch("run", "--coverage", "--arch", "x86_64", "-o", str(out), timeout=2400)
+    r = orch("run", "--coverage", "--arch", "x86_64", "--kselftest-tree", "linux-6.12",
+             "--kselftest", "mm:uffd-unit-tests -f move", "-o", str(out), timeout=2400)
     assert r.returncode == 0, r.stderr[-4000:]
     return out

@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SERIES_C = ["fs/userfaultfd.c", "mm/rmap.c", "mm/userfaultfd.c"]
 # The last commit before #15's fix to the selftests: the swap cases used zram only.
 BEFORE_15 = "4232899^"
+KSELFTEST = "kselftest.mm.uffd-unit-tests_-f_move"  # 6.12's move tests (conftest.py)
 
 
 def coverage_of(out: Path) -> dict:
@@ -60,7 +61,7 @@ def test_coverage_run_per_patch_per_binary(coverage_run):
     assert "CONFIG_GCOV_KERNEL=y" in (store / "config").read_text()
     assert all((store / "gcov" / Path(f).with_suffix(".gcno")).is_file() for f in SERIES_C)
     # one tar of gcov data per binary, and what the boot ran
-    binaries = sorted(p.stem for p in (ROOT / "selftests").glob("*.c"))
+    binaries = [p.stem for p in (ROOT / "selftests").glob("*.c")] + [KSELFTEST]
     tars = sorted(p.stem for p in (out / "x86_64/coverage/gcda").glob("*.tar"))
     assert tars == sorted(["(boot)", *binaries])
     # every patch, in series order; the C patches have executable lines, most of them run
@@ -70,7 +71,7 @@ def test_coverage_run_per_patch_per_binary(coverage_run):
     assert total > 300 and run / total > 0.9, (run, total)
     ran_by = {b for p in cov["patches"] for ln in p["lines"]
               for c in ln["cells"].values() for b in c["ran_by"]}
-    assert "uffd_move" in ran_by
+    assert {"uffd_move", KSELFTEST} <= ran_by  # orch's selftests and the kernel's
     # today's selftests swap through the swap cache (a loop device): the branch runs
     assert all(ln["status"] == "run" for ln in swap_cache_branch(cov))
     # the views agree with results.json
