@@ -72,8 +72,12 @@ def test_coverage_run_per_patch_per_binary(coverage_run):
     ran_by = {b for p in cov["patches"] for ln in p["lines"]
               for c in ln["cells"].values() for b in c["ran_by"]}
     assert {"uffd_move", KSELFTEST} <= ran_by  # orch's selftests and the kernel's
-    # today's selftests swap through the swap cache (a loop device): the branch runs
-    assert all(ln["status"] == "run" for ln in swap_cache_branch(cov))
+    # today's selftests swap through the swap cache (a loop device): the branch runs (but
+    # for its race and "cannot happen" exits: the cover letter's "Patch coverage")
+    block = swap_cache_branch(cov)
+    ran = [ln["text"].strip() for ln in block if ln["status"] == "run"]
+    assert "folio_lock(folio);" in ran and "anon_vma_lock_write(anon_vma);" in ran
+    assert len(ran) >= 0.8 * len(block), block
     # the views agree with results.json
     md = (out / "summary.md").read_text()
     for p in cov["patches"]:
