@@ -6,6 +6,11 @@ nothing (targets: boot-to-SSH within 1.2x of a bare qemu+ssh loop; a no-change r
   .venv/bin/python ci/benchmark.py [--arch x86_64,arm64] [--cold] [--boots 3]
   .venv/bin/python ci/benchmark.py --cold-build [--arch x86_64] [-j 2] [--compare-src DIR]
   .venv/bin/python ci/benchmark.py --edit-loop [--arch x86_64,arm64] [--rounds 3] [--workdir D]
+  .venv/bin/python ci/benchmark.py --coverage [--arch x86_64,arm64] [--cold] [--rounds 3]
+
+--coverage: orch run vs orch run --coverage of the default cell (ci/coverage_bench.py):
+build (with --cold, a cold build each), boot to SSH, the test stage, the coverage stage,
+the image size; then --rounds warm reruns of each for medians.
 
 --edit-loop: edit one line of mm/userfaultfd.c in a user checkout, then `orch run` on it
 vs bare make + a bare QEMU boot + the same tests over ssh, side by side (ci/edit_loop.py);
@@ -211,6 +216,8 @@ def main() -> int:
                     "the embedded tree, the floor in orch's own build dir")
     ap.add_argument("--rounds", type=int, default=1, help="edit-loop rounds (median)")
     ap.add_argument("--workdir", type=Path, help="edit loop: keep the checkout here")
+    ap.add_argument("--coverage", action="store_true",
+                    help="orch run vs orch run --coverage: build, boot, tests")
     args = ap.parse_args()
     if args.edit_loop or args.edit_loop_series:
         sys.path.insert(0, str(ROOT / "ci"))
@@ -241,6 +248,13 @@ def main() -> int:
         os.environ["ORCH_CACHE"] = tmp
     work = Path(tempfile.mkdtemp(prefix="orch-bench-"))
     try:
+        if args.coverage:
+            sys.path.insert(0, str(ROOT / "ci"))
+            import coverage_bench
+
+            for name in args.arch.split(","):
+                coverage_bench.measure(name, work, env, args.rounds)
+            return 0
         for name in args.arch.split(","):
             a = archmod.get(name)
             print(f"== {a.name}")

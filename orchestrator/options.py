@@ -65,6 +65,18 @@ def smp(value: str) -> int:
     return x
 
 
+def coverage_files(value: str) -> list[str]:
+    """`--coverage=FILE[,FILE]`: more C files of the tree to profile, by their path in it."""
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("name the files: --coverage=mm/mmap.c[,FILE]")
+    for n in names:
+        if not n.endswith(".c") or n.startswith("/") or ".." in Path(n).parts:
+            raise argparse.ArgumentTypeError(
+                f"'{n}': a C file of the tree, by its path in it (mm/mmap.c)")
+    return sorted(set(names))
+
+
 @dataclass
 class Options:
     """What a run is asked to do: the table's values by dest, and what orch sets itself."""
@@ -100,6 +112,14 @@ class Options:
     target: str | None = None  # qemu, or ssh://[user@]host[:port]
     # A target's own options (declared once, in its module's OPTIONS): dest -> value.
     target_options: dict[str, Any] = field(default_factory=dict)
+    # --coverage: None (no coverage build), or the files to profile beyond the series' own.
+    coverage: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        # A coverage build is a config profile (configs/coverage.config): its own cell,
+        # build dir and kernel key.
+        if self.coverage is not None and "coverage" not in self.profiles:
+            self.profiles = [*self.profiles, "coverage"]
 
     def __getattr__(self, name: str) -> Any:
         """`opts.reboot_cmd` and the like: a target's option, or its declared default."""
@@ -163,6 +183,10 @@ OPTIONS: list[Opt] = [
         default=[], metavar="FRAGMENT", fmt=_fmt_fragment, example=["/tmp/a.config", "kvm"]),
     Opt(("--debug",), "profiles", "add configs/debug.config (lockdep, KASAN, DEBUG_VM...)",
         kind="const", const="debug", default=[], example=["debug"]),
+    Opt(("--coverage",), "coverage", "a coverage build (GCOV) profiling the C files the "
+        "series changes, plus =FILE,... ; per-patch line coverage of the tests (summary.md, "
+        "results.json, coverage.xml)", kind="optional", type=coverage_files, const=[],
+        metavar="FILE,...", fmt=",".join, commands=(RUN,), example=["mm/mmap.c"]),
     Opt(("--output", "-o"), "output", "output dir (default: orch-out/<time>)", type=Path,
         fmt=abs_path, step=False, reproduce=False, example=Path("/tmp/o")),
     Opt(("--selftests",), "selftests", "directory of *.c selftests (default: orch's "

@@ -41,6 +41,7 @@
 #include "uffd_move_api.h"
 #include "uffd_move_pages.h"
 #include "uffd_move_race.h"
+#include "uffd_move_cov.h"
 
 /* ------------------------------------------------------------------ */
 /* the case table                                                       */
@@ -167,6 +168,7 @@ static const struct ktap_case cases[] = {
 	{ "race_swapoff_loop", t_race_swapoff_loop, N_MOVE | N_LOOP, 60 },
 	{ "eagain_event_unreadable_arg", t_eagain_event_unreadable_arg, N_MOVE, 0 },
 	{ "thp_pte_mapped_unsplittable", t_thp_pte_mapped_unsplittable, N_MOVE | N_THP, 0 },
+	{ "hwpoison_src_efault", t_hwpoison_src_efault, N_MOVE, 0 },
 };
 
 /* Probe once in the parent; every test skips when the move is absent. */

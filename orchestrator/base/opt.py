@@ -27,7 +27,8 @@ class Opt:
     """One command-line option.
 
     kind: "value" (takes one value), "append" (repeatable, a list), "flag" (store_true),
-    "const" (a flag that appends `const` to the list `dest`, shared by several flags).
+    "const" (a flag that appends `const` to the list `dest`, shared by several flags),
+    "optional" (a flag with an optional `=VALUE`: None when absent, `const` when bare).
     step: passed to a commit-bisection step (`orch run --in-worktree`); False for the
     bisection's own options and for those the step sets itself (-o, -q, --series).
     reproduce: part of metadata.json's `reproduce` command (False for where output goes).
@@ -70,6 +71,8 @@ class Opt:
             return [flag] if value and self.const in value else []
         if value is None:
             return []
+        if self.kind == "optional":
+            return [flag] if value == self.const else [f"{flag}={self.fmt(value)}"]
         if self.kind == "append":
             return [w for v in value for w in (flag, self.fmt(v))]
         return [flag, self.fmt(value)]

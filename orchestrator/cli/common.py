@@ -31,6 +31,9 @@ def add_run_options(p: argparse.ArgumentParser, cmd: str) -> None:
             kw.update(action="store_true", default=o.default_for(cmd))
         elif o.kind == "const":
             kw.update(action="append_const", const=o.const, default=[])
+        elif o.kind == "optional":
+            kw.update(nargs="?", const=o.const, default=o.default_for(cmd), type=o.type,
+                      metavar=o.metavar)
         else:
             default = o.default_for(cmd)
             if o.kind == "append":

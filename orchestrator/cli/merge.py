@@ -18,7 +18,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", "-o", type=Path, required=True, help="output directory")
     p.add_argument("--kcidb", type=Path, metavar="FILE",
                    help="also write the runs as a KCIDB document (JSON)")
+    p.add_argument("--coverage", action="store_true",
+                   help="every input must have patch coverage (orch run --coverage); the "
+                        "union over the cells goes into results.json, summary.md and "
+                        "coverage.xml (it does whenever the inputs have some)")
 
 
 def main(args: argparse.Namespace, argv: list[str]) -> int:
-    return merge.run(args.dirs, args.output, shlex.join(["orch", *argv]), args.kcidb)
+    return merge.run(args.dirs, args.output, shlex.join(["orch", *argv]), args.kcidb,
+                     coverage=args.coverage)

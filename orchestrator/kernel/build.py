@@ -15,9 +15,10 @@ from pathlib import Path
 from orchestrator.base import files
 from orchestrator.base.errors import BuildError, MissingToolError
 from orchestrator.base.runner import Runner
+from orchestrator.kernel import coverage as covmod
 from orchestrator.kernel import estimates, provenance
 from orchestrator.kernel.arch import Arch
-from orchestrator.kernel.build_errors import error_lines
+from orchestrator.kernel.build_errors import error_lines, no_space, os_error_text
 from orchestrator.kernel.kconfig import make_argv
 from orchestrator.store import cache
 
@@ -125,10 +126,14 @@ def compiler_version(arch: Arch, runner: Runner) -> str:
     return res.output.splitlines()[0] if res.output else cc
 
 
-def build_key(arch: Arch, source_tree: str, config_text: str, compiler: str) -> str:
+def build_key(arch: Arch, source_tree: str, config_text: str, compiler: str,
+              coverage: list[str] | None = None) -> str:
     # The source *tree object* (not the commit id): re-applying the same series gives a
-    # new commit but the same tree, and must not rebuild.
-    return cache.digest(KEY_VERSION, arch.name, source_tree, config_text, compiler)[:20]
+    # new commit but the same tree, and must not rebuild. A coverage build adds the files
+    # it profiles (its .config has GCOV): another set of files is another kernel.
+    extra = [covmod.key_part(coverage)] if coverage is not None else []
+    return cache.digest(KEY_VERSION, arch.name, source_tree, config_text, compiler,
+                        *extra)[:20]
 
 
 def store_for(arch: Arch, key: str) -> Kernel:
@@ -188,19 +193,6 @@ def ccache_mode() -> dict[str, str]:
     return {"CCACHE_DEPEND": "1"}
 
 
-def os_error_text(exc: OSError) -> str:
-    """"No space left on device", also out of shutil.copytree's list of errors."""
-    if isinstance(exc, shutil.Error) and exc.args and isinstance(exc.args[0], list):
-        first = exc.args[0][0] if exc.args[0] else None
-        if first and len(first) == 3:
-            return str(first[2]).split("] ", 1)[-1]
-    return exc.strerror or str(exc)
-
-
-def no_space(lines) -> str | None:
-    return next((ln.strip() for ln in lines if "No space left on device" in ln), None)
-
-
 def make_env(arch: Arch, key: str, srctree: Path, use_ccache: bool = True) -> tuple[str, dict]:
     """(CC, environment) of a kernel build: reproducible (REPRO_ENV, the key's stamp) and,
     when installed and wanted, through ccache."""
@@ -218,12 +210,14 @@ def make_env(arch: Arch, key: str, srctree: Path, use_ccache: bool = True) -> tu
 
 def build(arch: Arch, srctree: Path, builddir: Path, key: str, runner: Runner, log: Path,
           jobs: int | None = None, meter=None, warn=None, source: dict | None = None,
-          config_text: str | None = None, note=None) -> tuple[Kernel, bool]:
+          config_text: str | None = None, note=None,
+          coverage: list[str] | None = None) -> tuple[Kernel, bool]:
     """Returns (kernel, compiled?). A damaged store entry is reported (`warn`, one line),
     removed, and built again. `meter(label, total, expected)`: a base.progress.Meter for
     make's steps (see estimates.py). `source` ({"source_tree", "commit", "repo"}) and
     `config_text`: what the key was made of; the kernel is stored only with the proof that
-    it was built from them (provenance.py), and kernel.json records them."""
+    it was built from them (provenance.py), and kernel.json records them. `coverage`: the
+    files a coverage build profiles (kernel/coverage.py); their notes are stored too."""
     k = store_for(arch, key)
     cache.hold(k.store)  # `orch gc` leaves it alone while this orch runs
     if (k.store / "complete").exists() and not runner.dry_run:
@@ -261,7 +255,8 @@ def build(arch: Arch, srctree: Path, builddir: Path, key: str, runner: Runner, l
     # The image and the uAPI headers (for the selftests) in one make: one pass over the
     # tree instead of two, and headers_install overlaps the compile.
     argv = make_argv(arch, srctree, builddir, make_targets(arch, builddir), jobs=jobs,
-                     cc=cc) + [f"INSTALL_HDR_PATH={builddir / 'orch-headers'}"]
+                     cc=cc) + [f"INSTALL_HDR_PATH={builddir / 'orch-headers'}",
+                               *covmod.make_vars(coverage, builddir)]
     res = runner.run(argv, env=env, log=log, on_line=on_line, tail_lines=4000)
     if runner.dry_run:
         return k, True
@@ -284,7 +279,7 @@ def build(arch: Arch, srctree: Path, builddir: Path, key: str, runner: Runner, l
     tmp = k.store.with_name(f"{k.store.name}.tmp-{os.getpid()}")
     try:
         store(arch, key, builddir, tmp, start, steps.done if steps else None, cold,
-              source)
+              source, coverage)
         shutil.rmtree(k.store, ignore_errors=True)
         os.replace(tmp, k.store)
     except OSError as exc:
@@ -364,7 +359,8 @@ def keep_vmlinux(builddir: Path, tmp: Path) -> None:
 
 
 def store(arch: Arch, key: str, builddir: Path, tmp: Path, start: float,
-          steps: int | None = None, cold: bool = True, source: dict | None = None) -> None:
+          steps: int | None = None, cold: bool = True, source: dict | None = None,
+          coverage: list[str] | None = None) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     image = tmp / Path(arch.image_path).name
@@ -380,6 +376,7 @@ def store(arch: Arch, key: str, builddir: Path, tmp: Path, start: float,
         except OSError:
             shutil.copy2(builddir / "vmlinux", tmp / SYMS)
     copy_gdb_scripts(builddir, tmp / GDB_DIR)
+    gcov = covmod.keep_notes(builddir, coverage, tmp) if coverage is not None else None
     release = (builddir / "include/config/kernel.release")
     (tmp / "kernel.json").write_text(json.dumps({
         "arch": arch.name,
@@ -393,5 +390,6 @@ def store(arch: Arch, key: str, builddir: Path, tmp: Path, start: float,
         "headers_digest": tree_digest(tmp / "headers"),
         **(source or {}),  # source_tree (checked before storing), commit, repo
         "config_sha256": cache.file_digest(tmp / "config"),
+        **({"coverage": gcov} if gcov is not None else {}),
     }, indent=2))
     (tmp / "complete").write_text("")

@@ -10,6 +10,7 @@ an error.
 from __future__ import annotations
 
 import re
+import shutil
 from typing import Iterable
 
 COMPILER_RE = re.compile(r"(: error: |: fatal error: |undefined reference to |"
@@ -32,3 +33,16 @@ def first_error(lines: Iterable[str], default: str = "") -> str:
     """The line that says best what failed (stripped), or `default`."""
     found = error_lines(lines)
     return found[0].strip() if found else default
+
+
+def no_space(lines) -> str | None:
+    return next((ln.strip() for ln in lines if "No space left on device" in ln), None)
+
+
+def os_error_text(exc: OSError) -> str:
+    """"No space left on device", also out of shutil.copytree's list of errors."""
+    if isinstance(exc, shutil.Error) and exc.args and isinstance(exc.args[0], list):
+        first = exc.args[0][0] if exc.args[0] else None
+        if first and len(first) == 3:
+            return str(first[2]).split("] ", 1)[-1]
+    return exc.strerror or str(exc)

@@ -20,6 +20,7 @@ from orchestrator.base.errors import EXIT_INFRA, EXIT_PASS, EXIT_TEST_FAILED, Us
 from orchestrator.base.runner import Runner
 from orchestrator.kernel import arch as archmod
 from orchestrator.kernel import build
+from orchestrator.kernel import coverage as covmod
 from orchestrator.kernel import tree as treemod
 from orchestrator.kernel.kconfig import make_argv
 from orchestrator.store import cache
@@ -97,8 +98,10 @@ def verify_one(entry: Path, runner: Runner, use_ccache: bool, jobs: int | None,
         if not use_ccache:
             env["CCACHE_DISABLE"] = "1"
         log = log_dir / f"verify-{entry.name}.log"
-        made = runner.run(make_argv(a, wt, scratch, [a.image], jobs=jobs, cc=cc), env=env,
-                          log=log, tail_lines=50)
+        # a coverage kernel: the same objects profiled, the same way (coverage.py)
+        gcov = covmod.make_vars((info.get("coverage") or {}).get("requested"), scratch)
+        made = runner.run(make_argv(a, wt, scratch, [a.image], jobs=jobs, cc=cc) + gcov,
+                          env=env, log=log, tail_lines=50)
         if not made.ok:
             return Outcome(entry.name, "unverifiable",
                            f"the cold rebuild failed (log: {log}): {made.tail[-1:]}")

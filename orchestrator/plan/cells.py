@@ -24,6 +24,7 @@ class Cell:
     # embedded name or an absolute path; "" for the tree under test).
     kselftest: list[str] = field(default_factory=list)
     kselftest_tree: str = ""
+    coverage: list[str] | None = None  # orch run --coverage[=FILES]: None, or extra files
 
     def __getattr__(self, key: str) -> Entry:
         entries = self.__dict__.get("entries", {})
@@ -42,16 +43,22 @@ class Cell:
         if self.kselftest:
             doc["kselftest"] = list(self.kselftest)
             doc["kselftest_tree"] = self.kselftest_tree or None
+        if self.coverage is not None:
+            doc["coverage"] = list(self.coverage)
         return doc
 
 
 def make_cell(entries: dict[str, Entry], tests: list[str],
-              kselftest: tuple[list[str], str] = ([], "")) -> Cell:
+              kselftest: tuple[list[str], str] = ([], ""),
+              coverage: list[str] | None = None) -> Cell:
     """A cell, named by its entries (`x86_64-6.1-uffd-move`), leaving out the implicit ones
-    (no series, the default profile, QEMU)."""
+    (no series, the default profile, QEMU); a coverage cell ends in `-coverage`."""
     parts = [entries[a.key].name for a in AXES if a.in_name(entries[a.key])]
+    if coverage is not None:
+        parts.append("coverage")
     return Cell(name="-".join(parts), entries={k: entries[k] for k in KEYS},
-                tests=list(tests), kselftest=list(kselftest[0]), kselftest_tree=kselftest[1])
+                tests=list(tests), kselftest=list(kselftest[0]), kselftest_tree=kselftest[1],
+                coverage=None if coverage is None else list(coverage))
 
 
 @dataclass
@@ -88,5 +95,8 @@ class Plan:
             argv += ["--kselftest", k]
         if cell.kselftest and cell.kselftest_tree:
             argv += ["--kselftest-tree", cell.kselftest_tree]
+        if cell.coverage is not None:
+            argv.append("--coverage" + (f"={','.join(cell.coverage)}" if cell.coverage
+                                        else ""))
         return argv
 

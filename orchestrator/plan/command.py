@@ -13,7 +13,7 @@ from orchestrator.plan.schema import load
 
 # What a cell decides; `orch run --plan F --cell N` takes everything else from its own line.
 CELL_OWNS = (*(dest for a in AXES for dest in a.owns), "tests", "kselftest",
-             "kselftest_tree")
+             "kselftest_tree", "coverage")
 
 
 def cli_option_flags() -> set[str]:

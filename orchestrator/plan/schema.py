@@ -14,6 +14,8 @@ the key at fault (`p.yaml: trees[0].tree: linux-7.0: not an embedded tree ...`).
     tests: [uffd_move, vma_merge]  # binaries every cell runs (default: all)
     kselftest: [mm:uffd-unit-tests]  # the kernel's own selftests (orch run --kselftest)
     kselftest_tree: linux-6.12     # where they come from (default: the tree under test)
+    coverage: true                 # orch run --coverage (or [mm/mmap.c]: more files); cells
+                                   # end in -coverage
     exclude:                       # a cell matching every key of an entry is dropped
       - {tree: "6.1", series: none}
       - {tree: "6.12", series: uffd-move}
@@ -31,6 +33,7 @@ in orchestrator.plan.axes.
 
 from __future__ import annotations
 
+from argparse import ArgumentTypeError
 from itertools import product
 from pathlib import Path
 
@@ -39,6 +42,7 @@ import yaml
 from orchestrator.base.errors import UsageError
 from orchestrator.base.paths import PROJECT
 from orchestrator.kernel.tree import EMBEDDED
+from orchestrator.options import coverage_files
 from orchestrator.plan.axes import AXES, BY_KEY, KEYS, NAME_RE, Where, under
 from orchestrator.plan.cells import Cell, Entry, Plan, PlanError, make_cell
 from orchestrator.testing import kselftest
@@ -46,9 +50,9 @@ from orchestrator.testing import kselftest
 PLANS = PROJECT / "configs" / "plans"
 PLURAL = {a.key: a.plural for a in AXES}
 KS_KEYS = ("kselftest", "kselftest_tree")
-TOP_KEYS = {"name", "root", "tests", *KS_KEYS, "exclude", "include", "compare",
+TOP_KEYS = {"name", "root", "tests", *KS_KEYS, "coverage", "exclude", "include", "compare",
             *PLURAL.values()}
-INCLUDE_KEYS = (*KEYS, "tests", *KS_KEYS)
+INCLUDE_KEYS = (*KEYS, "tests", *KS_KEYS, "coverage")
 
 
 def resolve_path(spec: str) -> Path:
@@ -91,9 +95,10 @@ def parse(data, path: Path, *, cli_options: set[str] | None = None) -> Plan:
     axes = {a.key: axis_entries(data, a.key, at) for a in AXES}
     tests = parse_tests(data.get("tests"), "tests", at)
     ks = parse_kselftest(data, "", at)
-    cells = product_cells(data, axes, tests, at, ks)
+    cov = parse_coverage(data, "", at)
+    cells = product_cells(data, axes, tests, at, ks, cov)
     includes = data.get("include") or []
-    cells += include_cells(includes, axes, tests, at, ks)
+    cells += include_cells(includes, axes, tests, at, ks, cov)
     check_unique(cells, "include" if includes else "exclude", at)
     plan = Plan(path=path, name=name, root=at.root, axes=axes, cells=cells)
     if data.get("compare") is not None:
@@ -179,6 +184,25 @@ def parse_kselftest(data: dict, where: str, at: Where,
     return specs, tree
 
 
+def parse_coverage(data: dict, where: str, at: Where,
+                   default: list[str] | None = None) -> list[str] | None:
+    """`coverage:` true (orch run --coverage), false, or a list of more C files to profile
+    (--coverage=FILE,...); absent: `default`."""
+    if "coverage" not in data:
+        return default
+    raw, key = data["coverage"], f"{where}.coverage" if where else "coverage"
+    if raw is True:
+        return []
+    if raw is False or raw is None:
+        return None
+    if not isinstance(raw, list) or not raw or not all(isinstance(x, str) for x in raw):
+        at.fail(key, "must be true, false or a list of C files like [mm/mmap.c]")
+    try:
+        return coverage_files(",".join(raw))
+    except ArgumentTypeError as exc:
+        at.fail(key, str(exc))
+
+
 def parse_match(m, where: str, at: Where, axes: dict[str, list[Entry]],
                 cells: list[Cell] | None = None) -> dict[str, str]:
     """An {axis: entry name} mapping (exclude:, compare:), each name known on its axis
@@ -201,7 +225,8 @@ def parse_match(m, where: str, at: Where, axes: dict[str, list[Entry]],
 
 
 def product_cells(data: dict, axes: dict[str, list[Entry]], tests: list[str],
-                  at: Where, ks: tuple[list[str], str] = ([], "")) -> list[Cell]:
+                  at: Where, ks: tuple[list[str], str] = ([], ""),
+                  cov: list[str] | None = None) -> list[Cell]:
     """The cross product of the axes, minus the cells that match an `exclude:` entry."""
     excludes = data.get("exclude") or []
     if not isinstance(excludes, list):
@@ -211,12 +236,13 @@ def product_cells(data: dict, axes: dict[str, list[Entry]], tests: list[str],
     for combo in product(*(axes[k] for k in KEYS)):
         entries = dict(zip(KEYS, combo, strict=True))
         if not any(all(entries[k].name == v for k, v in m.items()) for m in matches):
-            cells.append(make_cell(entries, tests, ks))
+            cells.append(make_cell(entries, tests, ks, cov))
     return cells
 
 
 def include_cells(includes, axes: dict[str, list[Entry]], tests: list[str],
-                  at: Where, ks: tuple[list[str], str] = ([], "")) -> list[Cell]:
+                  at: Where, ks: tuple[list[str], str] = ([], ""),
+                  cov: list[str] | None = None) -> list[Cell]:
     """The `include:` cells: per axis an entry's name, a new entry, or the axis's first."""
     if not isinstance(includes, list):
         at.fail("include", "must be a list of cells ({arch: ..., tree: ..., ...})")
@@ -237,7 +263,8 @@ def include_cells(includes, axes: dict[str, list[Entry]], tests: list[str],
             named = next((e for e in axes[a.key] if e.name == str(v)), None)
             entries[a.key] = named or a.entry(v, f"{where}.{a.key}", at)
         own = parse_tests(inc["tests"], f"{where}.tests", at) if "tests" in inc else tests
-        cells.append(make_cell(entries, own, parse_kselftest(inc, where, at, ks)))
+        cells.append(make_cell(entries, own, parse_kselftest(inc, where, at, ks),
+                               parse_coverage(inc, where, at, cov)))
     return cells
 
 

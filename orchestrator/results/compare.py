@@ -25,6 +25,7 @@ from typing import Callable
 
 from orchestrator.base import files
 from orchestrator.base.errors import EXIT_INFRA, EXIT_PASS, EXIT_TEST_FAILED, UsageError
+from orchestrator.results import coverage as rescov
 from orchestrator.results import merge as mergemod
 from orchestrator.results import record as results
 from orchestrator.results.record import Cell, Record
@@ -182,9 +183,16 @@ def load_side(path: Path) -> Record:
     return mergemod.merge([path], path, exclude_out=False)
 
 
-def run(base_path: Path, new_path: Path, out: Path | None = None) -> int:
+def run(base_path: Path, new_path: Path, out: Path | None = None,
+        coverage: bool = False) -> int:
+    """`orch compare`. Patch coverage's lines gained and lost are added when both sides
+    have coverage; `coverage`: a side without any is an error."""
     try:
         base, new = load_side(base_path), load_side(new_path)
+        for side, rec in ((base_path, base), (new_path, new)):
+            if coverage and not rec.coverage:
+                raise UsageError(f"--coverage: {side} has no patch coverage (its run had no "
+                                 f"--coverage)")
     except UsageError as exc:
         exc.stage = "compare"
         raise
@@ -192,6 +200,10 @@ def run(base_path: Path, new_path: Path, out: Path | None = None) -> int:
     pairs, changes = compare(base, new)
     code = exit_code(new, pairs, changes)
     md = render_md(str(base_path), str(new_path), base, new, pairs, changes, code)
+    gl = rescov.gained_lost(base.coverage, new.coverage) \
+        if base.coverage and new.coverage else None
+    if gl is not None:
+        md += rescov.compare_md(gl)
     out.mkdir(parents=True, exist_ok=True)
     files.write_text(out / "compare.md", md)
     data = {
@@ -201,6 +213,7 @@ def run(base_path: Path, new_path: Path, out: Path | None = None) -> int:
         "counts": counts(changes),
         "pairs": [{**asdict(p), "counts": counts(changes, p)} for p in pairs],
         "changes": [asdict(ch) for ch in changes],
+        **({"coverage": gl} if gl is not None else {}),
     }
     files.write_json(out / "compare.json", data)
     print(md, end="")

@@ -9,6 +9,7 @@ from pathlib import Path
 from junitparser import Attr, Error, Failure, JUnitXml, Properties, Skipped, TestCase, TestSuite
 
 from orchestrator.base import files
+from orchestrator.results import coverage as rescov
 from orchestrator.results.record import Cell, Record
 from orchestrator.results.record import TestCase as ResultCase
 
@@ -44,6 +45,23 @@ def cell_properties(cell: Cell) -> dict[str, str]:
     }
 
 
+def coverage_properties(record: Record, cell: Cell) -> dict[str, str]:
+    """Patch coverage (orch run --coverage): the cell's added lines run, in all and per
+    patch (`coverage.PATCH`: run/executable)."""
+    cov = rescov.cell_summary(record.coverage, cell.id)
+    if cov is None:
+        return {}
+    if not cov["supported"]:
+        return {"coverage": f"not supported: {cov['why']}"}
+    props = {"coverage": f"{cov['run']}/{cov['executable']} added lines run "
+                         f"({rescov.pct(cov['run'], cov['executable'])})",
+             "coverage_lines_executable": str(cov["executable"]),
+             "coverage_lines_run": str(cov["run"])}
+    for p in cov["patches"]:
+        props[f"coverage.{p['name']}"] = f"{p['run']}/{p['executable']}"
+    return props
+
+
 def junit(record: Record) -> JUnitXml:
     """One testsuite per cell and binary, named like its testcases' classname
     (CELL_ID.BINARY, unique across cells); rendered from the record alone."""
@@ -53,7 +71,9 @@ def junit(record: Record) -> JUnitXml:
             cases = [t for t in record.tests if t.cell == cell.id and t.binary == binary]
             ts = TestSuite(f"{cell.id}.{binary}")
             ts.properties = Properties()
-            for k, v in {**cell_properties(cell), "binary": binary}.items():
+            props = {**cell_properties(cell), "binary": binary,
+                     **coverage_properties(record, cell)}
+            for k, v in props.items():
                 ts.add_property(k, _clean(str(v)))
             for t in cases:
                 ts.add_testcase(_testcase(t))

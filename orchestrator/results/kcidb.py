@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import re
 
+from orchestrator.results import coverage as rescov
 from orchestrator.results.record import Cell, Record, TestCase
 
 ORIGIN = "orch"
@@ -107,6 +108,10 @@ def document(rec: Record) -> dict:
              build_status(cell), "misc": {"cell": cell.id, "kernel_key": cell.kernel_key,
                                           "kernel_release": cell.kernel_release,
                                           "fragments": cell.fragments, "debug": cell.debug}}
+        cov = rescov.cell_summary(rec.coverage, cell.id)
+        if cov is not None:  # patch coverage (orch run --coverage)
+            b["misc"]["coverage"] = cov | ({"not_run": rescov.not_run(rec.coverage, cell.id)}
+                                           if cov["supported"] else {})
         if cell.compiler:
             b["compiler"] = cell.compiler
         secs = cell.stages.get("build", {}).get("seconds")

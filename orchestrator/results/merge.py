@@ -15,6 +15,7 @@ from pathlib import Path
 from orchestrator import __version__
 from orchestrator.base import files
 from orchestrator.base.errors import EXIT_INFRA, UsageError, worst
+from orchestrator.results import coverage as rescov
 from orchestrator.results import kcidb as kcidbmod
 from orchestrator.results import record as results
 from orchestrator.results.junit import write_junit
@@ -50,21 +51,30 @@ def _rel(path: Path, start: Path) -> str:
     return os.path.relpath(path, start)
 
 
-def merge(dirs: list[Path], out: Path, exclude_out: bool = True) -> Record:
+def merge(dirs: list[Path], out: Path, exclude_out: bool = True,
+          coverage: bool = False) -> Record:
     """The merged record. The same cell in two inputs is an error naming both: merging it
     twice would count its tests twice, and dropping one would hide a result.
 
     Log paths are re-based on `out`, where the record is to be written. With `exclude_out`
     (orch merge) nothing under `out` is an input: `orch merge art -o art/merged` run twice
     must not read the first merge as a third input. A merge that is not written there
-    (compare's view of a directory of runs, with `out` that directory) reads all of it."""
+    (compare's view of a directory of runs, with `out` that directory) reads all of it.
+
+    Patch coverage is the union of the inputs' (results/coverage.py); with `coverage`, an
+    input without any is an error (`orch merge --coverage`)."""
     out = out.resolve()
     merged = Record(kind="merge", orch_version=__version__,
                     created=dt.datetime.now(dt.timezone.utc).isoformat())
     seen: dict[str, Path] = {}
+    covs = []
     for d in dirs:
         for path in find_results(d.resolve(), exclude=out if exclude_out else None):
             rec = results.load(path)
+            if coverage and not rec.coverage:
+                raise UsageError(f"--coverage: {path} has no patch coverage (its run had no "
+                                 f"--coverage)")
+            covs.append(rec.coverage)
             src = path.parent
             for cell in rec.cells:
                 if cell.id in seen:
@@ -78,6 +88,7 @@ def merge(dirs: list[Path], out: Path, exclude_out: bool = True) -> Record:
             for t in rec.tests:
                 t.logs = {k: _rel(src / v, out) for k, v in t.logs.items()}
                 merged.tests.append(t)
+    merged.coverage = rescov.union(covs)
     return merged
 
 
@@ -135,7 +146,7 @@ def summary_md(rec: Record, title: str = "orch results") -> str:
                          f"{md_cell(t.message)[:300]}")
         if len(bad) > SUMMARY_FAILURES_MAX:
             lines.append(f"- ... and {len(bad) - SUMMARY_FAILURES_MAX} more (results.json)")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + rescov.summary_md(rec.coverage)
 
 
 def write(rec: Record, out: Path) -> None:
@@ -143,12 +154,15 @@ def write(rec: Record, out: Path) -> None:
     results.write(out / results.FILENAME, rec)
     write_junit(out / "junit.xml", rec)
     files.write_text(out / "summary.md", summary_md(rec))
+    if rec.coverage:
+        files.write_bytes(out / rescov.COBERTURA, rescov.cobertura(rec.coverage))
 
 
-def run(dirs: list[Path], out: Path, command: str = "", kcidb: Path | None = None) -> int:
+def run(dirs: list[Path], out: Path, command: str = "", kcidb: Path | None = None,
+        coverage: bool = False) -> int:
     """The CLI's `orch merge`: prints the summary, exits with the worst cell's code."""
     try:
-        rec = merge(dirs, out)
+        rec = merge(dirs, out, coverage=coverage)
     except UsageError as exc:
         exc.stage = "merge"
         raise

@@ -6,10 +6,11 @@ one cell and one test binary. `results.json` holds the cells and every testcase;
 summary.md, compare and KCIDB are all rendered from it (report.py, merge.py, compare.py,
 kcidb.py), never from the run's internals.
 
-Schema (version 1), see README "results.json":
+Schema (version 1; 2 with a `coverage` section, results/coverage.py), see README
+"results.json":
     {"schema": "orch-results", "schema_version": 1, "kind": "run"|"merge",
      "orch_version", "command", "created", "exit_code", "status",
-     "cells": [Cell...], "tests": [TestCase...]}
+     "cells": [Cell...], "tests": [TestCase...], "coverage": {...} (version 2)}
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from orchestrator.base.errors import (
 )
 
 SCHEMA = "orch-results"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # what this orch reads; it writes 1 unless a record has coverage
 FILENAME = "results.json"
 STATUSES = ("pass", "fail", "skip", "error")
 OUTPUT_CAP = 64 * 1024  # bytes of a testcase's output kept in the record and in JUnit
@@ -151,6 +152,7 @@ class Record:
     command: str = ""
     created: str = ""
     orch_version: str = ""
+    coverage: dict | None = None  # --coverage: patch coverage (results/coverage.py)
 
     @property
     def exit_code(self) -> int | None:
@@ -183,7 +185,7 @@ class Record:
         code = self.exit_code
         return {
             "schema": SCHEMA,
-            "schema_version": SCHEMA_VERSION,
+            "schema_version": 2 if self.coverage else 1,
             "kind": self.kind,
             "orch_version": self.orch_version,
             "command": self.command,
@@ -192,6 +194,7 @@ class Record:
             "status": status_of(code),
             "cells": [c.to_json() for c in self.cells],
             "tests": [t.to_json() for t in self.tests],
+            **({"coverage": self.coverage} if self.coverage else {}),
         }
 
     @classmethod
@@ -206,7 +209,8 @@ class Record:
             rec = cls(cells=[Cell.from_json(c) for c in d["cells"]],
                       tests=[TestCase.from_json(t) for t in d["tests"]],
                       kind=d.get("kind", "run"), command=d.get("command", ""),
-                      created=d.get("created", ""), orch_version=d.get("orch_version", ""))
+                      created=d.get("created", ""), orch_version=d.get("orch_version", ""),
+                      coverage=d.get("coverage") or None)
         except (KeyError, TypeError) as exc:
             raise UsageError(f"{where}: malformed results record ({exc})") from None
         bad = next((t for t in rec.tests if t.status not in STATUSES), None)

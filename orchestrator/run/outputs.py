@@ -12,15 +12,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from orchestrator import __version__
-from orchestrator.base.files import write_json
+from orchestrator.base.files import write_bytes, write_json, write_text
 from orchestrator.base.paths import SELFTESTS
 from orchestrator.kernel import dirty as dirtymod
 from orchestrator.kernel import series as seriesmod
 from orchestrator.kernel import tree as treemod
 from orchestrator.kernel.tree import EMBEDDED
 from orchestrator.options import command_line
+from orchestrator.results import coverage as rescov
 from orchestrator.results import record as results
 from orchestrator.results.junit import write_junit
+from orchestrator.results.merge import summary_md
 from orchestrator.store import cache
 from orchestrator.testing import testrun
 
@@ -107,6 +109,9 @@ def metadata(run: RunState) -> dict:
                 "builds": {n: st.kselftest for n, st in run.states.items() if st.kselftest},
             } if run.opts.kselftest else None,
             "kernel_cmdline_extra": run.opts.append,
+            # --coverage: the files asked for beyond the series', and those profiled
+            "coverage": {"extra": run.opts.coverage, "requested": run.coverage_files}
+            if run.opts.coverage is not None else None,
         },
         "host": {
             "python": platform.python_version(),
@@ -176,6 +181,7 @@ def record(run: RunState) -> results.Record:
     rec = results.Record(kind="run", orch_version=__version__,
                          command=shlex.join(run.opts.argv) if run.opts.argv else "",
                          created=run.started.isoformat())
+    cov: dict[str, dict] = {}
     for name, st in run.states.items():
         c = cell(run, st)
         rec.cells.append(c)
@@ -183,6 +189,10 @@ def record(run: RunState) -> results.Record:
             if s.arch == name:
                 rec.tests += testrun.record_cases(c.id, s, source_file(run, s),
                                                       logs_of(run, name, s))
+        if st.coverage is not None:
+            cov[c.id] = st.coverage
+    if run.opts.coverage is not None and (cov or run.coverage_patches is not None):
+        rec.coverage = rescov.section(run.coverage_patches or [], cov)
     return rec
 
 
@@ -215,6 +225,10 @@ def write(run: RunState) -> None:
     rec = record(run)
     results.write(run.out / FILENAME, rec)
     write_junit(run.junit_path, rec)
+    if run.status != "running":  # a verdict to summarise
+        write_text(run.out / "summary.md", summary_md(rec, title="orch run"))
+    if rec.coverage:
+        write_bytes(run.out / rescov.COBERTURA, rescov.cobertura(rec.coverage))
 
 
 # --- names for the record ----------------------------------------------------------------

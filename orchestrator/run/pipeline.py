@@ -199,10 +199,15 @@ class Run:
     # --- the machine ----------------------------------------------------------------------
 
     def up_and_test(self, st: ArchState, stages: list[Stage]) -> None:
+        """Boot and test, then the machine goes; what comes after the tests (the coverage
+        stage) runs without it."""
+        names = [stg.name for stg in stages]
+        cut = names.index("test") + 1 if "test" in names else len(stages)
         try:
-            self.walk(stages, st)
+            self.walk(stages[:cut], st)
         finally:
             self.close_machine(st)
+        self.walk(stages[cut:], st)
 
     def close_machine(self, st: ArchState) -> None:
         if st.exit is not None:

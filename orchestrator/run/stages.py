@@ -24,10 +24,12 @@ from orchestrator.base.errors import (
 )
 from orchestrator.kernel import arch as archmod
 from orchestrator.kernel import build, kconfig
+from orchestrator.kernel import coverage as covmod
 from orchestrator.kernel import dirty as dirtymod
 from orchestrator.kernel import series as seriesmod
 from orchestrator.kernel import tree as treemod
 from orchestrator.kernel.arch import Arch
+from orchestrator.run import coverage as covrun
 from orchestrator.run import crashes, outputs
 from orchestrator.run.sources import SOURCES
 from orchestrator.run.state import CHECK, MACHINE, TREE, ArchState, RunState, Stage, builddir
@@ -126,6 +128,15 @@ def apply(run: RunState, st: ArchState | None) -> None:
     apply_dirty(run)
     if not opts.dry_run:
         run.head_commit, run.source_tree = treemod.tree_id(run.worktree, r)
+        if opts.coverage is not None:
+            run.coverage_files, notes = covmod.requested(
+                run.worktree, covmod.series_files(run.tree.repo, run.base_commit,
+                                                  run.head_commit, r), opts.coverage)
+            for line in notes:
+                run.progress.line(f"orch: {line}")
+            if not run.coverage_files:
+                run.progress.line("orch: coverage: the series changes no C file that can be "
+                                  "profiled; name files with --coverage=FILE,...")
     run.progress.line(f"source: {run.tree.spec} @ {run.base_commit[:12]} + "
                       f"{len(run.patches)} patch(es) -> {run.worktree}")
 
@@ -174,7 +185,8 @@ def config(run: RunState, st: ArchState | None) -> None:
 def build_kernel(run: RunState, st: ArchState | None) -> None:
     assert st is not None and run.worktree is not None
     a, r = st.arch, run.runner
-    key = build.build_key(a, run.source_tree, st.config_text, run.versions["gcc"][a.name])
+    key = build.build_key(a, run.source_tree, st.config_text, run.versions["gcc"][a.name],
+                          run.coverage_files)
     source = {"source_tree": run.source_tree, "commit": run.head_commit,
               "repo": str(run.tree.repo) if run.tree else "",
               "compiler": run.versions["gcc"][a.name]}
@@ -185,7 +197,8 @@ def build_kernel(run: RunState, st: ArchState | None) -> None:
                                              f"orch: [{a.name}] build: {m}"),
                                          source=source, config_text=st.config_text,
                                          note=lambda m: run.progress.line(
-                                             f"orch: [{a.name}] {m}"))
+                                             f"orch: [{a.name}] {m}"),
+                                         coverage=run.coverage_files)
     st.release = st.kernel.info().get("release", "")
     if not r.dry_run:
         run.progress.line(f"[{a.name}] kernel {st.release or '?'}: "
@@ -237,6 +250,7 @@ def test(run: RunState, st: ArchState | None) -> None:
     if run.opts.dry_run:
         return
     assert st.machine is not None
+    covrun.start(run, st)
     if st.machine.report is not None:  # the target ran the tests itself (LAVA)
         st.test_code = record_report(run, st)
     else:
@@ -284,6 +298,7 @@ def run_tests(run: RunState, st: ArchState) -> int:
             continue
         steps.update(t.binary, done=i)
         mark = m.guest.mark() if m.guest else 0
+        covrun.before(run, st)
         where = m.tests_dir if t.payload == "selftests" else m.dirs[t.payload]
         s = testrun.run_binary(m.session, a.name, t.binary, t.timeout,
                                run.out / a.name / "tests", path=f"{where}/{t.path}",
@@ -300,6 +315,8 @@ def run_tests(run: RunState, st: ArchState) -> int:
                 lost = True
                 st.error = InfraError(gone.message, stage="test")
             run.progress.error(f"orch: [{a.name}] test: {gone.message}")
+        else:
+            covrun.after(run, st, t.binary)
         crashes.triage(run, st, s)
         run.suites.append(s)
         c = s.counts()
@@ -337,6 +354,8 @@ STAGES: list[Stage] = [
           wanted=lambda run: run.target.wants_initramfs),
     Stage("boot", boot, needs=("target", "kernel", *TESTS, "initramfs"), gives="machine"),
     Stage("test", test, needs=("machine",), gives="results"),
+    Stage("coverage", covrun.analyse, needs=("results",), gives="coverage",
+          wanted=lambda run: run.opts.coverage is not None),
 ]
 
 # A failed test run is retried from here (--retries): a fresh boot, the same kernel.

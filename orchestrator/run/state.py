@@ -69,6 +69,10 @@ class ArchState:
     flaky: bool = False
     untested: bool = False  # every test skipped: nothing really ran
     exit_code: int | None = None  # this arch's (cell's) own verdict
+    # --coverage: per binary, the gcda files taken from the machine (run/coverage.py), and
+    # the cell's line coverage of the series' added lines once computed.
+    gcda: dict[str, Path] = field(default_factory=dict)
+    coverage: dict | None = None
 
 
 def builddir(run: "RunState", st: ArchState) -> Path:
@@ -121,6 +125,9 @@ class RunState:
         default_factory=lambda: {"qemu": {}, "gcc": {}})
     fragments: dict[str, list[Path]] = field(default_factory=dict)
     kselftests: list[kselftest.Request] = field(default_factory=list)  # --kselftest, parsed
+    coverage_files: list[str] | None = None  # --coverage: the C files profiled (asked for)
+    coverage_patches: list[dict] | None = None  # the series' added lines (run/coverage.py)
+    coverage_sources: dict[str, str] | None = None  # the series' C files, as tested
     test_files: dict[str, str] = field(default_factory=dict)  # suite -> its source file
     # Called whenever the state changed in a way a reader of the outputs should see.
     report: Callable[[], None] = lambda: None

@@ -200,6 +200,27 @@ class Session:
             raise SSHError(f"upload of {local.name} to {self.where} failed (exit {status}): "
                            f"{err}")
 
+    def get(self, remote_command: str, timeout: float = 120.0) -> bytes:
+        """The stdout of `remote_command` as bytes (a tar of files: `tar -cf - ...`); a
+        non-zero exit is an SSHError with its stderr. The exec channel of `put`."""
+        if self.conn is None or self.conn.transport is None:
+            raise SSHError("not connected")
+        try:
+            chan = self.conn.transport.open_session(timeout=30)
+            chan.settimeout(timeout)
+            chan.exec_command(self._wrap(remote_command))
+            data = b"".join(iter(lambda: chan.recv(1 << 16), b""))
+            status = chan.recv_exit_status()
+            err = chan.recv_stderr(4096).decode(errors="replace").strip()
+            chan.close()
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise SSHError(f"reading from {self.where} failed: {type(exc).__name__}: "
+                           f"{exc}") from None
+        if status != 0:
+            raise SSHError(f"{remote_command.split()[0]} on {self.where} failed (exit "
+                           f"{status}): {err}")
+        return data
+
     def close(self) -> None:
         if self.conn:
             self.conn.close()

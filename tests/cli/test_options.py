@@ -127,6 +127,9 @@ def test_relative_paths_are_written_absolute(tmp_path, monkeypatch):
     (["--append", "a\nb"], "--append"),
     (["--append", "x" * 5000], "--append"),
     (["--accel", "hvf"], "--accel"),
+    (["--coverage=../etc/x.c"], "--coverage"),
+    (["--coverage=mm/mmap.h"], "--coverage"),
+    (["--coverage="], "--coverage"),
 ])
 def test_nonsense_values_are_usage_errors_naming_the_option(args, flag, tmp_path):
     r = orch("run", *args, "-o", str(tmp_path / "o"),
@@ -148,3 +151,18 @@ def test_smp_beyond_the_machine_of_the_arch(tmp_path):
 def test_usage_error_under_bisect_exit_aborts(tmp_path):
     r = orch("run", "--bisect-exit", "--memory", "lots", env={"ORCH_CACHE": str(tmp_path / "c")})
     assert r.returncode == 128 and "orch: usage: --memory: " in r.stderr
+
+
+def test_coverage_takes_an_optional_list_of_files():
+    """Bare `--coverage`: the series' own files; `--coverage=A,B`: and these; absent: no
+    coverage build. Either way the profile (cell id, build dir) says coverage."""
+    for argv, files, profiles in (
+            (["run", "--coverage", "--arch", "arm64"], [], ["coverage"]),
+            (["run", "--debug", "--coverage=mm/mmap.c,mm/a.c,mm/mmap.c"],
+             ["mm/a.c", "mm/mmap.c"], ["debug", "coverage"]),
+            (["run"], None, [])):
+        o = options.options_from(cli.parser().parse_args(argv), argv)
+        assert (o.coverage, o.profiles) == (files, profiles)
+        words = options.command_line("run", o)
+        again = options.options_from(cli.parser().parse_args(words[1:]), words[1:])
+        assert again.coverage == files

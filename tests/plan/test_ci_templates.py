@@ -98,9 +98,16 @@ def test_gitlab_templates_cache_and_artifacts():
     assert "after_script" not in cell
     script = " ".join(cell["script"])
     assert '--plan "$ORCH_PLAN" --cell "$ORCH_CELL"' in script
-    assert jobs[".orch-merge"]["when"] == "always"
+    assert jobs[".orch-report"]["when"] == "always"
+    assert jobs[".orch-merge"]["extends"] == jobs[".orch-compare"]["extends"] == ".orch-report"
     assert "orch merge out -o merged" in " ".join(jobs[".orch-merge"]["script"])
     assert "orch compare base new" in " ".join(jobs[".orch-compare"]["script"])
+    # patch coverage: the merge's union, as Cobertura, shown in a merge request's diff
+    assert jobs[".orch-merge"]["artifacts"]["reports"]["coverage_report"] == {
+        "coverage_format": "cobertura", "path": "merged/coverage.xml"}
+    assert re.search(jobs[".orch-merge"]["coverage"].strip("/"),
+                     "| | **all** | 412 | 398 | 96.6% | 398/412 |").group(1) == "96.6"
+    assert "reports" not in jobs[".orch-compare"]["artifacts"]
     parent = yaml.safe_load((ROOT / "ci/gitlab-ci.yml").read_text())
     trig = parent["orch-cells"]
     assert trig["trigger"]["include"] == [{"artifact": "orch-cells.yml", "job": "orch-plan"}]
@@ -149,6 +156,8 @@ def test_github_workflow_shape():
     runs = " ".join(s.get("run", "") for s in merge["steps"])
     assert "orch merge out -o merged" in runs
     assert 'cat merged/summary.md >> "$GITHUB_STEP_SUMMARY"' in runs
+    cov = [s for s in merge["steps"] if s.get("with", {}).get("name") == "orch-coverage"]
+    assert cov and cov[0]["with"]["path"] == "merged/coverage.xml"
     assert wf["env"]["ORCH_PLAN"] == "configs/plans/default.yaml"
 
 

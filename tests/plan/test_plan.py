@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from orchestrator import options
+from orchestrator.base.errors import UsageError
 from orchestrator.cli import main as cli
 from orchestrator.plan import axes, command, schema
 from orchestrator.plan.cells import PlanError
@@ -295,3 +296,40 @@ def test_axis_table_names_real_run_options():
     dests = {o.dest for o in options.options_for(options.RUN)}
     assert set(command.CELL_OWNS) <= dests
     assert [a.key for a in axes.AXES] == ["arch", "tree", "series", "profile", "target"]
+
+
+def test_coverage_in_a_plan_is_orch_run_coverage(tmp_path):
+    """`coverage:` at the top (every cell) or per include; true, or more files to profile.
+    A coverage cell's name ends in -coverage, as its cell id's profile is `coverage`."""
+    p = write(tmp_path, f"""
+root: {ROOT}
+arches: [x86_64, arm64]
+trees: [{{name: "6.1", tree: linux-6.1}}]
+series: [{{name: uffd-move, path: patches/uffd-move}}]
+include:
+  - {{arch: x86_64, coverage: [mm/mmap.c, mm/memory.c]}}
+  - {{arch: arm64, profile: debug, coverage: true}}
+""")
+    plan = schema.load(p)
+    assert [c.name for c in plan.cells] == [
+        "x86_64-6.1-uffd-move", "arm64-6.1-uffd-move", "x86_64-6.1-uffd-move-coverage",
+        "arm64-6.1-uffd-move-debug-coverage"]
+    o = _opts(["run", "--plan", str(p), "--cell", "x86_64-6.1-uffd-move-coverage"])
+    assert o == _opts(["run", "--tree", "linux-6.1", "--series", UFFD,
+                       "--coverage=mm/memory.c,mm/mmap.c"])
+    assert o.coverage == ["mm/memory.c", "mm/mmap.c"] and o.profiles == ["coverage"]
+    o = _opts(["run", "--plan", str(p), "--cell", "arm64-6.1-uffd-move-debug-coverage"])
+    assert o.coverage == [] and o.profiles == ["debug", "coverage"]
+    assert _opts(["run", "--plan", str(p), "--cell", "arm64-6.1-uffd-move"]).coverage is None
+    top = write(tmp_path, f"root: {ROOT}\narches: [x86_64]\ntrees: [linux-6.1]\n"
+                          "coverage: true\n", "top.yaml")
+    assert [c.name for c in schema.load(top).cells] == ["x86_64-6.1-coverage"]
+    with pytest.raises(PlanError, match=r"include\[0\].coverage: must be true, false or a "
+                                        r"list of C files"):
+        schema.load(write(tmp_path, f"root: {ROOT}\narches: [x86_64]\ntrees: [linux-6.1]\n"
+                                    "include: [{arch: x86_64, coverage: 3}]\n", "bad.yaml"))
+    with pytest.raises(PlanError, match=r"coverage: '../x.c': a C file of the tree"):
+        schema.load(write(tmp_path, f"root: {ROOT}\narches: [x86_64]\ntrees: [linux-6.1]\n"
+                                    "coverage: [../x.c]\n", "bad2.yaml"))
+    with pytest.raises(UsageError, match="--coverage cannot be combined with --plan"):
+        _opts(["run", "--plan", str(p), "--cell", "x86_64-6.1-uffd-move", "--coverage"])

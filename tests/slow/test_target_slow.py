@@ -231,6 +231,24 @@ def test_reboot_cmd_deploys_with_the_users_script(board_guest, tmp_path):
     assert probe["uffd_feature_move"].is_passed
 
 
+def test_coverage_on_a_board_over_ssh(board_guest, coverage_run, tmp_path):
+    """--coverage on a board: the coverage kernel (coverage_run's, a store hit) deployed by
+    kexec; orch mounts debugfs there and takes the gcov data per binary over SSH."""
+    b = board_guest
+    out = tmp_path / "o"
+    r = b.orch("run", "--target", "ssh://board", "--target-initrd", board.INITRD_COPY,
+               "--coverage", "--test", "uffd_move_probe", "-o", str(out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "up to date, no compile" in r.stdout
+    doc = json.loads((out / "results.json").read_text())
+    (cid, cell), = doc["coverage"]["cells"].items()
+    assert cid == "x86_64.linux-6.1.uffd-move.coverage.board"
+    assert cell["supported"] and cell["executable"] > 100 and 0 < cell["run"]
+    assert sorted(p.name for p in (out / "x86_64/coverage/gcda").iterdir()) == [
+        "(boot).tar", "uffd_move_probe.tar"]
+    assert b.ssh("ls /tmp") == ""  # the data's temporary copy is gone too
+
+
 def test_kexec_refused_leaves_the_board_running(board_guest, tmp_path):
     b = board_guest
     before = b.ssh("cat /proc/version")

@@ -1,0 +1,150 @@
+"""`orch run --coverage` on the machine side and after it: the kernel's gcov counters are
+taken once after boot (as the pseudo-binary `(boot)`), then reset before each test binary
+and taken after it (testing/gcovdata.py), into ARCH/coverage/gcda/BINARY.tar; the
+`coverage` stage turns them into counts of the series' added lines (kernel/gcov.py), per
+binary, with which binaries ran each line.
+
+A target that runs the tests itself (LAVA) cannot hand the counters back yet: its cell
+says so (`supported: false` and why), as does a machine whose kernel is not orch's build
+(--no-deploy) or has no gcov data in debugfs.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+from orchestrator.base.errors import OrchError
+from orchestrator.kernel import dirty as dirtymod
+from orchestrator.kernel import gcov
+from orchestrator.results import coverage as rescov
+from orchestrator.run.state import ArchState, RunState
+from orchestrator.testing import gcovdata
+from orchestrator.testing import triage as triagemod
+
+BOOT = "(boot)"  # what ran before the first test binary: the boot, orch's own commands
+LAVA_WHY = ("coverage under LAVA is not supported yet: the job runs the tests itself and "
+            "nothing brings the guest's gcov data back")
+
+
+def unsupported(st: ArchState, why: str) -> None:
+    st.coverage = {"supported": False, "why": why, "profiled": [], "lines": {}}
+
+
+def _tar(run: RunState, st: ArchState, binary: str) -> Path:
+    name = re.sub(r"[^A-Za-z0-9_.+()-]", "_", binary)
+    return run.out / st.arch.name / "coverage" / "gcda" / f"{name}.tar"
+
+
+def _take(run: RunState, st: ArchState, binary: str) -> None:
+    assert st.machine is not None and st.machine.session is not None
+    try:
+        st.gcda[binary] = gcovdata.collect(st.machine.session, _tar(run, st, binary))
+    except OrchError as exc:
+        run.progress.error(f"orch: [{st.arch.name}] coverage: no gcov data after {binary}: "
+                           f"{exc}")
+
+
+def start(run: RunState, st: ArchState) -> None:
+    """Before the first binary: can this machine give gcov data? Then take what the boot
+    ran, and reset."""
+    if run.opts.coverage is None:
+        return
+    st.gcda, st.coverage = {}, None
+    m = st.machine
+    if m is None or m.session is None:
+        unsupported(st, LAVA_WHY if run.target.kind == "lava" else
+                    f"no shell on the {run.target.kind} machine to read gcov data with")
+    elif st.target_facts.get("deploy") == "none":
+        unsupported(st, "--no-deploy tests the machine's own kernel: no notes of orch's "
+                        "build describe it")
+    else:
+        why = gcovdata.prepare(m.session)
+        if why:
+            unsupported(st, why)
+            return
+        _take(run, st, BOOT)
+        gcovdata.reset(m.session)
+    if st.coverage:
+        run.progress.error(f"orch: [{st.arch.name}] coverage: {st.coverage['why']}")
+
+
+def before(run: RunState, st: ArchState) -> None:
+    if run.opts.coverage is not None and st.coverage is None and st.machine is not None:
+        assert st.machine.session is not None
+        gcovdata.reset(st.machine.session)
+
+
+def after(run: RunState, st: ArchState, binary: str) -> None:
+    if run.opts.coverage is not None and st.coverage is None and st.machine is not None:
+        _take(run, st, binary)
+
+
+# --- the coverage stage --------------------------------------------------------------------
+
+def series_lines(run: RunState) -> list[dict]:
+    """The series' patches with the lines each added that are still in the tested tree
+    (the same for every arch: computed once)."""
+    if run.coverage_patches is not None:
+        return run.coverage_patches
+    assert run.tree is not None
+    r, repo = run.runner, run.tree.repo
+    names = [p.name for p in run.patches] + ([dirtymod.NAME] if run.dirty else [])
+    commits = triagemod.patch_commits(repo, run.base_commit, run.head_commit, names, r)
+    patches = [{"index": i + 1, "name": p.name, "subject": p.subject, "dirty": False,
+                "lines": []} for i, p in enumerate(run.patches)]
+    if run.dirty:
+        patches.append({"index": len(patches) + 1, "name": dirtymod.NAME,
+                        "subject": f"uncommitted changes in {run.dirty.checkout}",
+                        "dirty": True, "lines": []})
+    by_name = {p["name"]: p for p in patches}
+    run.coverage_sources = {}
+    for f in gcov.series_sources(repo, run.base_commit, run.head_commit, r):
+        run.coverage_sources[f] = gcov.file_at(repo, run.head_commit, f, r)
+        for line, text, patch in gcov.added_lines(repo, run.base_commit, run.head_commit,
+                                                  f, commits, r):
+            by_name[patch]["lines"].append({"file": f, "line": line, "text": text})
+    run.coverage_patches = patches
+    return patches
+
+
+def analyse(run: RunState, st: ArchState | None) -> None:
+    """The cell's counts of the series' added lines, per binary (the `coverage` stage)."""
+    assert st is not None
+    if run.opts.dry_run or (st.coverage is not None and not st.coverage["supported"]):
+        return
+    assert st.kernel is not None
+    a, r = st.arch.name, run.runner
+    patches = series_lines(run)
+    wanted = {(ln["file"], ln["line"]) for p in patches for ln in p["lines"]}
+    profiled = (st.kernel.info().get("coverage") or {}).get("profiled", [])
+    tool = gcov.gcov_tool(st.arch, run.versions["gcc"].get(a, ""), r)
+    sources = dict(run.coverage_sources or {})
+    assert run.tree is not None
+    for f in profiled:
+        if f not in sources:
+            sources[f] = gcov.file_at(run.tree.repo, run.head_commit, f, r)
+    work = run.out / a / "coverage" / "work"
+    gcov.stage(work, st.kernel, sources)
+    lines: dict[tuple[str, int], dict] = {}
+    try:
+        for binary, tar in st.gcda.items():
+            counts = gcov.line_counts(work, gcovdata.members(tar, profiled), tool, r,
+                                      log=run.log(a, "coverage.log"))
+            for f, ls in counts.items():
+                for n, (count, function) in ls.items():
+                    if (f, n) not in wanted:
+                        continue
+                    e = lines.setdefault((f, n), {"count": 0, "ran_by": [],
+                                                  "function": function})
+                    e["count"] += count
+                    if count > 0:
+                        e["ran_by"].append(binary)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    why = "" if st.gcda else "no gcov data was taken (no test binary ran)"
+    st.coverage = {"supported": True, "why": why, "profiled": profiled, "lines": lines}
+    ran = sum(1 for e in lines.values() if e["count"] > 0)
+    run.progress.line(f"[{a}] coverage: {ran} of the series' {len(lines)} executable added "
+                      f"lines run ({rescov.pct(ran, len(lines))}), {len(st.gcda)} binaries")

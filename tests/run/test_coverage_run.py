@@ -1,0 +1,66 @@
+"""--coverage in a run, on the machine side (run/coverage.py), with fake machines: where the
+gcov data comes from, when it cannot (LAVA, --no-deploy, a kernel without gcov) and that
+this is said in the cell, never left silent."""
+
+import json
+
+from orchestrator import options
+from orchestrator.run import coverage as covrun
+from orchestrator.run import outputs
+from orchestrator.run.pipeline import Run
+from orchestrator.targets import Machine
+from orchestrator.targets.ssh import CmdResult
+from orchestrator.testing import gcovdata
+from tests.support.fakes import FakeSession
+
+GCDA = gcovdata.tar_of({"orch-gcov/mm#userfaultfd.gcda": b"data"})
+
+
+class Guest(FakeSession):
+    def get(self, command: str, timeout: float = 120.0) -> bytes:
+        self.ran.append(command)
+        return GCDA
+
+
+def state(tmp_path, session, target=None, **facts):
+    run = Run(options.make(output=tmp_path / "o", quiet=True, coverage=[],
+                           **({"target": target} if target else {})))
+    st = run.state.states["x86_64"]
+    st.machine = Machine(session=session, tests_dir="/opt/orch/tests")
+    st.target_facts = dict(facts)
+    return run.state, st
+
+
+def test_gcov_data_is_taken_after_boot_and_after_each_binary_reset_before(tmp_path):
+    sess = Guest([("mount -t debugfs", "gcov-ok\n")])
+    run, st = state(tmp_path, sess)
+    covrun.start(run, st)
+    for b in ("uffd_move", "vma_merge"):
+        covrun.before(run, st)
+        covrun.after(run, st, b)
+    assert list(st.gcda) == ["(boot)", "uffd_move", "vma_merge"]
+    assert (tmp_path / "o/x86_64/coverage/gcda/(boot).tar").read_bytes() == GCDA
+    kinds = ["reset" if "reset" in c else "take" if "tar -C" in c else "prepare"
+             for c in sess.ran]
+    assert kinds == ["prepare", "take", "reset", "reset", "take", "reset", "take"]
+    assert st.coverage is None  # supported: the coverage stage fills it in
+
+
+def test_a_machine_that_cannot_give_gcov_data_says_so_in_the_cell(tmp_path):
+    for session, target, facts, why in (
+            (None, "lava", {}, "coverage under LAVA is not supported yet"),
+            (Guest(), None, {"deploy": "none"}, "--no-deploy tests the machine's own kernel"),
+            (Guest([("mount", CmdResult(1, "", "", 0.0))]), None, {},
+             "the running kernel has no gcov data in debugfs")):
+        run, st = state(tmp_path / why[:8].replace(" ", "_"), session, target, **facts)
+        covrun.start(run, st)
+        assert not st.coverage["supported"] and st.coverage["why"].startswith(why)
+        covrun.before(run, st)
+        covrun.after(run, st, "uffd_move")
+        assert st.gcda == {}
+        covrun.analyse(run, st)  # nothing to do, nothing raised
+        run.coverage_patches = []
+        rec = outputs.record(run)
+        cell = rec.coverage["cells"][rec.cells[0].id]
+        assert cell == {"supported": False, "why": st.coverage["why"], "profiled": []}
+        json.dumps(rec.to_json())
