@@ -26,6 +26,7 @@ from typing import Callable
 from orchestrator.base import files
 from orchestrator.base.errors import EXIT_INFRA, EXIT_PASS, EXIT_TEST_FAILED, UsageError
 from orchestrator.results import merge as mergemod
+from orchestrator.results import page
 from orchestrator.results import record as results
 from orchestrator.results.record import Cell, Record
 
@@ -171,20 +172,21 @@ def render_md(base_name: str, new_name: str, base: Record, new: Record, pairs: l
     return "\n".join(lines) + "\n"
 
 
-def load_side(path: Path) -> Record:
-    """A run directory, a merged directory, a results.json, or a directory of runs."""
+def load_side(path: Path) -> tuple[Record, Path]:
+    """A run directory, a merged directory, a results.json, or a directory of runs; and the
+    directory its log paths are relative to."""
     if path.is_file():
-        return results.load(path)
+        return results.load(path), path.parent
     found = mergemod.find_results(path)
     if len(found) == 1:
-        return results.load(found[0])
+        return results.load(found[0]), found[0].parent
     # Read in place, not written: nothing under `path` is excluded (it all is the side).
-    return mergemod.merge([path], path, exclude_out=False)
+    return mergemod.merge([path], path, exclude_out=False), path
 
 
 def run(base_path: Path, new_path: Path, out: Path | None = None) -> int:
     try:
-        base, new = load_side(base_path), load_side(new_path)
+        (base, _), (new, new_dir) = load_side(base_path), load_side(new_path)
     except UsageError as exc:
         exc.stage = "compare"
         raise
@@ -203,5 +205,7 @@ def run(base_path: Path, new_path: Path, out: Path | None = None) -> int:
         "changes": [asdict(ch) for ch in changes],
     }
     files.write_json(out / "compare.json", data)
+    # The page: NEW's record with this comparison (replacing a run's own page there).
+    page.write(out / page.FILENAME, new.to_json(), data, base=new_dir)
     print(md, end="")
     return code

@@ -1,7 +1,8 @@
 """`orch merge DIR... -o OUT`: many runs (CI matrix artifacts, local runs) into one record.
 
-Writes OUT/results.json, OUT/junit.xml (rendered from the merged record) and OUT/summary.md
-(a cells x binaries table for a merge-request note or $GITHUB_STEP_SUMMARY). Log paths are
+Writes OUT/results.json, OUT/junit.xml (rendered from the merged record), OUT/summary.md
+(a cells x binaries table for a merge-request note or $GITHUB_STEP_SUMMARY) and the results
+page OUT/report.html (page.py). Log paths are
 rewritten relative to OUT; the logs themselves stay where they are.
 """
 
@@ -16,6 +17,7 @@ from orchestrator import __version__
 from orchestrator.base import files
 from orchestrator.base.errors import EXIT_INFRA, UsageError, worst
 from orchestrator.results import kcidb as kcidbmod
+from orchestrator.results import page
 from orchestrator.results import record as results
 from orchestrator.results.junit import write_junit
 from orchestrator.results.record import Record
@@ -143,6 +145,7 @@ def write(rec: Record, out: Path) -> None:
     results.write(out / results.FILENAME, rec)
     write_junit(out / "junit.xml", rec)
     files.write_text(out / "summary.md", summary_md(rec))
+    page.write(out / page.FILENAME, rec.to_json())
 
 
 def run(dirs: list[Path], out: Path, command: str = "", kcidb: Path | None = None) -> int:

@@ -1,6 +1,7 @@
 """What a run writes about itself, as it goes: metadata.json (inputs, versions, stages),
-results.json (the cells and every testcase: results/record.py) and the JUnit rendered from
-it. Functions of a run's state (state.RunState); nothing here runs anything.
+results.json (the cells and every testcase: results/record.py), and the JUnit and the
+results page (report.html) rendered from it. Functions of a run's state (state.RunState);
+nothing here runs anything.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from orchestrator.kernel import series as seriesmod
 from orchestrator.kernel import tree as treemod
 from orchestrator.kernel.tree import EMBEDDED
 from orchestrator.options import command_line
+from orchestrator.results import page
 from orchestrator.results import record as results
 from orchestrator.results.junit import write_junit
 from orchestrator.store import cache
@@ -215,6 +217,7 @@ def write(run: RunState) -> None:
     rec = record(run)
     results.write(run.out / FILENAME, rec)
     write_junit(run.junit_path, rec)
+    page.write(run.out / page.FILENAME, rec.to_json())
 
 
 # --- names for the record ----------------------------------------------------------------
