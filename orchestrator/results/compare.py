@@ -172,21 +172,27 @@ def render_md(base_name: str, new_name: str, base: Record, new: Record, pairs: l
     return "\n".join(lines) + "\n"
 
 
-def load_side(path: Path) -> tuple[Record, Path]:
-    """A run directory, a merged directory, a results.json, or a directory of runs; and the
-    directory its log paths are relative to."""
+def side_file(path: Path) -> Path | None:
+    """The results.json a side is: the file itself, a run's or a merge's; None for a
+    directory of runs (merged in memory)."""
     if path.is_file():
-        return results.load(path), path.parent
+        return path
     found = mergemod.find_results(path)
-    if len(found) == 1:
-        return results.load(found[0]), found[0].parent
+    return found[0] if len(found) == 1 else None
+
+
+def load_side(path: Path) -> Record:
+    """A run directory, a merged directory, a results.json, or a directory of runs."""
+    src = side_file(path)
+    if src is not None:
+        return results.load(src)
     # Read in place, not written: nothing under `path` is excluded (it all is the side).
-    return mergemod.merge([path], path, exclude_out=False), path
+    return mergemod.merge([path], path, exclude_out=False)
 
 
 def run(base_path: Path, new_path: Path, out: Path | None = None) -> int:
     try:
-        (base, _), (new, new_dir) = load_side(base_path), load_side(new_path)
+        base, new = load_side(base_path), load_side(new_path)
     except UsageError as exc:
         exc.stage = "compare"
         raise
@@ -205,7 +211,10 @@ def run(base_path: Path, new_path: Path, out: Path | None = None) -> int:
         "changes": [asdict(ch) for ch in changes],
     }
     files.write_json(out / "compare.json", data)
-    # The page: NEW's record with this comparison (replacing a run's own page there).
-    page.write(out / page.FILENAME, new.to_json(), data, base=new_dir)
+    # The page: NEW's record (as its results.json has it) with this comparison; in NEW's
+    # directory it replaces the run's own page.
+    src = side_file(new_path)
+    page.write(out / page.FILENAME, page.read_json(src, "an orch results file") if src
+               else new.to_json(), data, base=src.parent if src else new_path)
     print(md, end="")
     return code

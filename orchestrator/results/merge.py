@@ -145,7 +145,7 @@ def write(rec: Record, out: Path) -> None:
     results.write(out / results.FILENAME, rec)
     write_junit(out / "junit.xml", rec)
     files.write_text(out / "summary.md", summary_md(rec))
-    page.write(out / page.FILENAME, rec.to_json())
+    page.report(out, compare=False)
 
 
 def run(dirs: list[Path], out: Path, command: str = "", kcidb: Path | None = None) -> int:

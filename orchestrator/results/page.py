@@ -268,9 +268,11 @@ def read_json(path: Path, what: str) -> dict:
     return data
 
 
-def report(src: Path, out: Path | None = None) -> Path:
-    """`orch report DIR`: the page of DIR's results.json (a run or a merge), with DIR's
-    compare.json when there is one, written to OUT (default DIR/report.html)."""
+def report(src: Path, out: Path | None = None, compare: bool = True) -> Path:
+    """`orch report DIR`: the page of DIR's results.json (a run or a merge) as the file has
+    it, with DIR's compare.json when there is one (`compare`), written to OUT (default
+    DIR/report.html). orch run and orch merge call it (without compare) after writing
+    results.json: the page is a view of the file, whatever sections it holds."""
     path = src if src.is_file() else src / results.FILENAME
     if not src.exists():
         raise UsageError(f"{src}: no such file or directory", stage="report")
@@ -281,7 +283,8 @@ def report(src: Path, out: Path | None = None) -> Path:
     try:
         data = read_json(path, "an orch results file")
         cmp_path = path.parent / COMPARE
-        cmp = read_json(cmp_path, "orch compare's data") if cmp_path.is_file() else None
+        cmp = read_json(cmp_path, "orch compare's data") \
+            if compare and cmp_path.is_file() else None
         out = out or path.parent / FILENAME
         write(out, data, cmp, base=path.parent, where=str(path))
     except UsageError as exc:

@@ -217,7 +217,7 @@ def write(run: RunState) -> None:
     rec = record(run)
     results.write(run.out / FILENAME, rec)
     write_junit(run.junit_path, rec)
-    page.write(run.out / page.FILENAME, rec.to_json())
+    page.report(run.out, compare=False)
 
 
 # --- names for the record ----------------------------------------------------------------

@@ -247,3 +247,18 @@ def test_a_directory_without_results_names_orch_merge(tmp_path):
     write_run(tmp_path / "runs" / "a", [(cell("x86_64"), MOVE)])
     r = orch("report", str(tmp_path / "runs"))
     assert r.returncode == 2 and "orch merge" in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_orch_run_writes_its_page(tmp_path, plain_repo, isolated_cache):
+    """A run that stopped at its check: the page is there, with the stage's error linked
+    from the cell's result."""
+    out = tmp_path / "o"
+    r = orch("run", "--tree", str(plain_repo), "-o", str(out),
+             env={"ORCH_CACHE": str(isolated_cache)})
+    assert r.returncode == 2, r.stderr
+    doc = _page(out / page.FILENAME)
+    assert doc.find("title").text() == "orch run: error (exit 2)"
+    row = doc.find("table", "matrix").find("tbody").find("tr")
+    assert row.attrs["data-cell"] == "x86_64.plain.none.default.qemu"
+    group = doc.by_id(row.find("td", "result").find("a").attrs["href"][1:])
+    assert "not a kernel tree" in group.text()
