@@ -219,9 +219,12 @@ def compare_view(data: dict | None) -> dict | None:
     classes = list(data.get("counts", {}))
     rank = {c: i for i, c in enumerate(classes)}
     rows.sort(key=lambda r: rank.get(r["cls"], len(rank)))
+    pairs = [{"base": p.get("base"), "new": p.get("new"), "by": p.get("by", ""),
+              "counts": {k: (p.get("counts") or {}).get(k, 0) for k in classes}}
+             for p in data.get("pairs", [])]
     return {"base": data.get("base", ""), "new": data.get("new", ""),
             "exit_code": data.get("exit_code"), "counts": data.get("counts", {}),
-            "classes": classes, "pairs": data.get("pairs", []),
+            "classes": classes, "pairs": pairs,
             "rows": rows[:CHANGES_SHOWN], "rows_left": max(0, len(rows) - CHANGES_SHOWN),
             "coverage": page_series.compare_lines(data.get("coverage"))}
 
@@ -232,7 +235,14 @@ def render(data: dict, compare: dict | None = None, link: Links | None = None,
     rec = Record.from_json(data, where)
     link = link or Links(None, None)
     binaries, rows, groups = matrix(rec, link)
-    cov = page_series.view(data.get("coverage"), rec)
+    try:
+        cov = page_series.view(data.get("coverage"), rec)
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise UsageError(f"{where}: malformed coverage section ({exc!r})") from None
+    try:
+        cmp = compare_view(compare)
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise UsageError(f"malformed compare data ({exc!r})") from None
     if cov:
         for r in rows:
             r.coverage = cov["cells"].get(r.cell["id"])
@@ -245,7 +255,7 @@ def render(data: dict, compare: dict | None = None, link: Links | None = None,
         rec=rec, data=data, code=code, status=results.status_of(code), total=total,
         binaries=binaries, rows=rows, groups=groups,
         failures=sum(len(g.failures) for g in groups), cov=cov,
-        compare=compare_view(compare))
+        compare=cmp)
 
 
 def write(path: Path, data: dict, compare: dict | None = None, base: Path | None = None,

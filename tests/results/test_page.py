@@ -262,3 +262,17 @@ def test_orch_run_writes_its_page(tmp_path, plain_repo, isolated_cache):
     assert row.attrs["data-cell"] == "x86_64.plain.none.default.qemu"
     group = doc.by_id(row.find("td", "result").find("a").attrs["href"][1:])
     assert "not a kernel tree" in group.text()
+
+
+@pytest.mark.parametrize("name, content, why", [
+    ("results.json", {"coverage": {"patches": [{"lines": ["x"]}]}},
+     "malformed coverage section"),
+    ("compare.json", {"counts": {"fix": 0}, "changes": [{"cls": "fix"}]},
+     "malformed compare data"),
+])
+def test_a_malformed_section_is_one_line_exit_2(tmp_path, name, content, why):
+    d = write_run(tmp_path / "r", [(cell("x86_64"), MOVE)])
+    data = json.loads((d / "results.json").read_text()) if name == "results.json" else {}
+    (d / name).write_text(json.dumps(data | content))
+    r = orch("report", str(d))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and why in r.stderr, r.stderr
