@@ -12,6 +12,12 @@ nothing (targets: boot-to-SSH within 1.2x of a bare qemu+ssh loop; a no-change r
 build (with --cold, a cold build each), boot to SSH, the test stage, the coverage stage,
 the image size; then --rounds warm reruns of each for medians.
 
+  .venv/bin/python ci/benchmark.py --page [--page-dir RUN]... [--rounds 3]
+
+--page: the results page of a generated 200-cell merge (and of each --page-dir, a real
+run's or merge's output directory) in headless Chromium: page size, load time
+(ci/page_bench.py; the target: a 200-cell merge opens in under a second).
+
 --edit-loop: edit one line of mm/userfaultfd.c in a user checkout, then `orch run` on it
 vs bare make + a bare QEMU boot + the same tests over ssh, side by side (ci/edit_loop.py);
 prints both, their parts and the ratio (target <= 1.15x). --workdir keeps the checkout
@@ -218,7 +224,16 @@ def main() -> int:
     ap.add_argument("--workdir", type=Path, help="edit loop: keep the checkout here")
     ap.add_argument("--coverage", action="store_true",
                     help="orch run vs orch run --coverage: build, boot, tests")
+    ap.add_argument("--page", action="store_true",
+                    help="the results page's size and load time in headless Chromium")
+    ap.add_argument("--page-dir", type=Path, action="append", default=[],
+                    help="--page: also this output directory (a real run or merge)")
     args = ap.parse_args()
+    if args.page:
+        sys.path.insert(0, str(ROOT / "ci"))
+        import page_bench
+
+        return page_bench.main([*map(str, args.page_dir), "--rounds", str(max(args.rounds, 3))])
     if args.edit_loop or args.edit_loop_series:
         sys.path.insert(0, str(ROOT / "ci"))
         import edit_loop

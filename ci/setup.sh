@@ -29,6 +29,7 @@ PACKAGES=(
   busybox-static dropbear-bin bash-static gdb-multiarch
   linux-source-6.1
   lava-dispatcher  # lava-run: `orch run --target lava` and its slow tests (~3 min cold)
+  chromium chromium-driver  # the results page's browser test, driven by selenium
 )
 export DEBIAN_FRONTEND=noninteractive
 # Upstream 6.12 (has UFFDIO_MOVE natively): the reference tree, from bookworm-backports.

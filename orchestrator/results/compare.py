@@ -27,6 +27,7 @@ from orchestrator.base import files
 from orchestrator.base.errors import EXIT_INFRA, EXIT_PASS, EXIT_TEST_FAILED, UsageError
 from orchestrator.results import coverage as rescov
 from orchestrator.results import merge as mergemod
+from orchestrator.results import page
 from orchestrator.results import record as results
 from orchestrator.results.record import Cell, Record
 
@@ -172,13 +173,20 @@ def render_md(base_name: str, new_name: str, base: Record, new: Record, pairs: l
     return "\n".join(lines) + "\n"
 
 
+def side_file(path: Path) -> Path | None:
+    """The results.json a side is: the file itself, a run's or a merge's; None for a
+    directory of runs (merged in memory)."""
+    if path.is_file():
+        return path
+    found = mergemod.find_results(path)
+    return found[0] if len(found) == 1 else None
+
+
 def load_side(path: Path) -> Record:
     """A run directory, a merged directory, a results.json, or a directory of runs."""
-    if path.is_file():
-        return results.load(path)
-    found = mergemod.find_results(path)
-    if len(found) == 1:
-        return results.load(found[0])
+    src = side_file(path)
+    if src is not None:
+        return results.load(src)
     # Read in place, not written: nothing under `path` is excluded (it all is the side).
     return mergemod.merge([path], path, exclude_out=False)
 
@@ -216,5 +224,10 @@ def run(base_path: Path, new_path: Path, out: Path | None = None,
         **({"coverage": gl} if gl is not None else {}),
     }
     files.write_json(out / "compare.json", data)
+    # The page: NEW's record (as its results.json has it) with this comparison; in NEW's
+    # directory it replaces the run's own page.
+    src = side_file(new_path)
+    page.write(out / page.FILENAME, page.read_json(src, "an orch results file") if src
+               else new.to_json(), data, base=src.parent if src else new_path)
     print(md, end="")
     return code

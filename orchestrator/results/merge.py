@@ -1,7 +1,8 @@
 """`orch merge DIR... -o OUT`: many runs (CI matrix artifacts, local runs) into one record.
 
-Writes OUT/results.json, OUT/junit.xml (rendered from the merged record) and OUT/summary.md
-(a cells x binaries table for a merge-request note or $GITHUB_STEP_SUMMARY). Log paths are
+Writes OUT/results.json, OUT/junit.xml (rendered from the merged record), OUT/summary.md
+(a cells x binaries table for a merge-request note or $GITHUB_STEP_SUMMARY) and the results
+page OUT/report.html (page.py). Log paths are
 rewritten relative to OUT; the logs themselves stay where they are.
 """
 
@@ -17,6 +18,7 @@ from orchestrator.base import files
 from orchestrator.base.errors import EXIT_INFRA, UsageError, worst
 from orchestrator.results import coverage as rescov
 from orchestrator.results import kcidb as kcidbmod
+from orchestrator.results import page
 from orchestrator.results import record as results
 from orchestrator.results.junit import write_junit
 from orchestrator.results.record import Record
@@ -156,6 +158,7 @@ def write(rec: Record, out: Path) -> None:
     files.write_text(out / "summary.md", summary_md(rec))
     if rec.coverage:
         files.write_bytes(out / rescov.COBERTURA, rescov.cobertura(rec.coverage))
+    page.report(out, compare=False)
 
 
 def run(dirs: list[Path], out: Path, command: str = "", kcidb: Path | None = None,

@@ -1,6 +1,7 @@
 """What a run writes about itself, as it goes: metadata.json (inputs, versions, stages),
-results.json (the cells and every testcase: results/record.py) and the JUnit rendered from
-it. Functions of a run's state (state.RunState); nothing here runs anything.
+results.json (the cells and every testcase: results/record.py), and the JUnit and the
+results page (report.html) rendered from it. Functions of a run's state (state.RunState);
+nothing here runs anything.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from orchestrator.kernel import tree as treemod
 from orchestrator.kernel.tree import EMBEDDED
 from orchestrator.options import command_line
 from orchestrator.results import coverage as rescov
+from orchestrator.results import page
 from orchestrator.results import record as results
 from orchestrator.results.junit import write_junit
 from orchestrator.results.merge import summary_md
@@ -229,6 +231,7 @@ def write(run: RunState) -> None:
         write_text(run.out / "summary.md", summary_md(rec, title="orch run"))
     if rec.coverage:
         write_bytes(run.out / rescov.COBERTURA, rescov.cobertura(rec.coverage))
+    page.report(run.out, compare=False)
 
 
 # --- names for the record ----------------------------------------------------------------

@@ -83,4 +83,4 @@ def test_compare_of_directories_holding_several_runs(sides, orch, golden):
     # Nothing was written into the sides but compare's own files.
     assert sorted(p.name for p in (sides / "base").iterdir()) == ["arm64-6.12", "x86_64-6.12"]
     assert sorted(p.name for p in (sides / "new").iterdir()) == [
-        "arm64-6.1", "compare.json", "compare.md", "x86_64-6.1"]
+        "arm64-6.1", "compare.json", "compare.md", "report.html", "x86_64-6.1"]

@@ -2,6 +2,7 @@
 for the merge, compare and golden-file tests: `write_run(dir, [(cell, {binary: {case:
 status}})])` writes results.json and the KTAP logs it names."""
 
+import json
 from pathlib import Path
 
 from orchestrator.results import record as results
@@ -58,4 +59,50 @@ def write_stage_error(d: Path, c: Cell, stage: str, message: str, logs: dict | N
     rec = Record(command="orch run", cells=[c],
                  tests=testrun.record_cases(c.id, s, "", logs or {}))
     results.write(d / "results.json", rec)
+    return d
+
+
+PATCH1 = "0001-mm-userfaultfd-add-UFFDIO_MOVE.patch"
+PATCH2 = "0002-mm-userfaultfd-move-the-swap-cache.patch"
+
+
+def coverage(cells: list[Cell]) -> dict:
+    """A coverage section in the documented shape (results.json schema version 2) over
+    `cells`: patch 1 has a line run everywhere (by uffd_move), one run nowhere and one not
+    executable; patch 2's line runs on the first cell only (by two binaries)."""
+    ids = [c.id for c in cells]
+    ran = {cid: {"count": 7, "ran_by": ["uffd_move"]} for cid in ids}
+    never = {cid: {"count": 0, "ran_by": []} for cid in ids}
+    first = {cid: ({"count": 2, "ran_by": ["vma_merge", "uffd_move"]} if i == 0 else
+                   {"count": 0, "ran_by": []}) for i, cid in enumerate(ids)}
+    return {
+        "tool": "gcov", "profiled": ["mm/userfaultfd.c"],
+        "cells": {cid: {"executable": 3, "run": 2 if i == 0 else 1, "supported": True,
+                        "why": ""} for i, cid in enumerate(ids)},
+        "patches": [
+            {"index": 1, "name": PATCH1, "subject": "mm/userfaultfd: add UFFDIO_MOVE",
+             "dirty": False, "executable": 2, "run": 1, "lines": [
+                 {"file": "mm/userfaultfd.c", "line": 1500, "function": "move_pages",
+                  "text": "\tif (!mmget_not_zero(mm))", "status": "run", "cells": ran},
+                 {"file": "mm/userfaultfd.c", "line": 1585, "function": "move_pages",
+                  "text": "\t\terr = -EBUSY; /* <b>not</b> & */", "status": "not_run",
+                  "cells": never},
+                 {"file": "mm/userfaultfd.c", "line": 1590, "function": "move_pages",
+                  "text": "}", "status": "not_executable", "cells": {}}]},
+            {"index": 2, "name": PATCH2, "subject": "mm/userfaultfd: move the swap cache",
+             "dirty": False, "executable": 1, "run": 1, "lines": [
+                 {"file": "mm/userfaultfd.c", "line": 1700, "function": "move_swap_pte",
+                  "text": "\tfolio_move_anon_rmap(folio, dst_vma);", "status": "run",
+                  "cells": first}]},
+        ],
+    }
+
+
+def add_coverage(d: Path, section: dict) -> Path:
+    """Put a coverage section into d/results.json as the file has it (the record's own
+    writer gets the section from the coverage work)."""
+    path = d / "results.json"
+    data = json.loads(path.read_text())
+    data["coverage"] = section
+    path.write_text(json.dumps(data, indent=2))
     return d
