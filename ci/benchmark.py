@@ -10,7 +10,9 @@ nothing (targets: boot-to-SSH within 1.2x of a bare qemu+ssh loop; a no-change r
 
 --coverage: orch run vs orch run --coverage of the default cell (ci/coverage_bench.py):
 build (with --cold, a cold build each), boot to SSH, the test stage, the coverage stage,
-the image size; then --rounds warm reruns of each for medians.
+the image size; then --rounds warm reruns of each for medians. With --cold-build, the
+build stage of the coverage profile (the default series' files profiled) is timed after
+the plain one, wall and CPU seconds.
 
   .venv/bin/python ci/benchmark.py --page [--page-dir RUN]... [--rounds 3]
 
@@ -123,9 +125,10 @@ from orchestrator.base.runner import Runner
 a = arch.get(sys.argv[1])
 src, bd = Path(sys.argv[2]), Path(sys.argv[3])
 args = (a, src, bd, sys.argv[4], Runner(), Path(sys.argv[5]), int(sys.argv[6]))
+cov = sys.argv[7].split(",") if len(sys.argv) > 7 else None  # a coverage build's files
 tree = Runner().run(["git", "-C", str(src), "rev-parse", "HEAD^{tree}"], always=True)
 proof = {"source": {"source_tree": tree.output.strip(), "commit": "", "repo": str(src)},
-         "config_text": (bd / ".config").read_text()}
+         "config_text": (bd / ".config").read_text(), **({"coverage": cov} if cov else {})}
 try:  # stored with the proof of what it was built from, as every run stores
     k, compiled = build.build(*args, **proof)
 except TypeError:  # --compare-src: an orch from before provenance (no such arguments)
@@ -149,7 +152,11 @@ def timed(argv: list[str], env: dict, log: Path, cwd: Path | None = None) -> tup
                                                           r0.children_system)
 
 
-def cold_build(arch_name: str, jobs: int, compare: list[Path]) -> None:
+# What --cold-build --coverage profiles: the files the default series changes.
+COVERAGE_FILES = "fs/userfaultfd.c,mm/rmap.c,mm/userfaultfd.c"
+
+
+def cold_build(arch_name: str, jobs: int, compare: list[Path], coverage: bool = False) -> None:
     from orchestrator.kernel import build as buildmod
     from orchestrator.kernel import kconfig
     from orchestrator.kernel import tree as treemod
@@ -169,25 +176,33 @@ def cold_build(arch_name: str, jobs: int, compare: list[Path]) -> None:
         cfgdir = treemod.build_dir(src, "config")
         kconfig.configure(a, src, cfgdir, kconfig.fragments_for(a, [], []), r,
                           work / "config.log")
+        covdir = treemod.build_dir(src, "config-coverage")
+        if coverage:  # the coverage profile's .config (configs/coverage.config)
+            kconfig.configure(a, src, covdir, kconfig.fragments_for(a, [], ["coverage"]), r,
+                              work / "config-coverage.log")
         env = dict(os.environ, **buildmod.REPRO_ENV)
         runs = [("bare make", None)] + [("orch build stage" + (f" ({d})" if d else ""), d)
                                         for d in [None, *compare]]
+        if coverage:
+            runs.append(("orch build stage, --coverage", "coverage"))
         results = []
         load0 = os.getloadavg()[0]
         for n, (label, other) in enumerate(runs):
             bd = treemod.build_dir(src, f"bench{n}")
             bd.mkdir()
-            shutil.copy(cfgdir / ".config", bd / ".config")
+            cov = other == "coverage"
+            shutil.copy((covdir if cov else cfgdir) / ".config", bd / ".config")
             log = work / f"build{n}.log"
             if other is None and label == "bare make":
                 wall, cpu = timed(kconfig.make_argv(a, src, bd, [a.image], jobs=jobs), env, log)
             else:
                 e = dict(env, CCACHE_DIR=str(work / f"ccache{n}"),
-                         PYTHONPATH=str(other or ROOT))
+                         PYTHONPATH=str(ROOT if cov or not other else other))
                 key = f"bench{n}-{os.getpid()}"
                 wall, cpu = timed([sys.executable, "-c", BUILD_DRIVER, a.name, str(src),
-                                   str(bd), key, str(log), str(jobs)], e, log.with_suffix(".out"),
-                                  cwd=work)
+                                   str(bd), key, str(log), str(jobs),
+                                   *([COVERAGE_FILES] if cov else [])], e,
+                                  log.with_suffix(".out"), cwd=work)
             results.append((label, wall, cpu))
             base_w, base_c = results[0][1], results[0][2]
             print(f"  {label:40} {wall:7.1f} s wall ({wall / base_w:.2f}x)  "
@@ -252,7 +267,7 @@ def main() -> int:
         return 0
     if args.cold_build:
         for name in args.arch.split(","):
-            cold_build(name, args.jobs, args.compare_src)
+            cold_build(name, args.jobs, args.compare_src, args.coverage)
         return 0
     env = dict(os.environ)
     tmp = None

@@ -214,6 +214,16 @@ def summary_md(sec: dict | None) -> str:
                          f"({p['name']}): `{ln['text'].strip()[:100]}`")
         if len(missed) > NOT_RUN_MAX:
             lines.append(f"- ... and {len(missed) - NOT_RUN_MAX} more (results.json)")
+    # A merge of several arches: the lines that ran on some of them only, and where.
+    partly = [(p, ln) for p in sec["patches"] for ln in p["lines"] if ln["status"] == RUN
+              and any(c["count"] == 0 for c in ln["cells"].values())] \
+        if len(set(arches)) > 1 else []
+    if partly:
+        lines += ["", f"Lines run on some arches only ({len(partly)}):", ""]
+        for p, ln in partly[:NOT_RUN_MAX]:
+            lines.append(f"- `{ln['file']}:{ln['line']}` {ln['function'] or '?'} "
+                         f"({p['name']}): run on {ran_where(ln)}: "
+                         f"`{ln['text'].strip()[:100]}`")
     return "\n".join(lines) + "\n"
 
 

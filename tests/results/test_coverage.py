@@ -98,6 +98,9 @@ def test_merge_is_the_union_over_cells_and_says_which_arch_ran_a_line(tmp_path):
     assert "| dirty | dirty | 1 | 0 | 0.0% | 0/1 | 0/1 |" in md
     assert "- `arch/arm64/mm/y.c:7` flush_all (0002-b.patch): `flush();`" in md
     assert "- `mm/x.c:20` move_swap (dirty): `swap_cache_path();`" in md
+    assert "Lines run on some arches only (2):" in md
+    assert "- `mm/x.c:11` move (0001-a.patch): run on arm64: `return -EBUSY;`" in md
+    assert "- `include/linux/x.h:3` twice (0002-b.patch): run on x86_64: `return 2 * x;`" in md
     xml = etree.parse(str(tmp_path / "m" / rescov.COBERTURA))
     assert etree.DTD(str(DTD)).validate(xml), etree.DTD(str(DTD)).error_log
     lines = {(c.get("filename"), ln.get("number")): int(ln.get("hits"))
