@@ -60,6 +60,7 @@
 #define N_ZRAM	(1U << 3)	/* swap, and a zram device (synchronous) */
 #define N_LOOP	(1U << 4)	/* swap, and a loop device (through the swap cache) */
 #define N_IDLE	(1U << 5)	/* page_idle bitmap */
+#define N_HUGETLB (1U << 6)	/* hugetlbfs, HUGETLB_NEED huge pages free (reserved here) */
 
 static const char *needs_check(unsigned int needs)
 {
@@ -86,6 +87,10 @@ static const char *needs_check(unsigned int needs)
 		return "/dev/loop-control absent: no loop device (CONFIG_BLK_DEV_LOOP=n)";
 	if ((needs & N_IDLE) && access(IDLE_BITMAP, R_OK | W_OK))
 		return IDLE_BITMAP " absent: CONFIG_IDLE_PAGE_TRACKING not built";
+	if ((needs & N_HUGETLB) && !hugetlb_size())
+		return "no Hugepagesize in /proc/meminfo: CONFIG_HUGETLBFS not built";
+	if (needs & N_HUGETLB)
+		return hugetlb_reserve(HUGETLB_NEED);	/* NULL, or why not */
 	return NULL;
 }
 
@@ -169,6 +174,8 @@ static const struct ktap_case cases[] = {
 	{ "eagain_event_unreadable_arg", t_eagain_event_unreadable_arg, N_MOVE, 0 },
 	{ "thp_pte_mapped_unsplittable", t_thp_pte_mapped_unsplittable, N_MOVE | N_THP, 0 },
 	{ "hwpoison_src_efault", t_hwpoison_src_efault, N_MOVE, 0 },
+	{ "einval_src_hugetlb", t_einval_src_hugetlb, N_MOVE | N_HUGETLB, 0 },
+	{ "einval_dst_hugetlb", t_einval_dst_hugetlb, N_MOVE | N_HUGETLB, 0 },
 };
 
 /* Probe once in the parent; every test skips when the move is absent. */
@@ -226,6 +233,8 @@ int main(int argc, char **argv)
 	ksm_restore(&ksm_saved);
 	/* swap turned on by a test: off again (the guest runs other tests) */
 	swap_teardown();
+	/* huge pages reserved for the hugetlb cases: given back */
+	hugetlb_restore();
 	return ret;
 }
 

@@ -327,6 +327,180 @@ fail:
 	return pair_end(&pr, 1);
 }
 
+/* ------------------------------------------------------------------ */
+/* hugetlb VMAs: refused on either side                                 */
+
+/*
+ * Layout: [hugetlb H][gap H][anon H] in one PROT_NONE reservation, both
+ * H-aligned (H: the default huge page size), so that a PMD-sized move
+ * between them would be possible if either side were allowed.  `share`:
+ * MAP_PRIVATE (anonymous hugetlb, the kind that has an anon_vma and looks
+ * most like anonymous memory) or MAP_SHARED.  The runner reserved the
+ * huge pages (N_HUGETLB).
+ */
+struct hpair {
+	int ufd;
+	char *base, *huge, *anon;
+	size_t total, H;
+};
+
+static void hpair_teardown(struct hpair *h)
+{
+	if (h->ufd >= 0)
+		close(h->ufd);
+	if (h->base)
+		munmap(h->base, h->total);
+	h->ufd = -1;
+	h->base = NULL;
+}
+
+static int hpair_setup(struct hpair *h, int share)
+{
+	memset(h, 0, sizeof(*h));
+	h->ufd = -1;
+	h->H = hugetlb_size();
+	if (!h->H) {
+		ktap_diag("no Hugepagesize in /proc/meminfo");
+		return -1;
+	}
+	h->total = 4 * h->H;
+	h->base = mmap(NULL, h->total, PROT_NONE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (h->base == MAP_FAILED) {
+		ktap_diag("reserve %zu MiB failed: %s", h->total >> 20, ename(errno));
+		h->base = NULL;
+		return -1;
+	}
+	h->huge = (char *)(((uintptr_t)h->base + h->H - 1) & ~(uintptr_t)(h->H - 1));
+	h->anon = h->huge + 2 * h->H;
+	if (!carve(h->huge, h->H, PROT_READ | PROT_WRITE,
+		   share | MAP_ANONYMOUS | MAP_HUGETLB) ||
+	    !carve(h->anon, h->H, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS))
+		return -1;
+	h->ufd = uffd_move_fd();
+	return h->ufd < 0 ? -1 : 0;
+}
+
+/*
+ * The moves both cases try, hugetlb on one side: the whole huge page
+ * and one base page inside it, with and without ALLOW_SRC_HOLES.  All
+ * are EINVAL with move = -EINVAL (the VMA is not private anonymous),
+ * and nothing changes: the data stays, the anon side stays a hole if it
+ * was one, no VMA is split or merged.
+ */
+static int hugetlb_moves(struct hpair *h, char *dst, char *src,
+			 const char *what)
+{
+	static const __u64 modes[] = { 0, UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES };
+	int fails = 0, c0 = maps_count((uintptr_t)h->base,
+				       (uintptr_t)(h->base + h->total));
+	char msg[160];
+
+	for (size_t m = 0; m < 2; m++) {
+		snprintf(msg, sizeof(msg), "%s, %zu kB, mode 0x%llx", what,
+			 h->H >> 10, (unsigned long long)modes[m]);
+		if (expect_fail(msg, do_move(h->ufd, dst, src, h->H, modes[m]),
+				EINVAL, 0))
+			fails++;
+		snprintf(msg, sizeof(msg), "%s, one page at +%zu, mode 0x%llx",
+			 what, pg, (unsigned long long)modes[m]);
+		if (expect_fail(msg, do_move(h->ufd, dst + pg, src + pg, pg,
+					     modes[m]), EINVAL, 0))
+			fails++;
+	}
+	if (maps_count((uintptr_t)h->base, (uintptr_t)(h->base + h->total)) != c0) {
+		ktap_diag("%s: VMA count in the layout changed from %d", what, c0);
+		fails++;
+	}
+	return fails;
+}
+
+static const char *share_name(int share)
+{
+	return share == MAP_SHARED ? "MAP_SHARED" : "MAP_PRIVATE";
+}
+
+static int t_einval_src_hugetlb(void)
+{
+	static const int shares[] = { MAP_PRIVATE, MAP_SHARED };
+	struct hpair h;
+	int fails = 0;
+	char what[96];
+
+	for (size_t i = 0; i < 2; i++) {
+		if (hpair_setup(&h, shares[i])) {
+			hpair_teardown(&h);
+			return KTAP_FAIL;
+		}
+		if (uffd_reg(h.ufd, h.anon, h.H, NULL)) {
+			fails++;
+			hpair_teardown(&h);
+			continue;
+		}
+		fill(h.huge, h.H, 60 + i);	/* faults one huge page */
+		snprintf(what, sizeof(what), "UFFDIO_MOVE from a %s|MAP_HUGETLB src",
+			 share_name(shares[i]));
+		ktap_diag("src: %s|MAP_HUGETLB at %p (%zu kB pages), dst anon registered MISSING",
+			  share_name(shares[i]), (void *)h.huge, h.H >> 10);
+		fails += hugetlb_moves(&h, h.anon, h.huge, what);
+		if (check_pat("hugetlb src", h.huge, h.H, 60 + i))
+			fails++;
+		if (resident(h.anon) != 0 || resident(h.anon + pg) != 0) {
+			ktap_diag("dst populated although every move failed");
+			fails++;
+		}
+		hpair_teardown(&h);
+	}
+	return fails ? KTAP_FAIL : KTAP_PASS;
+}
+
+/*
+ * dst hugetlb: registered MISSING (6.1 and 6.12 accept hugetlb ranges);
+ * its register reply must not offer UFFDIO_MOVE (UFFD_API_RANGE_IOCTLS_BASIC).
+ */
+static int t_einval_dst_hugetlb(void)
+{
+	static const int shares[] = { MAP_PRIVATE, MAP_SHARED };
+	const __u64 bit = (__u64)1 << _UFFDIO_MOVE;
+	struct hpair h;
+	__u64 ioctls = 0;
+	int fails = 0;
+	char what[96];
+
+	for (size_t i = 0; i < 2; i++) {
+		if (hpair_setup(&h, shares[i])) {
+			hpair_teardown(&h);
+			return KTAP_FAIL;
+		}
+		if (uffd_reg(h.ufd, h.huge, h.H, &ioctls)) {
+			fails++;
+			hpair_teardown(&h);
+			continue;
+		}
+		ktap_diag("dst: %s|MAP_HUGETLB at %p (%zu kB pages) registered MISSING, ioctls 0x%llx",
+			  share_name(shares[i]), (void *)h.huge, h.H >> 10,
+			  (unsigned long long)ioctls);
+		if (ioctls & bit) {
+			ktap_diag("UFFDIO_REGISTER(hugetlb) ioctls: expected bit %d (_UFFDIO_MOVE) clear",
+				  _UFFDIO_MOVE);
+			fails++;
+		}
+		fill(h.anon, h.H, 62 + i);
+		snprintf(what, sizeof(what), "UFFDIO_MOVE into a %s|MAP_HUGETLB dst",
+			 share_name(shares[i]));
+		fails += hugetlb_moves(&h, h.huge, h.anon, what);
+		if (check_pat("anon src", h.anon, h.H, 62 + i))
+			fails++;
+		if (resident(h.huge) != 0) {
+			ktap_diag("hugetlb dst populated although every move failed");
+			fails++;
+		}
+		hpair_teardown(&h);
+	}
+	return fails ? KTAP_FAIL : KTAP_PASS;
+}
+
 /*
  * R_NOVMA: no VMA at the address.  6.8 -> EINVAL; from 6.9 (and on the
  * 6.1 series, which follows 6.12) ENOENT.

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * uffd_move_common.h - shared set-up of the uffd_move suite: utilities, /proc readers,
- * userfaultfd helpers, the src/dst layout, THP, KSM, page_idle and swap
- * devices (zram, loop), and the fault-handling threads.
+ * userfaultfd helpers, the src/dst layout, THP, KSM, page_idle, swap
+ * devices (zram, loop), hugetlb pages, and the fault-handling threads.
  *
  * Part of uffd_move.c (one test binary; orch builds each .c file here
  * as one program, so the themes are headers included by it).
@@ -1232,6 +1232,73 @@ static size_t n_resident(const char *p, size_t n)
 	for (size_t i = 0; i < n; i++)
 		c += resident(p + i * pg) == 1;
 	return c;
+}
+
+/* ------------------------------------------------------------------ */
+/* hugetlb: huge pages reserved for the cases that need them            */
+
+/*
+ * A case that needs hugetlb pages (N_HUGETLB) gets HUGETLB_NEED of them
+ * free and unreserved before it runs: the runner raises nr_hugepages as
+ * kselftest's run_vmtests.sh does for its hugetlb programs (LTP's
+ * .hugepages does the same per test), and main() writes the old value
+ * back after the last case.  A guest has none reserved at boot.
+ */
+#define NR_HUGEPAGES	"/proc/sys/vm/nr_hugepages"
+#define HUGETLB_NEED	2
+static long hugetlb_saved = -1;	/* nr_hugepages before the suite raised it */
+
+/* The default huge page size (Hugepagesize in /proc/meminfo), 0 without hugetlbfs */
+static size_t hugetlb_size(void)
+{
+	long kb = proc_kb("/proc/meminfo", "Hugepagesize");
+
+	return kb > 0 ? (size_t)kb << 10 : 0;
+}
+
+/* huge pages a new mapping can take: free ones not promised to a mapping */
+static long hugetlb_available(void)
+{
+	long free_ = proc_kb("/proc/meminfo", "HugePages_Free");
+	long rsvd = proc_kb("/proc/meminfo", "HugePages_Rsvd");
+
+	return free_ < 0 || rsvd < 0 ? -1 : free_ - rsvd;
+}
+
+/* NULL once `need` huge pages are available, else why not (static buffer) */
+static const char *hugetlb_reserve(long need)
+{
+	static char why[200];
+	long have = hugetlb_available(), nr = read_long(NR_HUGEPAGES);
+
+	if (have >= need)
+		return NULL;
+	if (nr < 0 || have < 0) {
+		snprintf(why, sizeof(why), NR_HUGEPAGES " or HugePages_Free unreadable: no hugetlbfs");
+		return why;
+	}
+	if (hugetlb_saved < 0)
+		hugetlb_saved = nr;
+	write_str("/proc/sys/vm/drop_caches", "3");
+	if (write_long(NR_HUGEPAGES, nr + need - have))
+		ktap_diag("writing %ld to " NR_HUGEPAGES " failed: %s",
+			  nr + need - have, ename(errno));
+	have = hugetlb_available();
+	if (have >= need)
+		return NULL;
+	snprintf(why, sizeof(why),
+		 "%ld of %ld huge pages available after raising nr_hugepages from %ld (memory too fragmented or too small)",
+		 have, need, nr);
+	return why;
+}
+
+/* nr_hugepages back to what it was before the suite raised it */
+static void hugetlb_restore(void)
+{
+	if (hugetlb_saved >= 0 && write_long(NR_HUGEPAGES, hugetlb_saved))
+		fprintf(stderr, "uffd_move: cannot restore nr_hugepages to %ld: %s\n",
+			hugetlb_saved, ename(errno));
+	hugetlb_saved = -1;
 }
 
 /*

@@ -40,6 +40,13 @@ mkdir -p /dev/pts /dev/shm /tmp /run /var/log
 mount -t devpts devpts /dev/pts
 mount -t tmpfs tmpfs /tmp
 mount -t tmpfs tmpfs /dev/shm
+# As a distribution's init: debugfs (gup_test for uffd-unit-tests' wp-fork-pin), and huge
+# pages for hugetlb tests, taken at boot, before memory fragments: 64 MiB, what 6.12's
+# uffd-unit-tests maps (two 32 MiB areas); run_vmtests.sh raises it for its own tests.
+mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
+hp=$(awk '/^Hugepagesize:/ {print $2}' /proc/meminfo)
+[ -n "$hp" ] && [ "$(cat /proc/sys/vm/nr_hugepages)" -lt $((65536 / hp)) ] &&
+  echo $((65536 / hp)) > /proc/sys/vm/nr_hugepages
 hostname orch-guest
 ip link set lo up
 ip link set eth0 up

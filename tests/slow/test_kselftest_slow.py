@@ -25,6 +25,12 @@ pytestmark = pytest.mark.slow
 MOVE = "mm:uffd-unit-tests -f move"
 SUITE = "kselftest.mm.uffd-unit-tests_-f_move"
 MOVE_CASES = {"move.anon", "move-pmd.anon", "move-pmd-split.anon"}
+# wp-fork-pin and wp-fork-pin-with-event on every memory type: the guest's huge pages
+# (reserved by its init) and gup_test (GUP_TEST, debugfs mounted by the init).
+PIN = "mm:uffd-unit-tests -f wp-fork-pin"
+PIN_SUITE = "kselftest.mm.uffd-unit-tests_-f_wp-fork-pin"
+PIN_CASES = {f"{t}.{m}" for t in ("wp-fork-pin", "wp-fork-pin-with-event")
+             for m in ("anon", "shmem", "shmem-private", "hugetlb", "hugetlb-private")}
 BOTH = "x86_64,arm64"
 
 
@@ -47,7 +53,8 @@ def run(tmp_path_factory, name: str, *args: str) -> tuple[Path, subprocess.Compl
 @pytest.fixture(scope="module")
 def on_612(tmp_path_factory):
     return run(tmp_path_factory, "ks612", "--tree", "linux-6.12", "--series", "none",
-               "--test", "uffd_move_probe", "--kselftest", MOVE, "--arch", BOTH)
+               "--test", "uffd_move_probe", "--kselftest", MOVE, "--kselftest", PIN,
+               "--arch", BOTH)
 
 
 @pytest.fixture(scope="module")
@@ -80,12 +87,25 @@ def test_612_one_testcase_per_testing_line_and_move_tests_pass(on_612):
     assert 'name="x86_64.linux-6.12.none.default.qemu.kselftest.mm.uffd-unit-tests_-f_move"' \
         in junit
     meta = json.loads((out / "metadata.json").read_text())["inputs"]["kselftest"]
-    assert meta["requests"] == [MOVE]
+    assert meta["requests"] == [MOVE, PIN]
     for arch in ("x86_64", "arm64"):
         b = meta["builds"][arch]
         assert b["tree"] == "linux-6.12" and b["collections"] == ["mm"]
         assert b["headers"].startswith("own uAPI headers of the kselftest tree (6.12): "
                                        f"make headers ARCH={arch},"), b["headers"]
+
+
+def test_612_hugetlb_and_gup_test_cases_run(on_612):
+    """configs/selftests.config (HUGETLBFS, DEBUG_FS, GUP_TEST) and the guest's init (huge
+    pages, debugfs): 6.12's pinning cases run on every memory type, hugetlb included.
+    Before them, the hugetlb ones skipped ("huge page size is 0", then "memory allocation
+    failed") and the others "Possibly CONFIG_GUP_TEST missing or unprivileged"."""
+    out, r = on_612
+    assert r.returncode == 0, r.stderr[-3000:]
+    got = cases(out, PIN_SUITE)
+    for arch in ("x86_64", "arm64"):
+        for n in sorted(PIN_CASES):
+            assert got[(arch, n)]["status"] == "pass", (arch, n, got[(arch, n)]["message"])
 
 
 def test_61_prototype_passes_upstreams_move_tests(on_61_series):
