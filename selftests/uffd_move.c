@@ -61,6 +61,10 @@
 #define N_LOOP	(1U << 4)	/* swap, and a loop device (through the swap cache) */
 #define N_IDLE	(1U << 5)	/* page_idle bitmap */
 #define N_HUGETLB (1U << 6)	/* hugetlbfs, HUGETLB_NEED huge pages free (reserved here) */
+#define N_THROWAWAY (1U << 7)	/* a machine booted for the run only (harm lasts to reboot) */
+
+/* Written by the init of orch's own guests (orchestrator/targets/rootfs.py). */
+#define THROWAWAY_MARK "/run/orch-throwaway-guest"
 
 static const char *needs_check(unsigned int needs)
 {
@@ -87,6 +91,8 @@ static const char *needs_check(unsigned int needs)
 		return "/dev/loop-control absent: no loop device (CONFIG_BLK_DEV_LOOP=n)";
 	if ((needs & N_IDLE) && access(IDLE_BITMAP, R_OK | W_OK))
 		return IDLE_BITMAP " absent: CONFIG_IDLE_PAGE_TRACKING not built";
+	if ((needs & N_THROWAWAY) && access(THROWAWAY_MARK, F_OK))
+		return "not a guest booted for this run (" THROWAWAY_MARK " absent): the case harms the running kernel until reboot";
 	if ((needs & N_HUGETLB) && !hugetlb_size())
 		return "no Hugepagesize in /proc/meminfo: CONFIG_HUGETLBFS not built";
 	if (needs & N_HUGETLB)
@@ -173,7 +179,7 @@ static const struct ktap_case cases[] = {
 	{ "race_swapoff_loop", t_race_swapoff_loop, N_MOVE | N_LOOP, 60 },
 	{ "eagain_event_unreadable_arg", t_eagain_event_unreadable_arg, N_MOVE, 0 },
 	{ "thp_pte_mapped_unsplittable", t_thp_pte_mapped_unsplittable, N_MOVE | N_THP, 0 },
-	{ "hwpoison_src_efault", t_hwpoison_src_efault, N_MOVE, 0 },
+	{ "hwpoison_src_efault", t_hwpoison_src_efault, N_MOVE | N_THROWAWAY, 0 },
 	{ "einval_src_hugetlb", t_einval_src_hugetlb, N_MOVE | N_HUGETLB, 0 },
 	{ "einval_dst_hugetlb", t_einval_dst_hugetlb, N_MOVE | N_HUGETLB, 0 },
 };

@@ -13,7 +13,8 @@
  * injected with MADV_HWPOISON) unmaps the page and leaves a hwpoison entry
  * in the PTE, a non-swap entry, and UFFDIO_MOVE gives EFAULT for it, as
  * 6.12's move_pages_pte() does.  The next page still moves.  (The poisoned
- * page stays poisoned: the guest is thrown away after the run.)
+ * page stays poisoned until reboot: N_THROWAWAY, only in a guest booted for
+ * the run.)
  */
 static int t_hwpoison_src_efault(void)
 {

@@ -48,6 +48,8 @@ hp=$(awk '/^Hugepagesize:/ {print $2}' /proc/meminfo)
 [ -n "$hp" ] && [ "$(cat /proc/sys/vm/nr_hugepages)" -lt $((65536 / hp)) ] &&
   echo $((65536 / hp)) > /proc/sys/vm/nr_hugepages
 hostname orch-guest
+# Booted for this run only: test cases that harm the kernel until reboot may run.
+: > /run/orch-throwaway-guest
 ip link set lo up
 ip link set eth0 up
 ip addr add 10.0.2.15/24 dev eth0
