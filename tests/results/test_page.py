@@ -243,6 +243,15 @@ def test_bad_input_is_one_line_exit_2(tmp_path, content, why):
     assert why in r.stderr
 
 
+def test_output_to_an_existing_directory_writes_report_html_in_it(tmp_path):
+    write_run(tmp_path / "run", [(cell("x86_64"), MOVE)])
+    (tmp_path / "pages").mkdir()
+    r = orch("report", str(tmp_path / "run"), "-o", str(tmp_path / "pages"))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == str(tmp_path / "pages" / page.FILENAME)
+    assert "uffd_move" in (tmp_path / "pages" / page.FILENAME).read_text()
+
+
 def test_a_directory_without_results_names_orch_merge(tmp_path):
     write_run(tmp_path / "runs" / "a", [(cell("x86_64"), MOVE)])
     r = orch("report", str(tmp_path / "runs"))
