@@ -298,7 +298,7 @@ def run_tests(run: RunState, st: ArchState) -> int:
             continue
         steps.update(t.binary, done=i)
         mark = m.guest.mark() if m.guest else 0
-        covrun.before(run, st)
+        covrun.before(run, st, t.binary)
         where = m.tests_dir if t.payload == "selftests" else m.dirs[t.payload]
         s = testrun.run_binary(m.session, a.name, t.binary, t.timeout,
                                run.out / a.name / "tests", path=f"{where}/{t.path}",
