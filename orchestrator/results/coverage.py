@@ -13,8 +13,10 @@ the lines gained and lost of `orch compare`. Pure functions over dicts.
 from __future__ import annotations
 
 from collections import defaultdict
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from xml.etree import ElementTree as ET
+
+from orchestrator.base.files import write_bytes
 
 RUN, NOT_RUN, NOT_EXECUTABLE = "run", "not_run", "not_executable"
 COBERTURA = "coverage.xml"  # in the output directory
@@ -279,3 +281,12 @@ def cobertura(sec: dict, timestamp: int = 0) -> bytes:
                 ET.SubElement(lines_el, "line", {"number": str(n), "hits": str(hits),
                                                  "branch": "false"})
     return b'<?xml version="1.0" ?>\n' + ET.tostring(root) + b"\n"
+
+
+def write_cobertura(out: Path, sec: dict | None) -> None:
+    """OUT/coverage.xml of a section; none without coverage (an old one is removed: it
+    would be read as this run's)."""
+    if sec:
+        write_bytes(out / COBERTURA, cobertura(sec))
+    else:
+        (out / COBERTURA).unlink(missing_ok=True)

@@ -198,3 +198,11 @@ def test_a_malformed_coverage_section_is_one_line_and_exit_2(tmp_path, command):
     err = r.stderr.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert "results.json: malformed coverage section" in err and "index" in err, err
+
+
+def test_a_merge_without_coverage_leaves_no_old_coverage_xml(tmp_path):
+    a = write_run(tmp_path / "a", [(cell("x86_64"), MOVE)])
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / rescov.COBERTURA).write_text("<coverage/>")
+    assert orch("merge", str(a), "-o", str(tmp_path / "m")).returncode == 0
+    assert not (tmp_path / "m" / rescov.COBERTURA).exists()

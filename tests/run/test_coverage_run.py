@@ -5,6 +5,7 @@ this is said in the cell, never left silent."""
 import json
 
 from orchestrator import options
+from orchestrator.results import coverage as rescov
 from orchestrator.run import coverage as covrun
 from orchestrator.run import outputs
 from orchestrator.run.pipeline import Run
@@ -95,3 +96,22 @@ def test_a_failed_reset_stops_attributing_counts_and_says_why(tmp_path):
     assert list(st.gcda) == ["(boot)", "uffd_move"]
     assert "could not be reset before vma_merge" in st.coverage_stopped
     assert sum("reset" in c for c in sess.ran) == 3
+
+
+def test_a_failed_coverage_stage_is_an_unsupported_cell_with_the_error(tmp_path):
+    run, st = state(tmp_path, Guest([("mount -t debugfs", "gcov-ok\n")]))
+    covrun.start(run, st)
+    st.stages["coverage"] = {"status": "failed", "error": "gcov-12 not found"}
+    run.coverage_patches = []
+    rec = outputs.record(run)
+    assert rec.coverage["cells"][rec.cells[0].id] == {
+        "supported": False, "why": "the coverage stage failed: gcov-12 not found",
+        "profiled": []}
+
+
+def test_a_run_without_coverage_leaves_no_old_coverage_xml(tmp_path):
+    run = Run(options.make(output=tmp_path / "o", quiet=True)).state
+    run.out.mkdir(parents=True, exist_ok=True)
+    (run.out / rescov.COBERTURA).write_text("<coverage/>")
+    outputs.write(run)
+    assert not (run.out / rescov.COBERTURA).exists()
