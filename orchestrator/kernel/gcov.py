@@ -59,7 +59,13 @@ def stage(work: Path, kernel: Kernel, sources: dict[str, str]) -> Path:
     for f in info.get("profiled", []):
         gcno = Path(f).with_suffix(".gcno")
         (obj / gcno.parent).mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(kernel.store / NOTES / gcno, obj / gcno)
+        try:
+            shutil.copyfile(kernel.store / NOTES / gcno, obj / gcno)
+        except OSError as exc:
+            shutil.rmtree(work, ignore_errors=True)
+            raise InfraError(f"kernel {kernel.key[:12]} has no notes for {f} "
+                             f"({kernel.store / NOTES / gcno}: {exc.strerror})",
+                             stage="coverage") from None
     return obj
 
 

@@ -145,9 +145,9 @@ def analyse(run: RunState, st: ArchState | None) -> None:
         if f not in sources:
             sources[f] = gcov.file_at(run.tree.repo, run.head_commit, f, r)
     work = run.out / a / "coverage" / "work"
-    gcov.stage(work, st.kernel, sources)
     lines: dict[tuple[str, int], dict] = {}
     try:
+        gcov.stage(work, st.kernel, sources)
         for binary, tar in st.gcda.items():
             counts = gcov.line_counts(work, gcovdata.members(tar, profiled), tool, r,
                                       log=run.log(a, "coverage.log"))
