@@ -5,6 +5,7 @@ this is said in the cell, never left silent."""
 import json
 
 from orchestrator import options
+from orchestrator.base.errors import SSHError
 from orchestrator.results import coverage as rescov
 from orchestrator.run import coverage as covrun
 from orchestrator.run import outputs
@@ -72,7 +73,7 @@ def test_no_gcov_data_taken_at_all_is_an_unsupported_cell_with_why(tmp_path):
     # 0 of 0 lines measured
     sess = Guest([("mount -t debugfs", "gcov-ok\n")])
     sess.get = lambda command, timeout=120.0: (_ for _ in ()).throw(
-        gcovdata.SSHError("connection lost"))
+        SSHError("connection lost"))
     run, st = state(tmp_path, sess)
     covrun.start(run, st)
     covrun.before(run, st, "uffd_move")
