@@ -43,11 +43,12 @@ NOTES = "gcov"  # in a store entry: NOTES/<path>.gcno per profiled file
 DATA_DIR = "/orch-gcov"  # the .gcda names the kernel is built with (`DATA_DIR/mm#x.gcda`)
 
 
-def series_files(repo: Path, base: str, head: str, runner: Runner) -> list[str]:
-    """The C files the commits base..head change and keep (the series, and a checkout's
-    uncommitted change)."""
+def series_sources(repo: Path, base: str, head: str, runner: Runner) -> list[str]:
+    """The C files and headers the commits base..head change and keep (the series, and a
+    checkout's uncommitted change): the C files are profiled, the lines they and the
+    headers add are counted (kernel/gcov.py)."""
     res = runner.run(["git", "--git-dir", str(repo), "diff", "--name-only",
-                      "--diff-filter=d", base, head, "--", "*.c"], always=True)
+                      "--diff-filter=d", base, head, "--", "*.c", "*.h"], always=True)
     return sorted(set(res.output.split())) if res.ok else []
 
 

@@ -110,16 +110,7 @@ def parse_gcovr(doc: dict) -> Lines:
 
 # --- which lines each patch added ------------------------------------------------------
 
-SOURCE_RE = re.compile(r"\.(c|h)$")
 _HEAD_RE = re.compile(r"^([0-9a-f]{40}) \d+ (\d+)")
-
-
-def series_sources(repo: Path, base: str, head: str, runner: Runner) -> list[str]:
-    """The C sources and headers the commits base..head change and keep."""
-    res = runner.run(["git", "--git-dir", str(repo), "diff", "--name-only",
-                      "--diff-filter=d", base, head], always=True)
-    return sorted(f for f in set(res.output.split()) if SOURCE_RE.search(f)) \
-        if res.ok else []
 
 
 def file_at(repo: Path, commit: str, path: str, runner: Runner) -> str:

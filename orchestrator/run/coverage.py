@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 
 from orchestrator.base.errors import OrchError
+from orchestrator.kernel import coverage as covmod
 from orchestrator.kernel import dirty as dirtymod
 from orchestrator.kernel import gcov
 from orchestrator.results import coverage as rescov
@@ -114,7 +115,7 @@ def series_lines(run: RunState) -> list[dict]:
                         "dirty": True, "lines": []})
     by_name = {p["name"]: p for p in patches}
     run.coverage_sources = {}
-    for f in gcov.series_sources(repo, run.base_commit, run.head_commit, r):
+    for f in covmod.series_sources(repo, run.base_commit, run.head_commit, r):
         run.coverage_sources[f] = gcov.file_at(repo, run.head_commit, f, r)
         for line, text, patch in gcov.added_lines(repo, run.base_commit, run.head_commit,
                                                   f, commits, r):

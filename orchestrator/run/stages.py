@@ -134,9 +134,10 @@ def apply(run: RunState, st: ArchState | None) -> None:
     if not opts.dry_run:
         run.head_commit, run.source_tree = treemod.tree_id(run.worktree, r)
         if opts.coverage is not None:
+            changed = covmod.series_sources(run.tree.repo, run.base_commit,
+                                            run.head_commit, r)
             run.coverage_files, notes = covmod.requested(
-                run.worktree, covmod.series_files(run.tree.repo, run.base_commit,
-                                                  run.head_commit, r), opts.coverage)
+                run.worktree, [f for f in changed if f.endswith(".c")], opts.coverage)
             for line in notes:
                 run.progress.line(f"orch: {line}")
             if not run.coverage_files:

@@ -83,7 +83,7 @@ def test_a_file_its_makefile_keeps_from_gcov_is_left_out_with_a_line(tmp_path):
         cov.requested(tmp_path, [], ["mm/nope.c"])
 
 
-def test_series_files_are_the_c_files_the_commits_change_and_keep(tmp_path):
+def test_series_sources_are_the_c_files_and_headers_the_commits_change_and_keep(tmp_path):
     repo = tmp_path / "r"
     repo.mkdir()
     git(repo, "init", "-q")
@@ -101,7 +101,8 @@ def test_series_files_are_the_c_files_the_commits_change_and_keep(tmp_path):
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "series")
     head = git(repo, "rev-parse", "HEAD").strip()
-    assert cov.series_files(repo / ".git", base, head, Runner()) == ["fs/new.c", "mm/a.c"]
+    assert cov.series_sources(repo / ".git", base, head, Runner()) == [
+        "fs/new.c", "include/x.h", "mm/a.c"]
 
 
 def test_the_key_says_coverage_and_which_files():

@@ -137,7 +137,7 @@ def test_a_line_belongs_to_the_last_patch_that_wrote_it_and_a_removed_one_to_non
     got = gcov.added_lines(repo / ".git", base, head, "mm/x.c", commits, Runner())
     assert got == [(2, "new1", "0001-add.patch"), (3, "changed2", "0002-change.patch"),
                    (5, "new4", "0002-change.patch")]  # new3: removed by 0002, nobody's
-    assert gcov.series_sources(repo / ".git", base, head, Runner()) == ["mm/x.c"]
+    assert cov.series_sources(repo / ".git", base, head, Runner()) == ["mm/x.c"]
     assert gcov.file_at(repo / ".git", head, "mm/x.c", Runner()) == steps[1][1]
 
 
