@@ -15,7 +15,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("dir", type=Path, metavar="DIR",
                    help="an orch output directory (a run's, a merge's) or its results.json")
     p.add_argument("--output", "-o", type=Path, metavar="FILE",
-                   help=f"where the page goes (default: DIR/{page.FILENAME})")
+                   help=f"where the page goes (default: DIR/{page.FILENAME}; a directory: "
+                        f"FILE/{page.FILENAME})")
 
 
 def main(args: argparse.Namespace, argv: list[str]) -> int:

@@ -22,6 +22,8 @@ object from two build dirs, byte for byte; without these flags, two builds in on
 already differ. They go to the profiled objects only, through kbuild's CFLAGS_KERNEL (and
 CFLAGS_MODULE), empty by default and expanded per object like the flags above: ccache
 cannot cache a compile with -fprofile-prefix-path, and every other object stays cacheable.
+The environment's own CFLAGS_KERNEL/CFLAGS_MODULE are not passed on: the key does not hold
+them.
 
 The key of a coverage kernel says so: its .config has CONFIG_GCOV_KERNEL, and the files
 asked for are part of it (`key_part`); kernel.json lists them and those really profiled.
@@ -29,7 +31,6 @@ asked for are part of it (`key_part`); kernel.json lists them and those really p
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 from pathlib import Path
@@ -42,11 +43,12 @@ NOTES = "gcov"  # in a store entry: NOTES/<path>.gcno per profiled file
 DATA_DIR = "/orch-gcov"  # the .gcda names the kernel is built with (`DATA_DIR/mm#x.gcda`)
 
 
-def series_files(repo: Path, base: str, head: str, runner: Runner) -> list[str]:
-    """The C files the commits base..head change and keep (the series, and a checkout's
-    uncommitted change)."""
+def series_sources(repo: Path, base: str, head: str, runner: Runner) -> list[str]:
+    """The C files and headers the commits base..head change and keep (the series, and a
+    checkout's uncommitted change): the C files are profiled, the lines they and the
+    headers add are counted (kernel/gcov.py)."""
     res = runner.run(["git", "--git-dir", str(repo), "diff", "--name-only",
-                      "--diff-filter=d", base, head, "--", "*.c"], always=True)
+                      "--diff-filter=d", base, head, "--", "*.c", "*.h"], always=True)
     return sorted(set(res.output.split())) if res.ok else []
 
 
@@ -95,9 +97,10 @@ def make_vars(files: list[str] | None, builddir: Path) -> list[str]:
     flags = " ".join(reproducible_flags(builddir))
     out = [f"GCOV_PROFILE_{stem}.o=$(if $(filter {' '.join(sorted(objs))},$@),y)"
            for stem, objs in sorted(by_stem.items())]
-    for var in ("CFLAGS_KERNEL", "CFLAGS_MODULE"):  # the user's own first, if any
-        user = os.environ.get(var, "")
-        out.append(f"{var}={user + ' ' if user else ''}$(if $(filter {every},$@),{flags})")
+    # Not the environment's CFLAGS_KERNEL/CFLAGS_MODULE: the build key does not hold them,
+    # and a stored kernel must be what its key says (gc --verify rebuilds it elsewhere).
+    out += [f"{var}=$(if $(filter {every},$@),{flags})"
+            for var in ("CFLAGS_KERNEL", "CFLAGS_MODULE")]
     return out
 
 

@@ -59,7 +59,13 @@ def stage(work: Path, kernel: Kernel, sources: dict[str, str]) -> Path:
     for f in info.get("profiled", []):
         gcno = Path(f).with_suffix(".gcno")
         (obj / gcno.parent).mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(kernel.store / NOTES / gcno, obj / gcno)
+        try:
+            shutil.copyfile(kernel.store / NOTES / gcno, obj / gcno)
+        except OSError as exc:
+            shutil.rmtree(work, ignore_errors=True)
+            raise InfraError(f"kernel {kernel.key[:12]} has no notes for {f} "
+                             f"({kernel.store / NOTES / gcno}: {exc.strerror})",
+                             stage="coverage") from None
     return obj
 
 
@@ -104,16 +110,7 @@ def parse_gcovr(doc: dict) -> Lines:
 
 # --- which lines each patch added ------------------------------------------------------
 
-SOURCE_RE = re.compile(r"\.(c|h)$")
 _HEAD_RE = re.compile(r"^([0-9a-f]{40}) \d+ (\d+)")
-
-
-def series_sources(repo: Path, base: str, head: str, runner: Runner) -> list[str]:
-    """The C sources and headers the commits base..head change and keep."""
-    res = runner.run(["git", "--git-dir", str(repo), "diff", "--name-only",
-                      "--diff-filter=d", base, head], always=True)
-    return sorted(f for f in set(res.output.split()) if SOURCE_RE.search(f)) \
-        if res.ok else []
 
 
 def file_at(repo: Path, commit: str, path: str, runner: Runner) -> str:

@@ -13,8 +13,10 @@ the lines gained and lost of `orch compare`. Pure functions over dicts.
 from __future__ import annotations
 
 from collections import defaultdict
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from xml.etree import ElementTree as ET
+
+from orchestrator.base.files import write_bytes
 
 RUN, NOT_RUN, NOT_EXECUTABLE = "run", "not_run", "not_executable"
 COBERTURA = "coverage.xml"  # in the output directory
@@ -168,10 +170,33 @@ def gained_lost(base: dict | None, new: dict | None) -> dict[str, list[dict]]:
 
 # --- views ---------------------------------------------------------------------------------
 
+def counts_by_arch(ln: dict, arch_of: dict[str, str] | None = None) -> dict[str, list[int]]:
+    """A line's count in each cell where it is executable, by arch (`arch_of`: cell id ->
+    arch; else the cell id's first part)."""
+    per: dict[str, list[int]] = {}
+    for cid, c in ln["cells"].items():
+        per.setdefault((arch_of or {}).get(cid, cid.split(".")[0]), []).append(c["count"])
+    return per
+
+
 def ran_where(ln: dict) -> str:
-    """Which cells (by arch, the cell id's first part) ran a line."""
-    return ", ".join(sorted({cid.split(".")[0] for cid, c in ln["cells"].items()
-                             if c["count"] > 0}))
+    """Which arches ran a line: `arm64, x86_64`."""
+    return ", ".join(sorted(a for a, counts in counts_by_arch(ln).items()
+                            if any(n > 0 for n in counts)))
+
+
+def where_ran(ln: dict, arch_of: dict[str, str] | None = None) -> str:
+    """Per arch, where the line ran: `x86_64: 12×; arm64: not run`, or in a merge of many
+    cells of an arch `x86_64: 98/100 cells` (cells where it is not executable: not
+    counted)."""
+    parts = []
+    for arch, counts in counts_by_arch(ln, arch_of).items():
+        ran = sum(1 for n in counts if n > 0)
+        if len(counts) == 1:
+            parts.append(f"{arch}: {counts[0]}×" if ran else f"{arch}: not run")
+        else:
+            parts.append(f"{arch}: {ran}/{len(counts)} cells")
+    return "; ".join(parts)
 
 
 def summary_md(sec: dict | None) -> str:
@@ -279,3 +304,12 @@ def cobertura(sec: dict, timestamp: int = 0) -> bytes:
                 ET.SubElement(lines_el, "line", {"number": str(n), "hits": str(hits),
                                                  "branch": "false"})
     return b'<?xml version="1.0" ?>\n' + ET.tostring(root) + b"\n"
+
+
+def write_cobertura(out: Path, sec: dict | None) -> None:
+    """OUT/coverage.xml of a section; none without coverage (an old one is removed: it
+    would be read as this run's)."""
+    if sec:
+        write_bytes(out / COBERTURA, cobertura(sec))
+    else:
+        (out / COBERTURA).unlink(missing_ok=True)

@@ -156,8 +156,7 @@ def write(rec: Record, out: Path) -> None:
     results.write(out / results.FILENAME, rec)
     write_junit(out / "junit.xml", rec)
     files.write_text(out / "summary.md", summary_md(rec))
-    if rec.coverage:
-        files.write_bytes(out / rescov.COBERTURA, rescov.cobertura(rec.coverage))
+    rescov.write_cobertura(out, rec.coverage)
     page.report(out, compare=False)
 
 

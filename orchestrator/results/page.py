@@ -281,8 +281,9 @@ def read_json(path: Path, what: str) -> dict:
 def report(src: Path, out: Path | None = None, compare: bool = True) -> Path:
     """`orch report DIR`: the page of DIR's results.json (a run or a merge) as the file has
     it, with DIR's compare.json when there is one (`compare`), written to OUT (default
-    DIR/report.html). orch run and orch merge call it (without compare) after writing
-    results.json: the page is a view of the file, whatever sections it holds."""
+    DIR/report.html; OUT/report.html when OUT is a directory). orch run and orch merge
+    call it (without compare) after writing results.json: the page is a view of the
+    file, whatever sections it holds."""
     path = src if src.is_file() else src / results.FILENAME
     if not src.exists():
         raise UsageError(f"{src}: no such file or directory", stage="report")
@@ -296,6 +297,8 @@ def report(src: Path, out: Path | None = None, compare: bool = True) -> Path:
         cmp = read_json(cmp_path, "orch compare's data") \
             if compare and cmp_path.is_file() else None
         out = out or path.parent / FILENAME
+        if out.is_dir():
+            out = out / FILENAME
         write(out, data, cmp, base=path.parent, where=str(path))
     except UsageError as exc:
         exc.stage = "report"

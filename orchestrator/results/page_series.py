@@ -11,31 +11,10 @@ this run".
 
 from __future__ import annotations
 
+from orchestrator.results import coverage as rescov
 from orchestrator.results.record import Record
 
 STATUS_TEXT = {"run": "run", "not_run": "not run", "not_executable": "not executable"}
-
-
-def _pct(run: int, executable: int) -> str:
-    return f"{100 * run / executable:.0f}%" if executable else "–"
-
-
-def _where(line_cells: dict, arch_of: dict[str, str]) -> str:
-    """Per arch, where the line ran: `x86_64: 12×; arm64: not run`, or in a merge of
-    many cells of an arch `x86_64: 98/100 cells`. Cells where the line is not executable
-    are not in `line_cells`, so not counted."""
-    per: dict[str, list[int]] = {}
-    for cid, got in line_cells.items():
-        count = got.get("count", 0) if isinstance(got, dict) else 0
-        per.setdefault(arch_of.get(cid, cid.split(".", 1)[0]), []).append(count or 0)
-    parts = []
-    for arch, counts in per.items():
-        ran = sum(1 for c in counts if c > 0)
-        if len(counts) == 1:
-            parts.append(f"{arch}: {counts[0]}×" if ran else f"{arch}: not run")
-        else:
-            parts.append(f"{arch}: {ran}/{len(counts)} cells")
-    return "; ".join(parts)
 
 
 def _line(p_anchor: str, j: int, ln: dict, arch_of: dict[str, str]) -> dict:
@@ -49,7 +28,7 @@ def _line(p_anchor: str, j: int, ln: dict, arch_of: dict[str, str]) -> dict:
             "line": ln.get("line", 0), "function": ln.get("function", ""),
             "text": ln.get("text", ""), "status": status,
             "cls": status.replace("_", "-"), "status_text": STATUS_TEXT.get(status, status),
-            "ran_by": sorted(ran_by), "where": _where(cells, arch_of) if cells else ""}
+            "ran_by": sorted(ran_by), "where": rescov.where_ran(ln, arch_of) if cells else ""}
 
 
 def view(cov: dict | None, rec: Record) -> dict | None:
@@ -63,7 +42,7 @@ def view(cov: dict | None, rec: Record) -> dict | None:
         supported = c.get("supported", True)
         cells[cid] = {"executable": c.get("executable", 0), "run": c.get("run", 0),
                       "supported": supported, "why": c.get("why", ""),
-                      "pct": _pct(c.get("run", 0), c.get("executable", 0))
+                      "pct": rescov.pct(c.get("run", 0), c.get("executable", 0))
                       if supported else "not supported"}
     patches, not_run = [], []
     for p in cov.get("patches") or []:
@@ -72,7 +51,8 @@ def view(cov: dict | None, rec: Record) -> dict | None:
         view_p = {"anchor": anchor, "index": p.get("index", len(patches) + 1),
                   "name": p.get("name", ""), "subject": p.get("subject", ""),
                   "dirty": bool(p.get("dirty")), "executable": p.get("executable", 0),
-                  "run": p.get("run", 0), "pct": _pct(p.get("run", 0), p.get("executable", 0)),
+                  "run": p.get("run", 0),
+                  "pct": rescov.pct(p.get("run", 0), p.get("executable", 0)),
                   "lines": lines, "not_run": sum(1 for x in lines if x["status"] == "not_run")}
         patches.append(view_p)
         not_run += [(view_p, x) for x in lines if x["status"] == "not_run"]
@@ -80,7 +60,7 @@ def view(cov: dict | None, rec: Record) -> dict | None:
     run = sum(p["run"] for p in patches)
     return {"tool": cov.get("tool", ""), "profiled": cov.get("profiled") or [],
             "cells": cells, "patches": patches, "not_run": not_run,
-            "executable": executable, "run": run, "pct": _pct(run, executable)}
+            "executable": executable, "run": run, "pct": rescov.pct(run, executable)}
 
 
 def compare_lines(cov: dict | None) -> dict | None:

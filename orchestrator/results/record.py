@@ -29,6 +29,7 @@ from orchestrator.base.errors import (
     UsageError,
     worst,
 )
+from orchestrator.results import coverage_schema
 
 SCHEMA = "orch-results"
 SCHEMA_VERSION = 2  # what this orch reads; it writes 1 unless a record has coverage
@@ -213,6 +214,8 @@ class Record:
                       coverage=d.get("coverage") or None)
         except (KeyError, TypeError) as exc:
             raise UsageError(f"{where}: malformed results record ({exc})") from None
+        if rec.coverage is not None and (why := coverage_schema.problem(rec.coverage)):
+            raise UsageError(f"{where}: malformed coverage section ({why})")
         bad = next((t for t in rec.tests if t.status not in STATUSES), None)
         if bad:
             raise UsageError(f"{where}: testcase {bad.binary}/{bad.name} has status "

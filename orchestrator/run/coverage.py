@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 
 from orchestrator.base.errors import OrchError
+from orchestrator.kernel import coverage as covmod
 from orchestrator.kernel import dirty as dirtymod
 from orchestrator.kernel import gcov
 from orchestrator.results import coverage as rescov
@@ -51,7 +52,7 @@ def start(run: RunState, st: ArchState) -> None:
     ran, and reset."""
     if run.opts.coverage is None:
         return
-    st.gcda, st.coverage = {}, None
+    st.gcda, st.coverage, st.coverage_stopped = {}, None, ""
     m = st.machine
     if m is None or m.session is None:
         unsupported(st, LAVA_WHY if run.target.kind == "lava" else
@@ -65,19 +66,33 @@ def start(run: RunState, st: ArchState) -> None:
             unsupported(st, why)
             return
         _take(run, st, BOOT)
-        gcovdata.reset(m.session)
+        _reset(run, st, "the first test binary")
     if st.coverage:
         run.progress.error(f"orch: [{st.arch.name}] coverage: {st.coverage['why']}")
 
 
-def before(run: RunState, st: ArchState) -> None:
-    if run.opts.coverage is not None and st.coverage is None and st.machine is not None:
-        assert st.machine.session is not None
-        gcovdata.reset(st.machine.session)
+def _reset(run: RunState, st: ArchState, before_what: str) -> None:
+    """Zero the counters; when that fails, take no more data: the next binary's would hold
+    the previous one's counts too, credited to it."""
+    assert st.machine is not None and st.machine.session is not None
+    if not gcovdata.reset(st.machine.session):
+        st.coverage_stopped = (f"the gcov counters could not be reset before {before_what}: "
+                               f"no counts taken from then on")
+        run.progress.error(f"orch: [{st.arch.name}] coverage: {st.coverage_stopped}")
+
+
+def _taking(run: RunState, st: ArchState) -> bool:
+    return (run.opts.coverage is not None and st.coverage is None and st.machine is not None
+            and not st.coverage_stopped)
+
+
+def before(run: RunState, st: ArchState, binary: str) -> None:
+    if _taking(run, st):
+        _reset(run, st, binary)
 
 
 def after(run: RunState, st: ArchState, binary: str) -> None:
-    if run.opts.coverage is not None and st.coverage is None and st.machine is not None:
+    if _taking(run, st):
         _take(run, st, binary)
 
 
@@ -100,7 +115,7 @@ def series_lines(run: RunState) -> list[dict]:
                         "dirty": True, "lines": []})
     by_name = {p["name"]: p for p in patches}
     run.coverage_sources = {}
-    for f in gcov.series_sources(repo, run.base_commit, run.head_commit, r):
+    for f in covmod.series_sources(repo, run.base_commit, run.head_commit, r):
         run.coverage_sources[f] = gcov.file_at(repo, run.head_commit, f, r)
         for line, text, patch in gcov.added_lines(repo, run.base_commit, run.head_commit,
                                                   f, commits, r):
@@ -114,6 +129,11 @@ def analyse(run: RunState, st: ArchState | None) -> None:
     assert st is not None
     if run.opts.dry_run or (st.coverage is not None and not st.coverage["supported"]):
         return
+    if not st.gcda:
+        unsupported(st, "no gcov data was taken: "
+                    + (st.coverage_stopped or "no read of the machine's counters worked"))
+        run.progress.error(f"orch: [{st.arch.name}] coverage: {st.coverage['why']}")
+        return
     assert st.kernel is not None
     a, r = st.arch.name, run.runner
     patches = series_lines(run)
@@ -126,9 +146,9 @@ def analyse(run: RunState, st: ArchState | None) -> None:
         if f not in sources:
             sources[f] = gcov.file_at(run.tree.repo, run.head_commit, f, r)
     work = run.out / a / "coverage" / "work"
-    gcov.stage(work, st.kernel, sources)
     lines: dict[tuple[str, int], dict] = {}
     try:
+        gcov.stage(work, st.kernel, sources)
         for binary, tar in st.gcda.items():
             counts = gcov.line_counts(work, gcovdata.members(tar, profiled), tool, r,
                                       log=run.log(a, "coverage.log"))
@@ -143,8 +163,8 @@ def analyse(run: RunState, st: ArchState | None) -> None:
                         e["ran_by"].append(binary)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    why = "" if st.gcda else "no gcov data was taken (no test binary ran)"
-    st.coverage = {"supported": True, "why": why, "profiled": profiled, "lines": lines}
+    st.coverage = {"supported": True, "why": st.coverage_stopped, "profiled": profiled,
+                   "lines": lines}
     ran = sum(1 for e in lines.values() if e["count"] > 0)
     run.progress.line(f"[{a}] coverage: {ran} of the series' {len(lines)} executable added "
                       f"lines run ({rescov.pct(ran, len(lines))}), {len(st.gcda)} binaries")

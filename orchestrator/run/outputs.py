@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from orchestrator import __version__
-from orchestrator.base.files import write_bytes, write_json, write_text
+from orchestrator.base.files import write_json, write_text
 from orchestrator.base.paths import SELFTESTS
 from orchestrator.kernel import dirty as dirtymod
 from orchestrator.kernel import series as seriesmod
@@ -191,8 +191,12 @@ def record(run: RunState) -> results.Record:
             if s.arch == name:
                 rec.tests += testrun.record_cases(c.id, s, source_file(run, s),
                                                       logs_of(run, name, s))
+        failed = st.stages.get("coverage", {})
         if st.coverage is not None:
             cov[c.id] = st.coverage
+        elif run.opts.coverage is not None and failed.get("status") == "failed":
+            cov[c.id] = {"supported": False, "profiled": [], "lines": {},
+                         "why": f"the coverage stage failed: {failed.get('error', '')}"}
     if run.opts.coverage is not None and (cov or run.coverage_patches is not None):
         rec.coverage = rescov.section(run.coverage_patches or [], cov)
     return rec
@@ -229,8 +233,7 @@ def write(run: RunState) -> None:
     write_junit(run.junit_path, rec)
     if run.status != "running":  # a verdict to summarise
         write_text(run.out / "summary.md", summary_md(rec, title="orch run"))
-    if rec.coverage:
-        write_bytes(run.out / rescov.COBERTURA, rescov.cobertura(rec.coverage))
+    rescov.write_cobertura(run.out, rec.coverage)
     page.report(run.out, compare=False)
 
 

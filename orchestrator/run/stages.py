@@ -61,13 +61,15 @@ def check(run: RunState, st: ArchState | None) -> None:
             raise UsageError(f"--smp {opts.smp}: QEMU's {a.machine} machine ({a.name}) "
                              f"takes at most {a.max_cpus} CPUs")
     if not opts.dry_run:
-        preflight(opts.arches, run.target)
+        preflight(opts.arches, run.target, coverage=opts.coverage is not None)
     if opts.accel not in ("auto", "kvm", "tcg"):
         raise UsageError(f"--accel {opts.accel}: choose auto, kvm or tcg")
 
 
-def preflight(arches: list[Arch], target: targets.Target | None = None) -> None:
-    """Missing host programs are found before a 3-minute build, not after it."""
+def preflight(arches: list[Arch], target: targets.Target | None = None,
+              coverage: bool = False) -> None:
+    """Missing host programs are found before a 3-minute build, not after it (--coverage:
+    the arch's gcov, which the coverage stage runs after the tests)."""
     needed = [("git", "git"), ("make", "make"), ("flex", "flex"), ("bison", "bison"),
               ("bc", "bc"), ("cpio", "cpio"), ("readelf", "binutils")]
     local = target is None or target.wants_initramfs  # orch's initramfs is built here
@@ -76,6 +78,9 @@ def preflight(arches: list[Arch], target: targets.Target | None = None) -> None:
         needed.append(("dropbearconvert", "dropbear-bin"))
     for a in arches:
         needed.append((a.cc(), a.cross_package if a.cross_compile() else "gcc"))
+        if coverage:
+            needed.append((f"{a.cross_compile()}gcov",
+                           a.cross_package if a.cross_compile() else "gcc"))
         if qemu_here:
             needed.append((a.qemu, a.qemu_package))
         if local:
@@ -129,9 +134,10 @@ def apply(run: RunState, st: ArchState | None) -> None:
     if not opts.dry_run:
         run.head_commit, run.source_tree = treemod.tree_id(run.worktree, r)
         if opts.coverage is not None:
+            changed = covmod.series_sources(run.tree.repo, run.base_commit,
+                                            run.head_commit, r)
             run.coverage_files, notes = covmod.requested(
-                run.worktree, covmod.series_files(run.tree.repo, run.base_commit,
-                                                  run.head_commit, r), opts.coverage)
+                run.worktree, [f for f in changed if f.endswith(".c")], opts.coverage)
             for line in notes:
                 run.progress.line(f"orch: {line}")
             if not run.coverage_files:
@@ -298,7 +304,7 @@ def run_tests(run: RunState, st: ArchState) -> int:
             continue
         steps.update(t.binary, done=i)
         mark = m.guest.mark() if m.guest else 0
-        covrun.before(run, st)
+        covrun.before(run, st, t.binary)
         where = m.tests_dir if t.payload == "selftests" else m.dirs[t.payload]
         s = testrun.run_binary(m.session, a.name, t.binary, t.timeout,
                                run.out / a.name / "tests", path=f"{where}/{t.path}",

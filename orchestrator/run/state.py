@@ -73,6 +73,7 @@ class ArchState:
     # the cell's line coverage of the series' added lines once computed.
     gcda: dict[str, Path] = field(default_factory=dict)
     coverage: dict | None = None
+    coverage_stopped: str = ""  # why no more gcov data is taken (a reset failed)
 
 
 def builddir(run: "RunState", st: ArchState) -> Path:

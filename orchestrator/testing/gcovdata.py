@@ -14,7 +14,7 @@ import io
 import tarfile
 from pathlib import Path, PurePosixPath
 
-from orchestrator.base.errors import SSHError
+from orchestrator.base.errors import InfraError
 from orchestrator.targets.ssh import Session
 
 GCOV = "/sys/kernel/debug/gcov"
@@ -22,10 +22,10 @@ GCOV = "/sys/kernel/debug/gcov"
 PREPARE = (f"[ -d {GCOV} ] || mount -t debugfs debugfs /sys/kernel/debug >/dev/null 2>&1; "
            f"[ -d {GCOV} ] && echo gcov-ok")
 RESET = f"echo 1 > {GCOV}/reset"
-COLLECT = ("set -e; d=$(mktemp -d); cd " + GCOV + "; "
+COLLECT = ("set -e; d=$(mktemp -d); trap 'rm -rf \"$d\"' EXIT; cd " + GCOV + "; "
            "find . -name '*.gcda' | while read -r f; do "
            'mkdir -p "$d/${f%/*}"; cat "$f" > "$d/$f"; done; '
-           'tar -C "$d" -cf - .; rm -rf "$d"')
+           'tar -C "$d" -cf - .')
 
 NO_GCOV = ("the running kernel has no gcov data in debugfs ({where}): not a coverage build "
            "(CONFIG_GCOV_KERNEL), or debugfs cannot be mounted")
@@ -75,7 +75,8 @@ def members(tar_path: Path, wanted: list[str]) -> dict[str, bytes]:
                     fobj = tf.extractfile(m)
                     out[best] = fobj.read() if fobj else b""
     except (OSError, tarfile.TarError) as exc:
-        raise SSHError(f"{tar_path.name}: not a readable tar of gcov data ({exc})") from None
+        raise InfraError(f"{tar_path.name}: not a readable tar of gcov data "
+                         f"({' '.join(str(exc).split())})", stage="coverage") from None
     return out
 
 

@@ -49,15 +49,19 @@ def test_make_vars_profile_exactly_the_named_objects_through_sub_makes(tmp_path)
                    "kernel/userfaultfd.o": "plain -", "arch/x86/boot/rmap.o": "plain -"}
 
 
-def test_make_vars_group_files_by_name_and_keep_the_users_cflags(monkeypatch, tmp_path):
-    monkeypatch.delenv("CFLAGS_KERNEL", raising=False)
+def test_make_vars_group_files_by_name_and_ignore_the_environments_cflags(monkeypatch,
+                                                                          tmp_path):
+    # The build key does not hold the environment: what reaches make must not depend on it,
+    # or a stored kernel would not be what its key says (and gc --verify would rebuild
+    # with whatever environment it runs in).
+    monkeypatch.setenv("CFLAGS_KERNEL", "-DX=1")
     monkeypatch.setenv("CFLAGS_MODULE", "-Wno-x")
     flags = f"-frandom-seed=orch -fprofile-dir=/orch-gcov -fprofile-prefix-path={tmp_path}"
     objs = "fs/userfaultfd.o mm/userfaultfd.o"
     assert cov.make_vars(["mm/userfaultfd.c", "fs/userfaultfd.c"], tmp_path) == [
         f"GCOV_PROFILE_userfaultfd.o=$(if $(filter {objs},$@),y)",
         f"CFLAGS_KERNEL=$(if $(filter {objs},$@),{flags})",
-        f"CFLAGS_MODULE=-Wno-x $(if $(filter {objs},$@),{flags})"]
+        f"CFLAGS_MODULE=$(if $(filter {objs},$@),{flags})"]
     assert cov.make_vars(None, tmp_path) == []
 
 
@@ -79,7 +83,7 @@ def test_a_file_its_makefile_keeps_from_gcov_is_left_out_with_a_line(tmp_path):
         cov.requested(tmp_path, [], ["mm/nope.c"])
 
 
-def test_series_files_are_the_c_files_the_commits_change_and_keep(tmp_path):
+def test_series_sources_are_the_c_files_and_headers_the_commits_change_and_keep(tmp_path):
     repo = tmp_path / "r"
     repo.mkdir()
     git(repo, "init", "-q")
@@ -97,7 +101,8 @@ def test_series_files_are_the_c_files_the_commits_change_and_keep(tmp_path):
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "series")
     head = git(repo, "rev-parse", "HEAD").strip()
-    assert cov.series_files(repo / ".git", base, head, Runner()) == ["fs/new.c", "mm/a.c"]
+    assert cov.series_sources(repo / ".git", base, head, Runner()) == [
+        "fs/new.c", "include/x.h", "mm/a.c"]
 
 
 def test_the_key_says_coverage_and_which_files():

@@ -108,6 +108,16 @@ def test_notes_of_a_build_outside_its_tree_cannot_be_mapped(built, tmp_path):
         gcov.stage(tmp_path / "w", kernel, {})
 
 
+def test_a_stored_kernel_without_a_files_notes_is_a_coverage_error_leaving_no_work(
+        built, tmp_path):
+    kernel, _ = built
+    (kernel.store / NOTES / "mm/x.gcno").unlink()
+    work = tmp_path / "w"
+    with pytest.raises(InfraError, match="has no notes for mm/x.c .*mm/x.gcno") as e:
+        gcov.stage(work, kernel, {"mm/x.c": X_C})
+    assert e.value.stage == "coverage" and not work.exists()
+
+
 def test_a_line_belongs_to_the_last_patch_that_wrote_it_and_a_removed_one_to_none(tmp_path):
     repo = tmp_path / "r"
     (repo / "mm").mkdir(parents=True)
@@ -127,7 +137,7 @@ def test_a_line_belongs_to_the_last_patch_that_wrote_it_and_a_removed_one_to_non
     got = gcov.added_lines(repo / ".git", base, head, "mm/x.c", commits, Runner())
     assert got == [(2, "new1", "0001-add.patch"), (3, "changed2", "0002-change.patch"),
                    (5, "new4", "0002-change.patch")]  # new3: removed by 0002, nobody's
-    assert gcov.series_sources(repo / ".git", base, head, Runner()) == ["mm/x.c"]
+    assert cov.series_sources(repo / ".git", base, head, Runner()) == ["mm/x.c"]
     assert gcov.file_at(repo / ".git", head, "mm/x.c", Runner()) == steps[1][1]
 
 

@@ -180,3 +180,29 @@ def test_schema_version_2_only_with_coverage(tmp_path):
     (tmp_path / "v3.json").write_text(json.dumps({**rec.to_json(), "schema_version": 3}))
     with pytest.raises(results.UsageError, match="newer than this orch reads"):
         results.load(tmp_path / "v3.json")
+
+
+@pytest.mark.parametrize("command", ["merge", "compare"])
+def test_a_malformed_coverage_section_is_one_line_and_exit_2(tmp_path, command):
+    a = write_run(tmp_path / "a", [(cell("x86_64"), MOVE)])
+    b = write_run(tmp_path / "b", [(cell("arm64"), MOVE)])
+    sec = x86_only()
+    del sec["patches"][0]["index"]
+    for d in (a, b):
+        rec = results.load(d / "results.json")
+        rec.coverage = sec
+        results.write(d / "results.json", rec)
+    args = [str(a), str(b)] + (["-o", str(tmp_path / "m")] if command == "merge" else [])
+    r = orch(command, *args)
+    assert r.returncode == 2, r.stderr
+    err = r.stderr.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert "results.json: malformed coverage section" in err and "index" in err, err
+
+
+def test_a_merge_without_coverage_leaves_no_old_coverage_xml(tmp_path):
+    a = write_run(tmp_path / "a", [(cell("x86_64"), MOVE)])
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / rescov.COBERTURA).write_text("<coverage/>")
+    assert orch("merge", str(a), "-o", str(tmp_path / "m")).returncode == 0
+    assert not (tmp_path / "m" / rescov.COBERTURA).exists()

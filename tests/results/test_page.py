@@ -124,7 +124,7 @@ def test_series_patch_by_patch_with_lines_marked(tmp_path):
     page.report(d)
     doc = _page(d / page.FILENAME)
     series = doc.by_id("series")
-    assert "2 of 3 executable added lines run (67%)" in series.text()
+    assert "2 of 3 executable added lines run (66.7%)" in series.text()  # as summary.md
     links = series.find("table", "patches").find_all("a")
     assert [a.text() for a in links] == [PATCH1, PATCH2]
     p1 = doc.by_id(links[0].attrs["href"][1:])
@@ -241,6 +241,15 @@ def test_bad_input_is_one_line_exit_2(tmp_path, content, why):
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.count("\n") == 1 and r.stderr.startswith("orch: report: ")
     assert why in r.stderr
+
+
+def test_output_to_an_existing_directory_writes_report_html_in_it(tmp_path):
+    write_run(tmp_path / "run", [(cell("x86_64"), MOVE)])
+    (tmp_path / "pages").mkdir()
+    r = orch("report", str(tmp_path / "run"), "-o", str(tmp_path / "pages"))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == str(tmp_path / "pages" / page.FILENAME)
+    assert "uffd_move" in (tmp_path / "pages" / page.FILENAME).read_text()
 
 
 def test_a_directory_without_results_names_orch_merge(tmp_path):

@@ -5,6 +5,8 @@ this is said in the cell, never left silent."""
 import json
 
 from orchestrator import options
+from orchestrator.base.errors import SSHError
+from orchestrator.results import coverage as rescov
 from orchestrator.run import coverage as covrun
 from orchestrator.run import outputs
 from orchestrator.run.pipeline import Run
@@ -36,7 +38,7 @@ def test_gcov_data_is_taken_after_boot_and_after_each_binary_reset_before(tmp_pa
     run, st = state(tmp_path, sess)
     covrun.start(run, st)
     for b in ("uffd_move", "vma_merge"):
-        covrun.before(run, st)
+        covrun.before(run, st, b)
         covrun.after(run, st, b)
     assert list(st.gcda) == ["(boot)", "uffd_move", "vma_merge"]
     assert (tmp_path / "o/x86_64/coverage/gcda/(boot).tar").read_bytes() == GCDA
@@ -55,7 +57,7 @@ def test_a_machine_that_cannot_give_gcov_data_says_so_in_the_cell(tmp_path):
         run, st = state(tmp_path / why[:8].replace(" ", "_"), session, target, **facts)
         covrun.start(run, st)
         assert not st.coverage["supported"] and st.coverage["why"].startswith(why)
-        covrun.before(run, st)
+        covrun.before(run, st, "uffd_move")
         covrun.after(run, st, "uffd_move")
         assert st.gcda == {}
         covrun.analyse(run, st)  # nothing to do, nothing raised
@@ -64,3 +66,53 @@ def test_a_machine_that_cannot_give_gcov_data_says_so_in_the_cell(tmp_path):
         cell = rec.coverage["cells"][rec.cells[0].id]
         assert cell == {"supported": False, "why": st.coverage["why"], "profiled": []}
         json.dumps(rec.to_json())
+
+
+def test_no_gcov_data_taken_at_all_is_an_unsupported_cell_with_why(tmp_path):
+    # every read of the counters failed: nothing to count, and the cell must not read as
+    # 0 of 0 lines measured
+    sess = Guest([("mount -t debugfs", "gcov-ok\n")])
+    sess.get = lambda command, timeout=120.0: (_ for _ in ()).throw(
+        SSHError("connection lost"))
+    run, st = state(tmp_path, sess)
+    covrun.start(run, st)
+    covrun.before(run, st, "uffd_move")
+    covrun.after(run, st, "uffd_move")
+    assert st.gcda == {}
+    covrun.analyse(run, st)
+    assert st.coverage["supported"] is False
+    assert st.coverage["why"].startswith("no gcov data was taken"), st.coverage["why"]
+
+
+def test_a_failed_reset_stops_attributing_counts_and_says_why(tmp_path):
+    resets = iter([0, 0, 1])  # after boot and before uffd_move: done; before vma_merge: not
+    sess = Guest([("mount -t debugfs", "gcov-ok\n"),
+                  ("reset", lambda c: CmdResult(next(resets, 1), "", "", 0.0))])
+    run, st = state(tmp_path, sess)
+    covrun.start(run, st)
+    for b in ("uffd_move", "vma_merge", "khugepaged"):
+        covrun.before(run, st, b)
+        covrun.after(run, st, b)
+    # vma_merge's data would hold uffd_move's counts too: not taken, nor any after it
+    assert list(st.gcda) == ["(boot)", "uffd_move"]
+    assert "could not be reset before vma_merge" in st.coverage_stopped
+    assert sum("reset" in c for c in sess.ran) == 3
+
+
+def test_a_failed_coverage_stage_is_an_unsupported_cell_with_the_error(tmp_path):
+    run, st = state(tmp_path, Guest([("mount -t debugfs", "gcov-ok\n")]))
+    covrun.start(run, st)
+    st.stages["coverage"] = {"status": "failed", "error": "gcov-12 not found"}
+    run.coverage_patches = []
+    rec = outputs.record(run)
+    assert rec.coverage["cells"][rec.cells[0].id] == {
+        "supported": False, "why": "the coverage stage failed: gcov-12 not found",
+        "profiled": []}
+
+
+def test_a_run_without_coverage_leaves_no_old_coverage_xml(tmp_path):
+    run = Run(options.make(output=tmp_path / "o", quiet=True)).state
+    run.out.mkdir(parents=True, exist_ok=True)
+    (run.out / rescov.COBERTURA).write_text("<coverage/>")
+    outputs.write(run)
+    assert not (run.out / rescov.COBERTURA).exists()

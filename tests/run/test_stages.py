@@ -172,6 +172,22 @@ def test_the_check_stage_finds_a_missing_host_tool(make_run, tmp_path, monkeypat
     assert run.state.run_stages.get("apply", {}).get("status") == "skipped"
 
 
+def test_the_check_stage_finds_a_missing_gcov_with_coverage(make_run, tmp_path, monkeypatch):
+    """--coverage needs the arch's gcov after the tests: missing, the run stops at the
+    check stage, one line, before building anything."""
+    bin_ = tmp_path / "bin"  # every program of /usr/bin but gcov
+    bin_.mkdir()
+    for p in Path("/usr/bin").iterdir():
+        if "gcov" not in p.name:
+            (bin_ / p.name).symlink_to(p)
+    monkeypatch.setenv("PATH", str(bin_))
+    run = make_run(stages.STAGES, series="none", arches=[arch.ARM64], coverage=[])
+    assert run.execute() == 2
+    assert run.state.run_stages["check"]["error"] == (
+        "aarch64-linux-gnu-gcov not found (apt-get install gcc-aarch64-linux-gnu)")
+    assert run.state.run_stages.get("apply", {}).get("status") == "skipped"
+
+
 def test_a_run_where_every_test_skipped_fails_ci_and_cannot_test_a_commit(make_run):
     """Nothing really ran: CI must not go green (exit 1), and `git bisect run` must not be
     told "bad" either: it is "cannot test" (125), as infrastructure trouble is."""

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from orchestrator.base.errors import SSHError
+from orchestrator.base.errors import InfraError, SSHError
 from orchestrator.targets.ssh import CmdResult
 from orchestrator.testing import gcovdata
 from tests.support.fakes import FakeSession
@@ -45,11 +45,24 @@ def test_gcda_files_are_matched_by_their_path_in_the_tree(tmp_path):
     assert got == {"mm/userfaultfd.c": b"mm", "fs/userfaultfd.c": b"fs", "mm/rmap.c": b"rmap"}
 
 
-def test_a_file_that_is_not_a_tar_is_one_error(tmp_path):
+def test_a_file_that_is_not_a_tar_is_one_error_of_the_coverage_stage(tmp_path):
+    # the tar is on the host already: nothing of SSH's
     bad = tmp_path / "x.tar"
     bad.write_bytes(b"not a tar at all" * 100)
-    with pytest.raises(SSHError, match="not a readable tar"):
+    with pytest.raises(InfraError, match="not a readable tar") as e:
         gcovdata.members(bad, ["mm/rmap.c"])
+    assert not isinstance(e.value, SSHError) and e.value.stage == "coverage"
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("shell", [["sh"], ["busybox", "sh"]])
+def test_the_collect_script_leaves_no_temporary_directory_when_it_fails(tmp_path, shell):
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    script = gcovdata.COLLECT.replace(gcovdata.GCOV, str(tmp_path / "no-debugfs"))
+    r = subprocess.run([*shell, "-c", script], capture_output=True,
+                       env={"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp)})
+    assert r.returncode != 0 and list(tmp.iterdir()) == []
 
 
 def test_the_collect_script_reads_debugfs_like_files_with_cat(tmp_path):
@@ -60,7 +73,11 @@ def test_the_collect_script_reads_debugfs_like_files_with_cat(tmp_path):
     (root / BUILD / "mm/rmap.gcda").write_bytes(b"\x00counts\xff")
     (root / BUILD / "mm/rmap.gcno").write_bytes(b"notes")  # a link in debugfs: not taken
     script = gcovdata.COLLECT.replace(gcovdata.GCOV, str(root))
-    out = subprocess.run(["sh", "-c", script], capture_output=True, check=True).stdout
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    out = subprocess.run(["sh", "-c", script], capture_output=True, check=True,
+                         env={"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp)}).stdout
+    assert list(tmp.iterdir()) == []
     (tmp_path / "c.tar").write_bytes(out)
     assert gcovdata.members(tmp_path / "c.tar", ["mm/rmap.c"]) == {"mm/rmap.c":
                                                                     b"\x00counts\xff"}
