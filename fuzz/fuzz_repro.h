@@ -1,0 +1,157 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * fuzz_repro.h - the main of a reproducer that `orch fuzz` writes for a
+ * divergence: one KTAP test that runs the minimized program (the executor's
+ * own code, inlined above it) in a fresh process and checks the trace
+ * records where the prototype and the reference kernel differed against the
+ * reference's values, and that the kernel logged no problem meanwhile.
+ *
+ * Exit 0 (ok) when the kernel behaves as the reference did, 1 (not ok)
+ * otherwise; a kernel that crashes fails the run that runs it.
+ */
+#ifndef FUZZ_REPRO_H
+#define FUZZ_REPRO_H
+
+#include "fuzz_env.h"
+
+#define REPRO_TRACE "/tmp/orch-fuzz-repro.trace"
+#define ABSENT "<absent>"
+
+static const char *const klog_problems[] = {
+	"WARNING: ", "BUG: ", "kernel BUG at ", "Oops", "general protection fault",
+	"Unable to handle kernel", "Internal error: ", "KASAN: ", "UBSAN: ",
+	"blocked for more than", "detected stall", "Kernel panic - not syncing",
+	"possible circular locking", "possible recursive locking", "inconsistent lock state",
+};
+
+/* Only what one program needs (a reproducer): THP knobs, its swap device. */
+static int env_setup_for(const struct prog *p, char *why, size_t len)
+{
+	setup_thp();
+	if (!strcmp(p->swap, "zram") && setup_zram()) {
+		snprintf(why, len, "zram: %s", strerror(errno));
+		return -1;
+	}
+	if (!strcmp(p->swap, "loop") && setup_loop()) {
+		snprintf(why, len, "loop swap: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static void env_teardown(void)
+{
+	const char *dev = swap_dev(active_swap);
+
+	if (dev)
+		syscall(__NR_swapoff, dev);
+	strcpy(active_swap, "none");
+	if (loop_dev[0]) {
+		int lfd = open(loop_dev, O_RDWR | O_CLOEXEC);
+
+		if (lfd >= 0) {
+			ioctl(lfd, LOOP_CLR_FD, 0);
+			close(lfd);
+		}
+		unlink(LOOP_FILE);
+	}
+}
+
+static int klog_bad;
+
+static void repro_klog(const char *text, void *ctx)
+{
+	(void)ctx;
+	for (size_t i = 0; i < sizeof(klog_problems) / sizeof(klog_problems[0]); i++) {
+		if (strstr(text, klog_problems[i])) {
+			printf("# kernel: %s\n", text);
+			klog_bad++;
+			return;
+		}
+	}
+}
+
+/* The value of the last record with `key` in the trace text (NULL: none). */
+static const char *record_of(char *text, const char *key, char *out, size_t len)
+{
+	size_t kl = strlen(key);
+	const char *found = NULL, *ln = text;
+
+	while (ln && *ln) {
+		const char *nl = strchr(ln, '\n');
+
+		if (!strncmp(ln, key, kl) && ln[kl] == '\t') {
+			size_t n = nl ? (size_t)(nl - ln - kl - 1) : strlen(ln + kl + 1);
+
+			if (n >= len)
+				n = len - 1;
+			memcpy(out, ln + kl + 1, n);
+			out[n] = 0;
+			found = out;
+		}
+		ln = nl ? nl + 1 : NULL;
+	}
+	return found;
+}
+
+static int repro_main(const char *name, const char *text, const char *const (*expect)[2],
+		      int nexpect)
+{
+	static struct prog p;
+	static char trace[1 << 20], got[8192];
+	struct outcome out;
+	char why[256];
+	int fd, kfd, bad = 0, keep_env = getenv("ORCH_FUZZ_KEEP_ENV") != NULL;
+	ssize_t n;
+
+	printf("TAP version 13\n1..1\n");
+	fflush(stdout);
+	if (parse_program(text, &p)) {
+		printf("not ok 1 %s # the program does not parse\n", name);
+		return 1;
+	}
+	/* ORCH_FUZZ_KEEP_ENV: leave THP and swap alone (orch's own tests, on a host) */
+	if (!keep_env && (env_setup_for(&p, why, sizeof(why)) ||
+			  env_apply(&p, why, sizeof(why)))) {
+		printf("# setting the machine up failed: %s\nok 1 %s # SKIP %s\n", why, name, why);
+		env_teardown();
+		return 4;
+	}
+	fd = open(REPRO_TRACE, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		printf("not ok 1 %s # %s: %s\n", name, REPRO_TRACE, strerror(errno));
+		return 1;
+	}
+	trace_fd = fd;
+	kfd = kmsg_open();
+	run_isolated(&p, 60.0, &out);
+	kmsg_drain(kfd, repro_klog, NULL);
+	trace_fd = 1;
+	if (!keep_env)
+		env_teardown();
+	n = pread(fd, trace, sizeof(trace) - 1, 0);
+	trace[n > 0 ? n : 0] = 0;
+	close(fd);
+	unlink(REPRO_TRACE);
+	for (int i = 0; i < nexpect; i++) {
+		const char *v = !strcmp(expect[i][0], "E") ? out.status :
+				record_of(trace, expect[i][0], got, sizeof(got));
+
+		if (!v)
+			v = ABSENT;
+		if (strcmp(v, expect[i][1])) {
+			printf("# %s: '%s', the reference kernel gave '%s'\n", expect[i][0], v,
+			       expect[i][1]);
+			bad++;
+		}
+	}
+	if (strcmp(out.status, "exit 0") && !bad) {
+		printf("# the program ended with %s\n", out.status);
+		bad++;
+	}
+	bad += klog_bad;
+	printf("%s 1 %s\n", bad ? "not ok" : "ok", name);
+	return bad ? 1 : 0;
+}
+
+#endif /* FUZZ_REPRO_H */
