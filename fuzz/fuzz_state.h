@@ -39,6 +39,9 @@ struct region {
 static struct region regs[MAXREG];
 static int nregs;
 static long base_rss_anon, base_vm_swap;
+/* The checkpoint's buffers: faulted in before the baseline, so they are not counted. */
+static char smaps_text[1 << 18], maps_out[16384], pages_out[1 << 16];
+static uint64_t pm_buf[ARENA_PAGES], page_buf[PGSZ / 8];
 
 static uint64_t pattern_word(int val, unsigned long k, unsigned long j)
 {
@@ -96,8 +99,42 @@ static long status_kb(const char *field)
 	return p ? strtol(p + strlen(field), NULL, 10) : -1;
 }
 
+/* Fault in the stack a checkpoint will use: where in its page the stack starts is random
+ * (ASLR), so the same depth would touch one page more or less from run to run. */
+static void __attribute__((noinline)) touch_stack(void)
+{
+	volatile char pad[128 * 1024];
+
+	for (size_t i = 0; i < sizeof(pad); i += 512)
+		pad[i] = 0;
+}
+
+/*
+ * The process's own memory, outside the arena, kept out of the status counters: no THP
+ * for it (whether one is available would change RssAnon by 2 MiB from run to run), the
+ * stack and the checkpoint's buffers faulted in before the baseline.
+ */
 static void state_baseline(void)
 {
+	FILE *f = fopen("/proc/self/maps", "re");
+	char line[512];
+
+	while (f && fgets(line, sizeof(line), f)) {
+		unsigned long s, e;
+		char perms[8];
+
+		if (sscanf(line, "%lx-%lx %7s", &s, &e, perms) == 3 && perms[1] == 'w' &&
+		    perms[3] == 'p' && !(s >= ARENA_BASE && s < ARENA_BASE + ARENA_PAGES * PGSZ))
+			madvise((void *)s, e - s, MADV_NOHUGEPAGE);
+	}
+	if (f)
+		fclose(f);
+	memset(smaps_text, 0, sizeof(smaps_text));
+	memset(maps_out, 0, sizeof(maps_out));
+	memset(pages_out, 0, sizeof(pages_out));
+	memset(pm_buf, 0, sizeof(pm_buf));
+	memset(page_buf, 0, sizeof(page_buf));
+	touch_stack();
 	base_rss_anon = status_kb("RssAnon:");
 	base_vm_swap = status_kb("VmSwap:");
 }
@@ -122,7 +159,7 @@ static void append(char *buf, size_t cap, const char *fmt, ...)
 /* maps and smaps of the arena's VMAs. */
 static void check_vmas(const char *ck)
 {
-	static char text[1 << 18], maps[16384], rec[512], key[64];
+	char *text = smaps_text, *maps = maps_out, rec[512], key[64];
 	unsigned long start = 0, end = 0;
 	int fd = open("/proc/self/smaps", O_RDONLY | O_CLOEXEC), cur = 0;
 	ssize_t n, got = 0;
@@ -133,7 +170,7 @@ static void check_vmas(const char *ck)
 		emit(ck, "maps unreadable %s", errname(errno));
 		return;
 	}
-	while ((n = read(fd, text + got, sizeof(text) - 1 - got)) > 0)
+	while ((n = read(fd, text + got, sizeof(smaps_text) - 1 - got)) > 0)
 		got += n;
 	close(fd);
 	text[got] = 0;
@@ -148,7 +185,7 @@ static void check_vmas(const char *ck)
 				continue;
 			start = (s - ARENA_BASE) / PGSZ;
 			end = (e - ARENA_BASE) / PGSZ;
-			append(maps, sizeof(maps), "%s%lu+%lu %s", maps[0] ? "," : "", start,
+			append(maps, sizeof(maps_out), "%s%lu+%lu %s", maps[0] ? "," : "", start,
 			       end - start, perms);
 			rss = ahp = swp = 0;
 		} else if (cur && !strncmp(ln, "Rss:", 4)) {
@@ -179,8 +216,8 @@ static int read_mem(int fd, unsigned long addr, uint64_t *page)
 /* One region's pages: bits and content, run-length encoded. */
 static void check_region(const char *ck, int r, int pmfd, int memfd)
 {
-	static uint64_t pm[ARENA_PAGES], page[PGSZ / 8];
-	static char out[1 << 16];
+	uint64_t *pm = pm_buf, *page = page_buf;
+	char *out = pages_out;
 	char key[64], bits[8], label[32], prev_bits[8] = "", prev_label[32] = "";
 	unsigned long np = regs[r].npages, run = 0;
 	int prev_val = -2, v;
@@ -225,7 +262,7 @@ static void check_region(const char *ck, int r, int pmfd, int memfd)
 			}
 		}
 		if (run)
-			append(out, sizeof(out), "%s%lux%s%s%s%s", out[0] ? "," : "", run,
+			append(out, sizeof(pages_out), "%s%lux%s%s%s%s", out[0] ? "," : "", run,
 			       prev_bits, prev_label[0] ? ":" : "", prev_label,
 			       prev_val >= 0 && run > 1 ? "+" : "");
 		if (i == np)

@@ -58,12 +58,13 @@ def config(args: argparse.Namespace, argv: list[str]) -> Config:
     base = options_from(args, argv)
     out = (args.output or default_output()).resolve()
     allowmod.load(args.allowlist)  # a bad allowlist: exit 2 before anything slow
-    for tree, series in ((base.tree, base.series), (args.against, args.against_series)):
+    sides = (("prototype", base.tree, base.series),
+             ("reference (--against, --against-series)", args.against, args.against_series))
+    for name, tree, series in sides:
         try:
             Run(side_options(base, base.arches[0], tree, series, out)).validate()
         except UsageError as exc:
-            exc.stage = "fuzz"
-            raise
+            raise UsageError(f"the {name}: {exc}", stage="fuzz") from None
     return Config(base=base, against=args.against, against_series=args.against_series,
                   out=out, seed=args.seed if args.seed is not None else
                   int.from_bytes(os.urandom(4), "big"),

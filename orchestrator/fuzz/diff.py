@@ -126,8 +126,8 @@ def _smaps_what(a: str | None, b: str | None) -> tuple[str, str]:
     what = ",".join(names[n] for n in diff)
     if "flags" in diff:
         sa, sb = set(fa["flags"].split()), set(fb["flags"].split())
-        what += f" ({' '.join('+' + x for x in sorted(sa - sb))}"
-        what += f" {' '.join('-' + x for x in sorted(sb - sa))})".replace("( ", "(")
+        marks = [f"+{x}" for x in sorted(sa - sb)] + [f"-{x}" for x in sorted(sb - sa)]
+        what += f" ({' '.join(marks)})"
     return what, f"{a} / {b}"
 
 

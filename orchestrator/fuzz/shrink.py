@@ -28,6 +28,12 @@ class _Diverges(AssertionError):
     """The candidate diverges with the signature: a failing example for Hypothesis."""
 
 
+def _diverges() -> None:
+    """One place that fails: Hypothesis tells failures apart by where they are raised, and
+    the replayed program and its shrunk forms must be the same failure."""
+    raise _Diverges()
+
+
 class _Done(BaseException):
     """Out of time, or an error to carry out of Hypothesis."""
 
@@ -82,7 +88,7 @@ def shrink(g: Group, seed_value: int, evaluate: Evaluate, seconds: float,
                                          f"program at index {g.index}"))
             state["found"] = True
             state["best"] = (program, g.verdict, g.outcomes)
-            raise _Diverges()
+            _diverges()
         if time.monotonic() - start > seconds:
             raise _Done()
         try:
@@ -91,7 +97,7 @@ def shrink(g: Group, seed_value: int, evaluate: Evaluate, seconds: float,
             raise _Done(exc) from None
         if v.signature == g.signature:
             state["best"] = (program, v, outs)
-            raise _Diverges()
+            _diverges()
 
     why = ""
     try:
@@ -100,7 +106,7 @@ def shrink(g: Group, seed_value: int, evaluate: Evaluate, seconds: float,
         if done.exc is not None and not isinstance(done.exc, RuntimeError):
             raise done.exc from None
         why = str(done.exc) if done.exc else f"stopped at the {seconds:.0f}s budget"
-    except Exception:  # noqa: BLE001 - _Diverges, or Hypothesis's report of it (Flaky...)
+    except Exception:  # noqa: BLE001 - _Diverges, or Hypothesis's report of it
         pass
     else:
         why = "the replay ended before the program"

@@ -1,0 +1,76 @@
+"""The fuzz loop with both "kernels" being this host's (the executor in keep-env mode), one
+of them made to answer differently: budgets, repeats, grouping by signature, and the index
+that the shrinker's replay needs."""
+
+import copy
+import subprocess
+
+import pytest
+
+from orchestrator.fuzz import engine, model, trace
+from orchestrator.fuzz.engine import ArchFuzz, ArchRun
+from tests.fuzz.test_strategies import take
+
+
+class FakeSide:
+    def __init__(self, name):
+        self.name, self.crashes = name, 0
+
+
+def pageout(p) -> bool:
+    return any(o.kind == "madv" and o.args[3] == "pageout" for o in p.ops)
+
+
+@pytest.fixture
+def host_both(executor, tmp_path, monkeypatch):
+    calls = []
+
+    def run_both(a, b, programs, timeout):
+        calls.append(len(programs))
+        f = tmp_path / "batch.txt"
+        f.write_text(model.batch_text(programs))
+        r = subprocess.run([str(executor), "run", str(f), str(timeout), "keep-env"],
+                           capture_output=True, text=True, timeout=300)
+        outs = trace.parse(r.stdout)
+        other = copy.deepcopy(outs)
+        for (_, p), o in zip(programs, other, strict=True):
+            for i, op in enumerate(p.ops):  # the "reference" says EBUSY to every pageout
+                if op.kind == "madv" and op.args[3] == "pageout":
+                    o.records[f"o{i}"] = "madv -1 EBUSY"
+        return outs, other
+    monkeypatch.setattr(engine, "run_both", run_both)
+    return calls
+
+
+def test_a_budget_of_programs_and_divergences_grouped(host_both):
+    ar = ArchRun("x86_64", 9)
+    ArchFuzz(FakeSide("prototype"), FakeSide("reference"), ar, [], None, 70, 16, 10,
+             say=lambda m: None, concurrent_share=0).run(9)
+    assert ar.programs == 70 and host_both == [16, 16, 16, 16, 6]
+    stream = take(9, ar.generated, share=0)
+    distinct = {}
+    for i, p in enumerate(stream):
+        distinct.setdefault(p.body(), (i, p))
+    diverging = [(i, p) for i, p in distinct.values() if pageout(p)]
+    assert diverging and set(ar.groups) == {
+        "madv pageout: 0 ok on the prototype, -1 EBUSY on the reference"}
+    (g,) = ar.groups.values()
+    assert sorted(map(int, g.pids)) == [i for i, _ in diverging]
+    assert stream[g.index] == g.program and g.index == diverging[0][0]
+    assert ar.agreed == ar.programs - len(diverging)
+
+
+def test_a_time_budget_stops_the_stream(host_both):
+    ar = ArchRun("x86_64", 4)
+    ArchFuzz(FakeSide("prototype"), FakeSide("reference"), ar, [], 0.5, None, 8, 10,
+             say=lambda m: None).run(4)
+    assert ar.programs >= 8 and ar.seconds < 30
+
+
+def test_an_error_in_a_batch_comes_out_as_itself(monkeypatch):
+    def broken(*a):
+        raise RuntimeError("QEMU went away")
+    monkeypatch.setattr(engine, "run_both", broken)
+    with pytest.raises(RuntimeError, match="QEMU went away"):
+        ArchFuzz(FakeSide("a"), FakeSide("b"), ArchRun("x86_64", 1), [], None, 10, 4, 10,
+                 say=lambda m: None).run(1)
