@@ -12,11 +12,12 @@ from pathlib import Path
 from orchestrator.base.errors import UsageError
 from orchestrator.base.opt import RUN, count, positive_int, seconds
 from orchestrator.base.progress import Progress
-from orchestrator.cli.common import add_options
+from orchestrator.cli.common import Parser, add_options
 from orchestrator.fuzz import allowlist as allowmod
 from orchestrator.fuzz.machines import side_options
 from orchestrator.fuzz.session import Config, fuzz
 from orchestrator.options import OPTIONS, options_from
+from orchestrator.plan.command import fuzz_command
 from orchestrator.run.pipeline import Run, default_output
 
 NAME = "fuzz"
@@ -52,6 +53,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="one program in N is a concurrent one; 0: none (default: 10)")
     p.add_argument("--allowlist", type=Path, default=allowmod.DEFAULT, metavar="FILE",
                    help="the documented differences (default: configs/fuzz-allowlist.yaml)")
+    p.add_argument("--plan", help="a plan file (or a shipped plan's name); with --cell, "
+                   "fuzz that cell for its plan's budget (fuzz:) against its compare: base "
+                   "cell; nothing when it has no budget")
+    p.add_argument("--cell", help="the plan's cell")
 
 
 def config(args: argparse.Namespace, argv: list[str]) -> Config:
@@ -75,6 +80,18 @@ def config(args: argparse.Namespace, argv: list[str]) -> Config:
 
 
 def main(args: argparse.Namespace, argv: list[str]) -> int:
+    if args.plan or args.cell:
+        if not args.plan:
+            raise UsageError("--cell needs --plan FILE")
+        words = fuzz_command(args.plan, args.cell, argv[1:])
+        if words is None:
+            print(f"orch fuzz: cell {args.cell} of {args.plan} has no fuzz budget: nothing "
+                  f"to do")
+            return 0
+        p = Parser(prog="orch fuzz")
+        add_arguments(p)
+        argv = ["fuzz", *words]
+        args = p.parse_args(words)
     cfg = config(args, argv)
     progress = Progress(quiet=cfg.base.quiet)
     progress.line(f"orch fuzz: seed {cfg.seed}, output {cfg.out}")
