@@ -5,8 +5,8 @@
  *
  *   cK.maps    the VMAs inside the arena: "start+pages perms" (in pages from
  *              the arena base), in address order: boundaries and merges;
- *   cK.vmaS    per VMA (S: its start page): smaps Rss, AnonHugePages, Swap
- *              (kB) and VmFlags;
+ *   cK.vmaS    per VMA (S: its start page): smaps Rss, Private_Dirty,
+ *              LazyFree, AnonHugePages, Swap (kB) and VmFlags;
  *   cK.rR      per region: each page's pagemap bits (P present, S swapped,
  *              X exclusive, W uffd-wp, D soft-dirty) and its content (0, a
  *              pattern "vV.K" as written by `write`, or a hash), run-length
@@ -163,7 +163,7 @@ static void check_vmas(const char *ck)
 	unsigned long start = 0, end = 0;
 	int fd = open("/proc/self/smaps", O_RDONLY | O_CLOEXEC), cur = 0;
 	ssize_t n, got = 0;
-	long rss = 0, ahp = 0, swp = 0;
+	long rss = 0, ahp = 0, swp = 0, pd = 0, lf = 0;
 
 	maps[0] = 0;
 	if (fd < 0) {
@@ -187,17 +187,25 @@ static void check_vmas(const char *ck)
 			end = (e - ARENA_BASE) / PGSZ;
 			append(maps, sizeof(maps_out), "%s%lu+%lu %s", maps[0] ? "," : "", start,
 			       end - start, perms);
-			rss = ahp = swp = 0;
+			rss = ahp = swp = pd = lf = 0;
 		} else if (cur && !strncmp(ln, "Rss:", 4)) {
 			rss = strtol(ln + 4, NULL, 10);
 		} else if (cur && !strncmp(ln, "AnonHugePages:", 14)) {
 			ahp = strtol(ln + 14, NULL, 10);
 		} else if (cur && !strncmp(ln, "Swap:", 5)) {
 			swp = strtol(ln + 5, NULL, 10);
+		} else if (cur && !strncmp(ln, "Private_Dirty:", 14)) {
+			pd = strtol(ln + 14, NULL, 10);
+		} else if (cur && !strncmp(ln, "LazyFree:", 9)) {
+			lf = strtol(ln + 9, NULL, 10);
 		} else if (cur && !strncmp(ln, "VmFlags:", 8)) {
+			size_t fl = strlen(ln);
+
+			while (fl > 9 && ln[fl - 1] == ' ')
+				ln[--fl] = 0;
 			snprintf(key, sizeof(key), "%s.vma%lu", ck, start);
-			snprintf(rec, sizeof(rec), "rss=%ld ahp=%ld swap=%ld flags=%s", rss, ahp,
-				 swp, ln + 9);
+			snprintf(rec, sizeof(rec), "rss=%ld dirty=%ld lazyfree=%ld ahp=%ld swap=%ld "
+				 "flags=%s", rss, pd, lf, ahp, swp, ln + 9);
 			emit(key, "%s", rec);
 			cur = 0;
 		}

@@ -121,8 +121,9 @@ def _smaps_what(a: str | None, b: str | None) -> tuple[str, str]:
     fa, fb = fields(a), fields(b)
     if not fa or not fb:
         return "VMA only on " + (SIDES[0] if fa else SIDES[1]), f"{a} / {b}"
-    names = {"rss": "Rss", "ahp": "AnonHugePages", "swap": "Swap", "flags": "VmFlags"}
-    diff = [n for n in ("rss", "ahp", "swap", "flags") if fa.get(n) != fb.get(n)]
+    names = {"rss": "Rss", "dirty": "Private_Dirty", "lazyfree": "LazyFree",
+             "ahp": "AnonHugePages", "swap": "Swap", "flags": "VmFlags"}
+    diff = [n for n in names if fa.get(n) != fb.get(n)]
     what = ",".join(names[n] for n in diff)
     if "flags" in diff:
         sa, sb = set(fa["flags"].split()), set(fb["flags"].split())

@@ -13,6 +13,7 @@ and the batch retried once, then an InfraError (exit 3), never a divergence.
 from __future__ import annotations
 
 import dataclasses
+import re
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from orchestrator.base.errors import EXIT_PASS, InfraError, UsageError
 from orchestrator.base.paths import FUZZ
 from orchestrator.fuzz import trace
 from orchestrator.fuzz.model import Program, batch_text
+from orchestrator.kernel import problems
 from orchestrator.kernel.arch import Arch
 from orchestrator.options import Options
 from orchestrator.run import outputs
@@ -31,6 +33,11 @@ from orchestrator.run.state import ArchState
 from orchestrator.testing import lostmachine
 
 EXECUTOR = "orch_fuzz"
+# Kernel reports after which the machine is booted again (a WARNING is not one of them):
+# the kernel goes on, but maybe with a lock held or a page leaked, and the next programs
+# would see that rather than what they do.
+HURT_RE = re.compile("|".join(pat for p in problems.PROBLEMS if p.kind not in ("warning",)
+                              for pat in p.patterns))
 BATCH = "/tmp/orch-fuzz-batch.txt"
 
 
@@ -134,7 +141,13 @@ class Side:
                 raise InfraError(f"{self.name}: {lost.message} (twice)", stage="fuzz")
             retried = True
             self.reboot(lost.message)
-        return [done.get(pid, trace.Outcome(pid, end="lost")) for pid, _ in programs]
+        outs = [done.get(pid, trace.Outcome(pid, end="lost")) for pid, _ in programs]
+        hurt = next((ln for o in outs for ln in o.klog if HURT_RE.search(ln)), None)
+        if hurt:  # the kernel may hold a lock or leak a page for ever: start afresh
+            self.reboot(f"the kernel reported {hurt.strip()[:120]!r}")
+        elif any(o.end == "stuck" for o in outs):  # a process SIGKILL cannot end
+            self.reboot("a program's process could not be killed")
+        return outs
 
     def _attempt(self, programs: list[tuple[str, Program]], timeout: float) -> \
             tuple[list[trace.Outcome], lostmachine.Lost | None]:

@@ -42,18 +42,22 @@ REGION = st.integers(0, 7)
 PAGE = _pages([0, 1, 255, 256, 511, 512, 513], 2047)
 NPAGES = st.one_of(st.sampled_from([1, 2, 16, 511, 512, 513, 1024]), st.integers(1, 2048))
 SMALL_N = st.one_of(st.sampled_from([1, 2, 8]), st.integers(1, 64))
+# A page range: the whole region (resolved against its size) or [PG, PG+N).
+RANGE = st.one_of(st.just(("whole",)), st.tuples(PAGE, NPAGES))
+# The advice that changes what a page is (free, pageout, dontneed) more often than the rest.
+ADVICE_W = ("free", "pageout", "dontneed", "free", "pageout", "collapse", *ADVICE)
 
 # Kinds by weight (repeats); sampled_from shrinks toward the first.
-KIND_WEIGHTS = (["write"] * 4 + ["mmap"] * 3 + ["move"] * 6 + ["madv"] * 3 + ["ureg"] * 2
+KIND_WEIGHTS = (["write"] * 4 + ["mmap"] * 3 + ["move"] * 6 + ["madv"] * 4 + ["ureg"] * 2
                 + ["check"] * 2 + ["read", "mprot", "mremap", "munmap", "fork", "wp",
                                    "unreg", "clear_refs", "reap"])
 
 
 def _mmap() -> st.SearchStrategy:
-    npages = st.one_of(st.sampled_from([1, 16, 512, 1024, 513, 511, 2048]),
+    npages = st.one_of(st.sampled_from([512, 1, 16, 1024, 513, 511, 2048]),
                        st.integers(1, 2048))
     slot = st.tuples(st.just("slot"), st.integers(0, 75),
-                     st.one_of(st.sampled_from([0, 1, 256, 511]), st.integers(0, 511)))
+                     st.one_of(st.sampled_from([0, 0, 1, 256, 511]), st.integers(0, 511)))
     near = st.tuples(st.sampled_from(["after", "before"]), REGION,
                      st.sampled_from([0, 0, 0, 1, 16]))
     return st.tuples(st.just("mmap"), st.one_of(slot, near), npages,
@@ -63,15 +67,14 @@ def _mmap() -> st.SearchStrategy:
 def _op(kind: str) -> st.SearchStrategy:
     if kind == "mmap":
         return _mmap()
-    if kind in ("write",):
-        return st.tuples(st.just(kind), REGION, PAGE, NPAGES, st.integers(1, 15))
+    if kind == "write":
+        return st.tuples(st.just(kind), REGION, RANGE, st.integers(1, 15))
     if kind in ("read", "munmap", "unreg"):
-        return st.tuples(st.just(kind), REGION, PAGE, NPAGES)
+        return st.tuples(st.just(kind), REGION, RANGE)
     if kind == "madv":
-        return st.tuples(st.just(kind), REGION, PAGE, NPAGES, st.sampled_from(ADVICE))
+        return st.tuples(st.just(kind), REGION, RANGE, st.sampled_from(ADVICE_W))
     if kind == "mprot":
-        return st.tuples(st.just(kind), REGION, PAGE, NPAGES, st.sampled_from(["r", "none",
-                                                                              "rw"]))
+        return st.tuples(st.just(kind), REGION, RANGE, st.sampled_from(["r", "none", "rw"]))
     if kind == "mremap":
         return st.tuples(st.just(kind), REGION, NPAGES,
                          st.sampled_from(["grow", "move", "dontunmap"]),
@@ -80,12 +83,12 @@ def _op(kind: str) -> st.SearchStrategy:
         return st.tuples(st.just(kind), st.sampled_from(["exit", "live", "write"]), REGION,
                          PAGE)
     if kind == "ureg":
-        return st.tuples(st.just(kind), REGION, PAGE, NPAGES, st.sampled_from(["m", "w",
-                                                                              "mw"]))
+        return st.tuples(st.just(kind), REGION, RANGE, st.sampled_from(["m", "w", "mw"]))
     if kind == "wp":
-        return st.tuples(st.just(kind), REGION, PAGE, NPAGES, st.sampled_from([1, 0]))
+        return st.tuples(st.just(kind), REGION, RANGE, st.sampled_from([1, 0]))
     if kind == "move":
-        return st.tuples(st.just(kind), REGION, PAGE, REGION, PAGE, NPAGES,
+        return st.tuples(st.just(kind), REGION, REGION,
+                         st.one_of(st.just(("whole",)), st.tuples(PAGE, PAGE, NPAGES)),
                          st.one_of(st.sampled_from([0, 2, 1, 3]), st.integers(0, 7)),
                          st.sampled_from([0] * 12 + [1, 2, 3]))
     if kind == "clear_refs":
@@ -94,36 +97,71 @@ def _op(kind: str) -> st.SearchStrategy:
 
 
 RAW_OP = st.sampled_from(KIND_WEIGHTS).flatmap(_op)
+RANGED = ("write", "read", "munmap", "unreg", "madv", "mprot", "ureg", "wp")
 
 
 def resolve(raw: list[tuple]) -> tuple[Op, ...]:
-    """Symbolic mmap placements to arena offsets, in program order (the regions the
-    executor will have: every mmap makes one, mapped or not)."""
+    """Symbolic placements and ranges to numbers, in program order, against the regions the
+    executor will have (every mmap makes one, mapped or not; an mremap resizes it): mmap
+    next to an earlier region, an operation on a whole region, a move of a whole region."""
     regions: list[tuple[int, int]] = []
     ops = []
+
+    def size(r: int) -> int:
+        return regions[r % len(regions)][1] if regions else 1
+
     for r in raw:
-        if r[0] != "mmap":
-            ops.append(Op(r[0], tuple(r[1:])))
-            continue
-        (how, a, b), npages, flags = r[1], r[2], r[3]
-        if how == "slot" or not regions:
-            off = (a if how == "slot" else 0) * PMD_PAGES + (b if how == "slot" else 0)
+        kind = r[0]
+        if kind == "mmap":
+            (how, a, b), npages, flags = r[1], r[2], r[3]
+            if how == "slot" or not regions:
+                off = (a if how == "slot" else 0) * PMD_PAGES + (b if how == "slot" else 0)
+            else:
+                start, n = regions[a % len(regions)]
+                off = start + n + b if how == "after" else start - npages - b
+            off = max(0, min(off, ARENA_PAGES - npages))
+            regions.append((off, npages))
+            ops.append(Op("mmap", (off, npages, flags)))
+        elif kind in RANGED:
+            reg, rng, rest = r[1], r[2], r[3:]
+            pg, n = (0, size(reg)) if rng == ("whole",) else rng
+            ops.append(Op(kind, (reg, pg, n, *rest)))
+        elif kind == "move":
+            dr, sr, rng, mode, mis = r[1:]
+            dpg, spg, n = (0, 0, min(size(dr), size(sr))) if rng == ("whole",) else rng
+            ops.append(Op(kind, (dr, dpg, sr, spg, n, mode, mis)))
         else:
-            start, n = regions[a % len(regions)]
-            off = start + n + b if how == "after" else start - npages - b
-        off = max(0, min(off, ARENA_PAGES - npages))
-        regions.append((off, npages))
-        ops.append(Op("mmap", (off, npages, flags)))
+            if kind == "mremap" and regions and r[3] != "dontunmap":
+                i = r[1] % len(regions)
+                regions[i] = (regions[i][0], max(1, min(r[2], ARENA_PAGES)))
+            ops.append(Op(kind, tuple(r[1:])))
     return tuple(ops)
+
+
+# A source written in full and a destination registered for missing faults, both PMD
+# aligned: what most moves want, as the first operations of half the programs.
+SKELETON = st.tuples(st.sampled_from([512, 1024]), st.integers(0, 37),
+                     st.sampled_from(["hugepage", "none"]))
+
+
+def skeleton(npages: int, slot: int, advice: str) -> list[tuple]:
+    out = [("mmap", ("slot", slot, 0), npages, 0)]
+    if advice != "none":
+        out.append(("madv", 0, ("whole",), advice))
+    out += [("write", 0, ("whole",), 1), ("mmap", ("slot", slot + 38, 0), npages, 0),
+            ("ureg", 1, ("whole",), "m")]
+    return out
 
 
 @st.composite
 def sequential(draw) -> Program:
-    thp = draw(st.sampled_from(THP_MODES))
+    thp = draw(st.sampled_from(("always", *THP_MODES)))
     swap = draw(st.sampled_from(SWAPS))
-    first = draw(_mmap())
+    first = [draw(_mmap())]
+    if draw(st.booleans()):
+        first = skeleton(*draw(SKELETON))
     rest = draw(st.lists(RAW_OP, min_size=1, max_size=30))
-    return Program(resolve([first, *rest]), thp=thp, swap=swap)
+    return Program(resolve([*first, *rest]), thp=thp, swap=swap)
 
 
 @st.composite

@@ -32,11 +32,17 @@ def test_programs_are_varied():
     assert not any(p.concurrent for p in take(5, 100, share=0))
 
 
-def test_placements_resolve_next_to_earlier_regions():
+def test_placements_and_ranges_resolve_against_earlier_regions():
     ops = strategies.resolve([("mmap", ("slot", 2, 5), 16, 0), ("mmap", ("after", 0, 0), 8, 1),
-                              ("mmap", ("before", 0, 1), 4, 0), ("move", 0, 1, 2, 3, 4, 0, 0)])
+                              ("mmap", ("before", 0, 1), 4, 0), ("move", 0, 1, (1, 2, 3), 4, 0),
+                              ("move", 3, 1, ("whole",), 2, 0),
+                              ("madv", 1, ("whole",), "free"), ("write", 0, (3, 2), 9),
+                              ("mremap", 1, 64, "grow", 0), ("unreg", 1, ("whole",))])
     assert ops[:3] == (Op("mmap", (1029, 16, 0)), Op("mmap", (1045, 8, 1)),
                        Op("mmap", (1024, 4, 0)))
-    assert ops[3] == Op("move", (0, 1, 2, 3, 4, 0, 0))
+    assert ops[3] == Op("move", (0, 1, 1, 2, 3, 4, 0))
+    assert ops[4] == Op("move", (3, 0, 1, 0, 8, 2, 0))  # region 3 is region 0: 16 pages
+    assert ops[5:7] == (Op("madv", (1, 0, 8, "free")), Op("write", (0, 3, 2, 9)))
+    assert ops[8] == Op("unreg", (1, 0, 64))  # after the mremap
     # clamped into the arena
     assert strategies.resolve([("mmap", ("before", 0, 0), 16, 0)])[0].args[0] == 0
