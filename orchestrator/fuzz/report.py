@@ -65,6 +65,9 @@ def record(reports: list[ArchReport], command: str, created: str, out: Path) -> 
     rec = Record(kind="run", orch_version=__version__, command=command, created=created)
     for r in reports:
         cell = r.prototype or Cell(arch=r.arch, tree="?")
+        # A fuzz run of a cell is a cell of its own: it merges beside the cell's orch run.
+        if not cell.profile.endswith("+fuzz"):
+            cell.profile = f"{cell.profile}+fuzz"
         cell.exit_code = r.exit_code
         cell.status = results.status_of(r.exit_code)
         cell.error = r.run.error

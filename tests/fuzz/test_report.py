@@ -32,7 +32,8 @@ def test_one_testcase_per_signature_and_the_counts(tmp_path):
                         {"seed": 5}, "orch fuzz", report_time())
     assert code == 1
     rec = results.load(tmp_path / "results.json")
-    assert [c.id for c in rec.cells] == ["x86_64.linux-6.1.uffd-move.default.qemu"]
+    # not the cell's own orch run's id: the two merge side by side
+    assert [c.id for c in rec.cells] == ["x86_64.linux-6.1.uffd-move.default+fuzz.qemu"]
     assert [(t.binary, t.name, t.status) for t in rec.tests] == [
         ("fuzz", "programs", "pass"), ("fuzz", "move: a", "fail"),
         ("fuzz", "pages after move: b", "fail")]
