@@ -80,6 +80,9 @@ struct uffdio_move {
 #ifndef MADV_COLLAPSE
 #define MADV_COLLAPSE 25
 #endif
+#ifndef MADV_SOFT_OFFLINE
+#define MADV_SOFT_OFFLINE 101
+#endif
 
 #define PGSZ		4096UL
 #define ARENA_BASE	0x100000000000UL	/* 16 TiB: below 47-bit and 48-bit VA tops */

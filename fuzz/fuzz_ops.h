@@ -92,7 +92,7 @@ static int madv_of(const char *w)
 		{"cold", MADV_COLD}, {"dontfork", MADV_DONTFORK}, {"dofork", MADV_DOFORK},
 		{"mergeable", MADV_MERGEABLE}, {"unmergeable", MADV_UNMERGEABLE},
 		{"willneed", MADV_WILLNEED}, {"collapse", MADV_COLLAPSE},
-		{"populate_write", MADV_POPULATE_WRITE},
+		{"populate_write", MADV_POPULATE_WRITE}, {"soft_offline", MADV_SOFT_OFFLINE},
 	};
 	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
 		if (!strcmp(t[i].n, w))
@@ -340,7 +340,12 @@ static void do_map_op(const char *key, const struct op *o)
 	void *addr = (void *)(r->base + pg * PGSZ);
 
 	if (o->kind == OP_MADV) {
-		ret = madvise(addr, n * PGSZ, madv_of(o->word));
+		int adv = madv_of(o->word);
+
+		/* a soft-offlined page leaves the machine's memory for good: a few at a time */
+		if (adv == MADV_SOFT_OFFLINE && n > 16)
+			n = 16;
+		ret = madvise(addr, n * PGSZ, adv);
 	} else if (o->kind == OP_MPROT) {
 		int prot = !strcmp(o->word, "none") ? PROT_NONE :
 			   !strcmp(o->word, "r") ? PROT_READ : PROT_READ | PROT_WRITE;

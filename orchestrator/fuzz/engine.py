@@ -25,9 +25,17 @@ from orchestrator.fuzz.model import Program
 @dataclass
 class Hooks:
     """Where guidance plugs in. `after_batch(side_a, side_b, programs)` runs after each
-    batch on both kernels (a coverage hook reads and resets the prototype's counters there)
-    and returns, per program id, whether the corpus keeps the program (it reached lines of
-    the series no earlier program reached). The default keeps nothing and reads nothing."""
+    batch on both kernels and returns, per program id, whether the corpus keeps the program
+    (it reached lines of the series that no earlier program reached). The default keeps
+    nothing and reads nothing.
+
+    A coverage hook (issue 25's `--coverage` kernels): the prototype side built with
+    coverage (its Options' coverage flag through machines.side_options), gcov data reset
+    before the batch and collected after it over `side_a.st.machine.session`
+    (testing/gcovdata.py), the series' lines it ran (kernel/gcov.py) compared with the
+    union so far; a batch with new lines is rerun one program at a time to say which
+    program reached them. Its ids go to ArchRun.kept; the report adds the corpus's
+    coverage of the series beside the suite's."""
 
     after_batch: Callable[[Side, Side, list[tuple[str, Program]]], dict[str, bool]] = \
         lambda a, b, programs: {}

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 KINDS = ("mmap", "write", "read", "madv", "mprot", "mremap", "munmap", "fork", "reap",
          "ureg", "unreg", "move", "wp", "clear_refs", "check")
 ADVICE = ("hugepage", "nohugepage", "dontneed", "free", "pageout", "cold", "dontfork",
-          "dofork", "mergeable", "unmergeable", "willneed", "collapse", "populate_write")
+          "dofork", "mergeable", "unmergeable", "willneed", "collapse", "populate_write",
+          "soft_offline")
 PROTS = ("none", "r", "rw")
 THP_MODES = ("always", "madvise", "never")
 SWAPS = ("none", "zram", "loop")
