@@ -82,6 +82,28 @@ static void content_label(const uint64_t *w, char *out, size_t len, int *val, lo
 	snprintf(out, len, "h%08llx", (unsigned long long)(h & 0xffffffffULL));
 }
 
+static volatile char *rss_scratch;
+
+/*
+ * 6.1 caches each task's RSS counter updates and adds them to the mm's counters (what
+ * /proc/self/status shows) only every 64 faults (SPLIT_RSS_COUNTING, gone in 6.2): its
+ * RssAnon and VmSwap lag by up to 64 pages, by how many depending on the faults before.
+ * A zap in the task's own mm syncs them (add_mm_rss_vec): map the zero page into a
+ * scratch page (no counter moves) and zap it. Harmless on kernels that count exactly.
+ */
+static void rss_sync(void)
+{
+	if (!rss_scratch) {
+		rss_scratch = mmap(NULL, PGSZ, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (rss_scratch == MAP_FAILED) {
+			rss_scratch = NULL;
+			return;
+		}
+	}
+	(void)rss_scratch[0];
+	madvise((void *)rss_scratch, PGSZ, MADV_DONTNEED);
+}
+
 static long status_kb(const char *field)
 {
 	char buf[4096], *p;
@@ -135,6 +157,7 @@ static void state_baseline(void)
 	memset(pm_buf, 0, sizeof(pm_buf));
 	memset(page_buf, 0, sizeof(page_buf));
 	touch_stack();
+	rss_sync();
 	base_rss_anon = status_kb("RssAnon:");
 	base_vm_swap = status_kb("VmSwap:");
 }
@@ -296,6 +319,7 @@ static void checkpoint(const char *label)
 	for (int r = 0; r < nregs; r++)
 		check_region(ck, r, pmfd, memfd);
 	snprintf(key, sizeof(key), "%s.status", ck);
+	rss_sync();
 	emit(key, "rssanon=%+ld vmswap=%+ld", status_kb("RssAnon:") - base_rss_anon,
 	     status_kb("VmSwap:") - base_vm_swap);
 	close(pmfd);

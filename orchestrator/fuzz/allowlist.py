@@ -4,8 +4,10 @@ divergences: a data file (configs/fuzz-allowlist.yaml), each entry with its reas
 An entry names the field of a trace record it is about (`op:ureg`, `maps`, `smaps`,
 `pages`, `status`, `klog`, `end`; `*` for any) and two regular expressions, one for the
 prototype's value and one for the reference's (each must match the whole value; a missing
-`prototype` or `reference` matches anything). A record pair that differs and matches an
-entry is counted under the entry's id and not compared further.
+`prototype` or `reference` matches anything). `strip`, a regular expression, is taken out of
+both values first, and the entry applies only when that makes them equal: the one word two
+kernels print differently, the rest compared as usual. A record pair that differs and
+matches an entry is counted under the entry's id and not compared further.
 
     - id: uffdio-poison
       field: op:ureg
@@ -26,7 +28,7 @@ from orchestrator.base.errors import UsageError
 from orchestrator.base.paths import CONFIGS
 
 DEFAULT = CONFIGS / "fuzz-allowlist.yaml"
-KEYS = {"id", "field", "prototype", "reference", "reason"}
+KEYS = {"id", "field", "prototype", "reference", "strip", "reason"}
 
 
 @dataclass(frozen=True)
@@ -36,9 +38,13 @@ class Entry:
     prototype: re.Pattern | None
     reference: re.Pattern | None
     reason: str
+    strip: re.Pattern | None = None
 
     def allows(self, fieldname: str, proto: str | None, ref: str | None) -> bool:
         if self.field != "*" and self.field != fieldname:
+            return False
+        if self.strip is not None and (proto is None or ref is None or
+                                       self.strip.sub("", proto) != self.strip.sub("", ref)):
             return False
         return _match(self.prototype, proto) and _match(self.reference, ref)
 
@@ -72,7 +78,8 @@ def load(path: Path = DEFAULT) -> list[Entry]:
             out.append(Entry(str(e["id"]), str(e["field"]),
                              re.compile(e["prototype"]) if "prototype" in e else None,
                              re.compile(e["reference"]) if "reference" in e else None,
-                             str(e["reason"]).strip()))
+                             " ".join(str(e["reason"]).split()),
+                             re.compile(e["strip"]) if "strip" in e else None))
         except re.error as exc:
             raise UsageError(f"{where} ({e['id']}): bad regular expression: {exc}") from None
     ids = [e.id for e in out]

@@ -48,6 +48,7 @@ class Verdict:
     differences: list[Difference] = field(default_factory=list)
     allowed: Counter = field(default_factory=Counter)  # allowlist id -> records
     signature: str = ""  # "" when the kernels agree
+    signatures: list[str] = field(default_factory=list)  # of every difference, first first
     both: str = ""  # a crash or hang on both sides (a finding, not a divergence)
     errnos: dict[str, tuple[set[str], set[str]]] = field(default_factory=dict)
 
@@ -216,6 +217,7 @@ def compare(a: trace.Outcome, b: trace.Outcome, program: Program,
         o = a if crash_a else b
         v.differences.append(Difference("E", "crash", a.crash or a.end, b.crash or b.end))
         v.signature = f"crash on {SIDES[0] if crash_a else SIDES[1]}: {_crash_title(o)}"
+        v.signatures = [v.signature]
         return v
     if a.hung or b.hung:
         if a.hung and b.hung:
@@ -225,6 +227,7 @@ def compare(a: trace.Outcome, b: trace.Outcome, program: Program,
         v.differences.append(Difference("E", "hang", a.end, b.end))
         v.signature = f"hang on {SIDES[0] if a.hung else SIDES[1]} in " \
                       f"{program.op_label(o.last_op() + 1)}"
+        v.signatures = [v.signature]
         return v
     ta, tb = _titles(a.klog), _titles(b.klog)
     for t in [x for x in ta if x not in tb] + [x for x in tb if x not in ta]:
@@ -234,8 +237,7 @@ def compare(a: trace.Outcome, b: trace.Outcome, program: Program,
             v.allowed[allowmod.allowed(allow, "klog", d.prototype, d.reference).id] += 1
             continue
         v.differences.append(d)
-        if not v.signature:
-            v.signature = f"kernel report on {SIDES[0] if mine else SIDES[1]}: {t}"
+        v.signatures.append(f"kernel report on {SIDES[0] if mine else SIDES[1]}: {t}")
     keys = list(a.records) + [k for k in b.records if k not in a.records]
     if program.concurrent:
         keys = [k for k in keys if not (k.startswith("t") or k.startswith("cend."))]
@@ -256,13 +258,14 @@ def compare(a: trace.Outcome, b: trace.Outcome, program: Program,
             v.allowed[entry.id] += 1
             continue
         v.differences.append(Difference(k, f, x, y))
-    if v.differences and not v.signature:
-        first = v.differences[0]
-        if first.field == "invariant":
-            v.signature = f"concurrent moves: {first.prototype} on the prototype, " \
-                          f"{first.reference} on the reference"
-        else:
-            v.signature = describe(first, program)[0]
+    for d in v.differences:
+        if d.field == "invariant":
+            v.signatures.append(f"concurrent moves: {d.prototype} on the prototype, "
+                                f"{d.reference} on the reference")
+        elif d.field != "klog":
+            v.signatures.append(describe(d, program)[0])
+    v.signatures = list(dict.fromkeys(v.signatures))
+    v.signature = v.signatures[0] if v.signatures else ""
     return v
 
 

@@ -107,3 +107,13 @@ def test_concurrent_programs_compare_invariants_and_collect_errnos():
     assert v.signature == "concurrent moves: lost=0 dup=0 on the prototype, lost=1 dup=0 " \
                           "on the reference"
     assert v.errnos == {"move mode=2": ({"ok", "EAGAIN"}, {"ok"})}
+
+
+def test_an_entry_can_strip_the_one_word_that_differs():
+    e = allowlist.Entry("ac", "smaps", None, None, "because", re.compile(" ac(?= |$)"))
+    v = diff.compare(out(**{"c3.vma0": "rss=0 ahp=0 flags=rd mr ac sd"}),
+                     out(**{"c3.vma0": "rss=0 ahp=0 flags=rd mr sd"}), P, [e])
+    assert not v.diverged and v.allowed == {"ac": 1}
+    v = diff.compare(out(**{"c3.vma0": "rss=4 ahp=0 flags=rd mr ac sd"}),
+                     out(**{"c3.vma0": "rss=0 ahp=0 flags=rd mr sd"}), P, [e])
+    assert v.signature == "smaps Rss,VmFlags (+ac) after madv free"

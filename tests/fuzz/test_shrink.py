@@ -19,7 +19,8 @@ class FakeEvaluate:
 
     def __call__(self, p):
         self.runs += 1
-        v = diff.Verdict("s", signature="sig" if diverges(p) else "")
+        sigs = ["other", "sig"] if diverges(p) else []  # not first: still the same divergence
+        v = diff.Verdict("s", signature=sigs[0] if sigs else "", signatures=sigs)
         return v, (trace.Outcome("s"), trace.Outcome("s"))
 
 
