@@ -72,6 +72,10 @@ class ArchRun:
     both: Counter = field(default_factory=Counter)  # crashes/hangs on both sides
     allowed: Counter = field(default_factory=Counter)
     kept: list[str] = field(default_factory=list)  # what a guidance hook kept
+    # VMA layouts (the seed's question): programs compared, those whose maps differed at
+    # some checkpoint, and the VMAs at the end on A minus on B -> programs
+    layouts: dict = field(default_factory=lambda: {"programs": 0, "differ": 0,
+                                                   "extra_vmas": Counter()})
     # concurrent operations: label -> [errnos on A, errnos on B, {errno: (index, program)}]
     errnos: dict[str, list] = field(default_factory=dict)
     seconds: float = 0.0
@@ -158,6 +162,7 @@ class ArchFuzz:
         if not v.comparable:
             ar.not_comparable += 1
             return
+        self.layout(*outs)
         if v.both:
             ar.both[v.both] += 1
         if not v.diverged:
@@ -169,6 +174,18 @@ class ArchFuzz:
                                                round(elapsed, 1))
             self.say(f"[{ar.arch}] divergence: {v.signature} (program {v.pid})")
         g.pids.append(v.pid)
+
+    def layout(self, a: trace.Outcome, b: trace.Outcome) -> None:
+        keys = [k for k in {**a.records, **b.records} if k.endswith(".maps")]
+        if "cend.maps" not in a.records or "cend.maps" not in b.records:
+            return
+        lay = self.ar.layouts
+        lay["programs"] += 1
+        if any(a.records.get(k) != b.records.get(k) for k in keys):
+            lay["differ"] += 1
+            extra = len(trace.vmas(a.records["cend.maps"])) - \
+                len(trace.vmas(b.records["cend.maps"]))
+            lay["extra_vmas"][extra] += 1
 
     def run(self, seed: int) -> ArchRun:
         self.start = time.monotonic()

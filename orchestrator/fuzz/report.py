@@ -103,6 +103,8 @@ def fuzz_json(reports: list[ArchReport], config: dict) -> dict:
             "seconds": round(ar.seconds, 1), "programs_per_second": round(ar.rate(), 3),
             "batches": ar.batches, "agreed": ar.agreed, "not_comparable": ar.not_comparable,
             "both": dict(ar.both), "allowed": dict(ar.allowed), "kept": ar.kept,
+            "layouts": {**ar.layouts, "extra_vmas": {str(k): n for k, n in
+                                                     sorted(ar.layouts["extra_vmas"].items())}},
             "sides": r.sides, "error": ar.error,
             "signatures": [{
                 "signature": g.signature, "programs": g.pids, "first_index": g.index,

@@ -61,6 +61,8 @@ def test_a_budget_of_programs_and_divergences_grouped(host_both):
     assert stream[g.index] == g.program and g.index == min(changed)
     assert all(pageout(stream[i]) for i in changed)
     assert ar.agreed == ar.programs - len(changed)
+    # both sides the same kernel: every layout the same
+    assert ar.layouts["programs"] == ar.programs and ar.layouts["differ"] == 0
 
 
 def test_a_time_budget_stops_the_stream(host_both):
