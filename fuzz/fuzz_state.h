@@ -6,7 +6,9 @@
  *   cK.maps    the VMAs inside the arena: "start+pages perms" (in pages from
  *              the arena base), in address order: boundaries and merges;
  *   cK.vmaS    per VMA (S: its start page): smaps Rss, Private_Dirty,
- *              LazyFree, AnonHugePages, Swap (kB) and VmFlags;
+ *              AnonHugePages, Swap (kB) and VmFlags (not LazyFree: it counts
+ *              folios whose per-CPU LRU batch has drained, and the batch sizes
+ *              differ between versions: 15 in 6.1, 31 in 6.12);
  *   cK.rR      per region: each page's pagemap bits (P present, S swapped,
  *              X exclusive, W uffd-wp, D soft-dirty) and its content (0, a
  *              pattern "vV.K" as written by `write`, or a hash), run-length
@@ -86,7 +88,7 @@ static volatile char *rss_scratch;
 
 /*
  * 6.1 caches each task's RSS counter updates and adds them to the mm's counters (what
- * /proc/self/status shows) only every 64 faults (SPLIT_RSS_COUNTING, gone in 6.2): its
+ * /proc/self/status shows) only every 64 faults (SPLIT_RSS_COUNTING, which 6.12 no longer has): its
  * RssAnon and VmSwap lag by up to 64 pages, by how many depending on the faults before.
  * A zap in the task's own mm syncs them (add_mm_rss_vec): map the zero page into a
  * scratch page (no counter moves) and zap it. Harmless on kernels that count exactly.
@@ -186,7 +188,7 @@ static void check_vmas(const char *ck)
 	unsigned long start = 0, end = 0;
 	int fd = open("/proc/self/smaps", O_RDONLY | O_CLOEXEC), cur = 0;
 	ssize_t n, got = 0;
-	long rss = 0, ahp = 0, swp = 0, pd = 0, lf = 0;
+	long rss = 0, ahp = 0, swp = 0, pd = 0;
 
 	maps[0] = 0;
 	if (fd < 0) {
@@ -210,7 +212,7 @@ static void check_vmas(const char *ck)
 			end = (e - ARENA_BASE) / PGSZ;
 			append(maps, sizeof(maps_out), "%s%lu+%lu %s", maps[0] ? "," : "", start,
 			       end - start, perms);
-			rss = ahp = swp = pd = lf = 0;
+			rss = ahp = swp = pd = 0;
 		} else if (cur && !strncmp(ln, "Rss:", 4)) {
 			rss = strtol(ln + 4, NULL, 10);
 		} else if (cur && !strncmp(ln, "AnonHugePages:", 14)) {
@@ -219,16 +221,15 @@ static void check_vmas(const char *ck)
 			swp = strtol(ln + 5, NULL, 10);
 		} else if (cur && !strncmp(ln, "Private_Dirty:", 14)) {
 			pd = strtol(ln + 14, NULL, 10);
-		} else if (cur && !strncmp(ln, "LazyFree:", 9)) {
-			lf = strtol(ln + 9, NULL, 10);
+
 		} else if (cur && !strncmp(ln, "VmFlags:", 8)) {
 			size_t fl = strlen(ln);
 
 			while (fl > 9 && ln[fl - 1] == ' ')
 				ln[--fl] = 0;
 			snprintf(key, sizeof(key), "%s.vma%lu", ck, start);
-			snprintf(rec, sizeof(rec), "rss=%ld dirty=%ld lazyfree=%ld ahp=%ld swap=%ld "
-				 "flags=%s", rss, pd, lf, ahp, swp, ln + 9);
+			snprintf(rec, sizeof(rec), "rss=%ld dirty=%ld ahp=%ld swap=%ld flags=%s",
+				 rss, pd, ahp, swp, ln + 9);
 			emit(key, "%s", rec);
 			cur = 0;
 		}

@@ -6,8 +6,10 @@ An entry names the field of a trace record it is about (`op:ureg`, `maps`, `smap
 prototype's value and one for the reference's (each must match the whole value; a missing
 `prototype` or `reference` matches anything). `strip`, a regular expression, is taken out of
 both values first, and the entry applies only when that makes them equal: the one word two
-kernels print differently, the rest compared as usual. A record pair that differs and
-matches an entry is counted under the entry's id and not compared further.
+kernels print differently, the rest compared as usual. `normalize:` names a rewrite of both
+outcomes (normalize.py) for a difference that moves several records at once; a record pair
+that differed before it and not after is counted under the entry's id. A record pair that
+differs and matches an entry is counted under the entry's id and not compared further.
 
     - id: uffdio-poison
       field: op:ureg
@@ -26,9 +28,10 @@ import yaml
 
 from orchestrator.base.errors import UsageError
 from orchestrator.base.paths import CONFIGS
+from orchestrator.fuzz import normalize
 
 DEFAULT = CONFIGS / "fuzz-allowlist.yaml"
-KEYS = {"id", "field", "prototype", "reference", "strip", "reason"}
+KEYS = {"id", "field", "prototype", "reference", "strip", "normalize", "reason"}
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ class Entry:
     reference: re.Pattern | None
     reason: str
     strip: re.Pattern | None = None
+    normalize: str = ""  # a normalization of normalize.py, applied to both outcomes first
 
     def allows(self, fieldname: str, proto: str | None, ref: str | None) -> bool:
         if self.field != "*" and self.field != fieldname:
@@ -74,12 +78,16 @@ def load(path: Path = DEFAULT) -> list[Entry]:
         for k in ("id", "field", "reason"):
             if not str(e.get(k, "")).strip():
                 raise UsageError(f"{where}: needs {k!r} (every entry says why)")
+        if "normalize" in e and e["normalize"] not in normalize.KNOWN:
+            raise UsageError(f"{where} ({e['id']}): normalize: {e['normalize']!r} is not one "
+                             f"of {', '.join(normalize.KNOWN)}")
         try:
             out.append(Entry(str(e["id"]), str(e["field"]),
                              re.compile(e["prototype"]) if "prototype" in e else None,
                              re.compile(e["reference"]) if "reference" in e else None,
                              " ".join(str(e["reason"]).split()),
-                             re.compile(e["strip"]) if "strip" in e else None))
+                             re.compile(e["strip"]) if "strip" in e else None,
+                             str(e.get("normalize", ""))))
         except re.error as exc:
             raise UsageError(f"{where} ({e['id']}): bad regular expression: {exc}") from None
     ids = [e.id for e in out]

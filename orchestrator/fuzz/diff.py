@@ -24,7 +24,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from orchestrator.fuzz import allowlist as allowmod
-from orchestrator.fuzz import trace
+from orchestrator.fuzz import normalize, trace
 from orchestrator.fuzz.model import Program
 from orchestrator.kernel import problems
 from orchestrator.testing import reports
@@ -238,7 +238,13 @@ def compare(a: trace.Outcome, b: trace.Outcome, program: Program,
             continue
         v.differences.append(d)
         v.signatures.append(f"kernel report on {SIDES[0] if mine else SIDES[1]}: {t}")
-    keys = list(a.records) + [k for k in b.records if k not in a.records]
+    ra, rb = a.records, b.records
+    for e in (e for e in allow if e.normalize):
+        na, nb = normalize.apply(e.normalize, ra), normalize.apply(e.normalize, rb)
+        v.allowed[e.id] += sum(1 for k in set(ra) | set(rb)
+                               if ra.get(k) != rb.get(k) and na.get(k) == nb.get(k))
+        ra, rb = na, nb
+    keys = list(ra) + [k for k in rb if k not in ra]
     if program.concurrent:
         keys = [k for k in keys if not (k.startswith("t") or k.startswith("cend."))]
         ia, ib = _invariant(a, program), _invariant(b, program)
@@ -246,14 +252,14 @@ def compare(a: trace.Outcome, b: trace.Outcome, program: Program,
             v.differences.append(Difference("invariant", "invariant", ia, ib))
         ea, eb = thread_errnos(a, program), thread_errnos(b, program)
         v.errnos = {k: (ea.get(k, set()), eb.get(k, set())) for k in set(ea) | set(eb)}
-    pairs = [(k, a.records.get(k), b.records.get(k)) for k in keys]
+    pairs = [(k, ra.get(k), rb.get(k)) for k in keys]
     if a.end != b.end:
         pairs.append(("E", a.end, b.end))
     for k, x, y in pairs:
         if x == y:
             continue
         f = "end" if k == "E" else field_of(k, x, y)
-        entry = allowmod.allowed(allow, f, x, y)
+        entry = allowmod.allowed([e for e in allow if not e.normalize], f, x, y)
         if entry:
             v.allowed[entry.id] += 1
             continue

@@ -117,3 +117,24 @@ def test_an_entry_can_strip_the_one_word_that_differs():
     v = diff.compare(out(**{"c3.vma0": "rss=4 ahp=0 flags=rd mr ac sd"}),
                      out(**{"c3.vma0": "rss=0 ahp=0 flags=rd mr sd"}), P, [e])
     assert v.signature == "smaps Rss,VmFlags (+ac) after madv free"
+
+
+def test_zero_filled_subpages_normalized_as_the_zero_page():
+    """6.1 keeps a split THP's zero-filled subpages, 6.12 maps them to the zero page: the
+    records of the first guest run's minimized program (mremap, madv cold)."""
+    e = allowlist.Entry("zero", "pages", None, None, "because", normalize="zero-subpages")
+    p = Program((Op("mmap", (0, 512, 0)), Op("write", (0, 0, 1, 13))))
+    a = Outcome("1", {"o0": "mmap ok", "cend.maps": "0+512 rw-p",
+                      "cend.vma0": "rss=2048 dirty=2048 ahp=0 swap=0 flags=rd wr",
+                      "cend.r0": "@0+512 1xPXD:v13.0,511xPXD:0",
+                      "cend.status": "rssanon=+2048 vmswap=+0"}, [], "exit 0")
+    b = Outcome("1", {"o0": "mmap ok", "cend.maps": "0+512 rw-p",
+                      "cend.vma0": "rss=4 dirty=4 ahp=0 swap=0 flags=rd wr",
+                      "cend.r0": "@0+512 1xPXD:v13.0,511xPD:0",
+                      "cend.status": "rssanon=+4 vmswap=+0"}, [], "exit 0")
+    assert diff.compare(a, b, p, []).signature.startswith("smaps Rss,Private_Dirty")
+    v = diff.compare(a, b, p, [e])
+    assert not v.diverged and v.allowed == {"zero": 3}
+    # what the zero pages do not explain is still a divergence
+    b.records["cend.r0"] = "@0+512 1xPXD:v13.0,510xPD:0,1x-"
+    assert diff.compare(a, b, p, [e]).diverged
