@@ -240,7 +240,7 @@ def compare(a: trace.Outcome, b: trace.Outcome, program: Program,
         v.signatures.append(f"kernel report on {SIDES[0] if mine else SIDES[1]}: {t}")
     ra, rb = a.records, b.records
     for e in (e for e in allow if e.normalize):
-        na, nb = normalize.apply(e.normalize, ra), normalize.apply(e.normalize, rb)
+        na, nb = normalize.apply(e.normalize, ra, rb)
         v.allowed[e.id] += sum(1 for k in set(ra) | set(rb)
                                if ra.get(k) != rb.get(k) and na.get(k) == nb.get(k))
         ra, rb = na, nb

@@ -138,3 +138,13 @@ def test_zero_filled_subpages_normalized_as_the_zero_page():
     # what the zero pages do not explain is still a divergence
     b.records["cend.r0"] = "@0+512 1xPXD:v13.0,510xPD:0,1x-"
     assert diff.compare(a, b, p, [e]).diverged
+
+
+def test_soft_dirty_of_a_split_thp_is_normalized_only_for_whole_blocks():
+    e = allowlist.Entry("sd", "pages", None, None, "because", normalize="split-soft-dirty")
+    p = Program((Op("mmap", (0, 1024, 0)),))
+    a = out(c3_r0="@0+1024 1024xPX:v1.0+")
+    v = diff.compare(a, out(c3_r0="@0+1024 512xPXD:v1.0+,512xPX:v1.512+"), p, [e])
+    assert not v.diverged and v.allowed == {"sd": 1}
+    v = diff.compare(a, out(c3_r0="@0+1024 1xPX:v1.0,511xPXD:v1.1+,512xPX:v1.512+"), p, [e])
+    assert v.signature.startswith("pages after mmap: bits D only on the reference")
