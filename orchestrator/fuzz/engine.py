@@ -11,6 +11,7 @@ what it reached, say whether the corpus keeps it (see `Hooks`).
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -105,11 +106,14 @@ class ArchFuzz:
         self.say, self.hooks = say, hooks or Hooks()
         self.concurrent_share = concurrent_share
         self.batch: list[tuple[int, Program]] = []
+        self.pending: tuple | None = None  # the batch in flight: thread, programs, ...
         self.seen: set[str] = set()
         self.start = 0.0
 
     def exhausted(self) -> bool:
-        if self.limit is not None and self.ar.programs + len(self.batch) >= self.limit:
+        pending = len(self.pending[1]) if self.pending else 0
+        if self.limit is not None and \
+                self.ar.programs + pending + len(self.batch) >= self.limit:
             return True
         return self.seconds is not None and time.monotonic() - self.start >= self.seconds
 
@@ -129,12 +133,36 @@ class ArchFuzz:
             raise strategies.Stop()
 
     def flush(self) -> None:
+        """Start the batch on both kernels, in a thread, once the previous one is done:
+        Hypothesis draws the next batch meanwhile (the guests wait on SSH, not the GIL)."""
+        self.finish()
         if not self.batch:
             return
         progs = [(str(i), p) for i, p in self.batch]
         index = {str(i): i for i, _ in self.batch}
         self.batch = []
-        outs_a, outs_b = run_both(self.a, self.b, progs, self.timeout)
+        holder: dict = {}
+
+        def work() -> None:
+            try:
+                holder["outs"] = run_both(self.a, self.b, progs, self.timeout)
+            except BaseException as exc:  # noqa: BLE001 - raised by finish()
+                holder["error"] = exc
+
+        t = threading.Thread(target=work, name="fuzz-batch")
+        t.start()
+        self.pending = (t, progs, index, holder)
+
+    def finish(self) -> None:
+        """Wait for the batch in flight and record its programs' verdicts."""
+        if self.pending is None:
+            return
+        t, progs, index, holder = self.pending
+        self.pending = None
+        t.join()
+        if "error" in holder:
+            raise holder["error"]
+        outs_a, outs_b = holder["outs"]
         elapsed = time.monotonic() - self.start
         for (pid, p), oa, ob in zip(progs, outs_a, outs_b, strict=True):
             v = diff.compare(oa, ob, p, self.allow)
@@ -194,8 +222,11 @@ class ArchFuzz:
                               strategies.programs(self.concurrent_share))
         except _Abort as exc:
             raise exc.exc from None
-        if self.batch:
-            self.flush()
+        finally:
+            if self.pending is not None:  # an error or an interrupt: nothing left running
+                self.pending[0].join()
+        self.flush()
+        self.finish()
         self.ar.seconds = time.monotonic() - self.start
         self.concurrent_divergences()
         return self.ar

@@ -73,7 +73,9 @@ def shrink(g: Group, seed_value: int, evaluate: Evaluate, seconds: float,
     """Fill in `g.minimized`, `g.min_verdict`, `g.min_outcomes` and `g.shrink`."""
     start = time.monotonic()
     runs0 = evaluate.runs
-    state = {"i": 0, "found": False, "best": None}
+    # The budget counts from the program on: the replay up to it (Hypothesis drawing the
+    # seed's programs again, some milliseconds each) is not shrinking.
+    state = {"i": 0, "found": False, "best": None, "t0": start}
 
     @strategies.fuzz_settings((Phase.generate, Phase.shrink))
     @seed(seed_value)
@@ -88,9 +90,10 @@ def shrink(g: Group, seed_value: int, evaluate: Evaluate, seconds: float,
                 raise _Done(RuntimeError(f"the replay of seed {seed_value} reached another "
                                          f"program at index {g.index}"))
             state["found"] = True
+            state["t0"] = time.monotonic()
             state["best"] = (program, g.verdict, g.outcomes)
             _diverges()
-        if time.monotonic() - start > seconds:
+        if time.monotonic() - state["t0"] > seconds:
             raise _Done()
         try:
             v, outs = evaluate(program)
@@ -118,7 +121,8 @@ def shrink(g: Group, seed_value: int, evaluate: Evaluate, seconds: float,
         return
     program, v, outs = best
     g.minimized, g.min_verdict, g.min_outcomes = program, v, outs
-    g.shrink = {"seconds": round(time.monotonic() - start, 1),
+    g.shrink = {"seconds": round(time.monotonic() - state["t0"], 1),
+                "replay_seconds": round(state["t0"] - start, 1),
                 "runs": evaluate.runs - runs0,
                 "ops_before": size0[0], "ops_after": program.size()[0],
                 "pages_before": size0[1], "pages_after": program.size()[1],
