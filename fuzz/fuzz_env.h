@@ -18,6 +18,7 @@
 #define ZRAM_DEV "/dev/zram0"
 #define LOOP_FILE "/tmp/orch-fuzz-swap.img"
 #define SWAP_BYTES (64UL << 20)
+#define LOOP_NAME "/tmp/orch-fuzz-swap.dev"	/* setup writes the loop device's name here */
 
 static char loop_dev[32];
 static char active_swap[8] = "none";
@@ -26,6 +27,17 @@ static char active_thp[16] = "";
 static int put(const char *path, const char *value)
 {
 	int fd = open(path, O_WRONLY | O_CLOEXEC), ok;
+
+	if (fd < 0)
+		return -1;
+	ok = write(fd, value, strlen(value)) == (ssize_t)strlen(value);
+	close(fd);
+	return ok ? 0 : -1;
+}
+
+static int put_new(const char *path, const char *value)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600), ok;
 
 	if (fd < 0)
 		return -1;
@@ -71,11 +83,28 @@ static int setup_loop(void)
 		return -1;
 	close(ffd);
 	close(lfd);
+	if (put_new(LOOP_NAME, loop_dev))
+		return -1;
 	return swap_header(loop_dev, SWAP_BYTES);
+}
+
+/* The loop device `setup` bound (each `run` is a process of its own). */
+static void find_loop(void)
+{
+	int fd = open(LOOP_NAME, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return;
+	n = read(fd, loop_dev, sizeof(loop_dev) - 1);
+	loop_dev[n > 0 ? n : 0] = 0;
+	close(fd);
 }
 
 static const char *swap_dev(const char *kind)
 {
+	if (!strcmp(kind, "loop") && !loop_dev[0])
+		find_loop();
 	return !strcmp(kind, "zram") ? ZRAM_DEV : !strcmp(kind, "loop") ? loop_dev : NULL;
 }
 

@@ -70,6 +70,7 @@ class ArchRun:
     generated: int = 0  # drawn from the stream (with repeats)
     agreed: int = 0
     not_comparable: int = 0
+    unusable: Counter = field(default_factory=Counter)  # why not: "end A / end B" -> programs
     both: Counter = field(default_factory=Counter)  # crashes/hangs on both sides
     allowed: Counter = field(default_factory=Counter)
     kept: list[str] = field(default_factory=list)  # what a guidance hook kept
@@ -189,6 +190,7 @@ class ArchFuzz:
                 agg[2].setdefault(e, (index, p))
         if not v.comparable:
             ar.not_comparable += 1
+            ar.unusable[f"{outs[0].end or 'none'} / {outs[1].end or 'none'}"] += 1
             return
         self.layout(*outs)
         if v.both:

@@ -102,6 +102,7 @@ def fuzz_json(reports: list[ArchReport], config: dict) -> dict:
             "seed": ar.seed, "programs": ar.programs, "generated": ar.generated,
             "seconds": round(ar.seconds, 1), "programs_per_second": round(ar.rate(), 3),
             "batches": ar.batches, "agreed": ar.agreed, "not_comparable": ar.not_comparable,
+            "not_comparable_why": dict(ar.unusable.most_common(20)),
             "both": dict(ar.both), "allowed": dict(ar.allowed), "kept": ar.kept,
             "layouts": {**ar.layouts, "extra_vmas": {str(k): n for k, n in
                                                      sorted(ar.layouts["extra_vmas"].items())}},
