@@ -17,6 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
 
+from orchestrator.base import signals
 from orchestrator.fuzz import allowlist as allowmod
 from orchestrator.fuzz import diff, strategies, trace
 from orchestrator.fuzz.machines import Side, run_both
@@ -119,6 +120,10 @@ class ArchFuzz:
         return self.seconds is not None and time.monotonic() - self.start >= self.seconds
 
     def consume(self, program: Program) -> None:
+        try:
+            signals.check()
+        except BaseException as exc:  # noqa: BLE001 - out of Hypothesis as it is
+            raise _Abort(exc) from None
         index = self.ar.generated
         self.ar.generated += 1
         body = program.body()

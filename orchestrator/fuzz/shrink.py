@@ -18,6 +18,7 @@ from typing import Callable
 
 from hypothesis import Phase, given, seed
 
+from orchestrator.base import signals
 from orchestrator.fuzz import allowlist as allowmod
 from orchestrator.fuzz import diff, strategies, trace
 from orchestrator.fuzz.engine import Group
@@ -81,6 +82,10 @@ def shrink(g: Group, seed_value: int, evaluate: Evaluate, seconds: float,
     @seed(seed_value)
     @given(strategies.programs(concurrent_share))
     def test(program: Program) -> None:
+        try:
+            signals.check()
+        except BaseException as exc:  # noqa: BLE001 - carried out of Hypothesis
+            raise _Done(exc) from None
         if not state["found"]:
             i = state["i"]
             state["i"] += 1
@@ -108,7 +113,7 @@ def shrink(g: Group, seed_value: int, evaluate: Evaluate, seconds: float,
         test()
     except _Done as done:
         if done.exc is not None and not isinstance(done.exc, RuntimeError):
-            raise done.exc from None
+            raise done.exc from None  # an error of the machines, an interrupt
         why = str(done.exc) if done.exc else f"stopped at the {seconds:.0f}s budget"
     except Exception:  # noqa: BLE001 - _Diverges, or Hypothesis's report of it
         pass

@@ -79,3 +79,15 @@ def test_an_error_in_a_batch_comes_out_as_itself(monkeypatch):
     with pytest.raises(RuntimeError, match="QEMU went away"):
         ArchFuzz(FakeSide("a"), FakeSide("b"), ArchRun("x86_64", 1), [], None, 10, 4, 10,
                  say=lambda m: None).run(1)
+
+
+def test_a_signal_whose_raise_was_lost_still_stops_the_loop(monkeypatch):
+    """The first SIGTERM's Interrupted raised inside a gc callback is dropped by Python;
+    the loop asks again (seen on a 10-minute run: orch fuzz went on after SIGTERM)."""
+    from orchestrator.base import signals
+    from orchestrator.base.errors import Interrupted
+    monkeypatch.setattr(signals, "_SIGNALLED", [15])
+    monkeypatch.setattr(engine, "run_both", lambda *a: pytest.fail("nothing may run"))
+    with pytest.raises(Interrupted, match="SIGTERM"):
+        ArchFuzz(FakeSide("a"), FakeSide("b"), ArchRun("x86_64", 1), [], None, 10, 4, 10,
+                 say=lambda m: None).run(1)
