@@ -203,6 +203,22 @@ def thread_errnos(o: trace.Outcome, program: Program) -> dict[str, set[str]]:
     return out
 
 
+def _ordered(keys: list[str]) -> list[str]:
+    """A checkpoint's records with its VMA layout first: the executor writes the maps record
+    after the per-VMA ones, and a layout that differs is what the rest follows from."""
+    rank = {"maps": 0, "vma": 1, "r": 2, "status": 3}
+    first: dict[str, int] = {}
+    out = []
+    for i, k in enumerate(keys):
+        head, dot, part = k.partition(".")
+        group = head if dot else k
+        first.setdefault(group, i)
+        m = re.match(r"[a-z]+", part)
+        kind = m.group(0) if m else ""
+        out.append((first[group], rank.get(kind, 4), i, k))
+    return [k for *_, k in sorted(out)]
+
+
 def compare(a: trace.Outcome, b: trace.Outcome, program: Program,
             allow: list[allowmod.Entry]) -> Verdict:
     v = Verdict(a.pid)
@@ -244,7 +260,7 @@ def compare(a: trace.Outcome, b: trace.Outcome, program: Program,
         v.allowed[e.id] += sum(1 for k in set(ra) | set(rb)
                                if ra.get(k) != rb.get(k) and na.get(k) == nb.get(k))
         ra, rb = na, nb
-    keys = list(ra) + [k for k in rb if k not in ra]
+    keys = _ordered(list(ra) + [k for k in rb if k not in ra])
     if program.concurrent:
         keys = [k for k in keys if not (k.startswith("t") or k.startswith("cend."))]
         ia, ib = _invariant(a, program), _invariant(b, program)

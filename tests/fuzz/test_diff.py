@@ -148,3 +148,10 @@ def test_soft_dirty_of_a_split_thp_is_normalized_only_for_whole_blocks():
     assert not v.diverged and v.allowed == {"sd": 1}
     v = diff.compare(a, out(c3_r0="@0+1024 1xPX:v1.0,511xPXD:v1.1+,512xPX:v1.512+"), p, [e])
     assert v.signature.startswith("pages after mmap: bits D only on the reference")
+
+
+def test_a_layout_difference_is_named_by_the_maps_not_by_a_vma_record():
+    a = out(**{"c5.vma0": "rss=8 ahp=0 swap=0 flags=rd wr", "c5.vma256": "rss=0 flags=rd wr"},
+            c5_maps="0+256 rw-p,256+256 rw-p")
+    b = out(**{"c5.vma0": "rss=8 ahp=0 swap=0 flags=rd wr"})
+    assert diff.compare(a, b, P, []).signature == "maps after move: more VMAs on the prototype"
