@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from orchestrator.base.errors import InfraError, OrchError, UsageError
+from orchestrator.base.errors import InfraError, Interrupted, OrchError, UsageError
 from orchestrator.base.progress import Progress
 from orchestrator.fuzz import allowlist as allowmod
 from orchestrator.fuzz import report, repro, shrink
@@ -108,9 +108,13 @@ def finish_group(cfg: Config, g: Group, sides: tuple[Side, Side], evaluate: shri
     verify(g, path, sides, say)
 
 
-def fuzz_arch(cfg: Config, arch, say: Callable[[str], None]) -> report.ArchReport:
+def fuzz_arch(cfg: Config, arch, say: Callable[[str], None],
+              reports: list[report.ArchReport]) -> report.ArchReport:
+    """Fuzz one arch; its report is in `reports` from the start, so that an interrupt (or
+    an error) during fuzzing or shrinking still leaves what was found in the outputs."""
     ar = ArchRun(arch.name, cfg.seed)
     rep = report.ArchReport(arch.name, ar)
+    reports.append(rep)
     d = cfg.out / arch.name
     base = cfg.base
     a = Side("prototype", Run(side_options(base, arch, base.tree, base.series,
@@ -130,6 +134,10 @@ def fuzz_arch(cfg: Config, arch, say: Callable[[str], None]) -> report.ArchRepor
         for g in sorted(ar.groups.values(), key=lambda x: x.index):
             finish_group(cfg, g, (a, b), evaluate, say, cfg.out)
     except UsageError:
+        reports.remove(rep)
+        raise
+    except Interrupted as exc:
+        ar.error = str(exc) or "interrupted"
         raise
     except OrchError as exc:
         ar.error = f"{exc.stage}: {exc}" if exc.stage else str(exc)
@@ -150,7 +158,7 @@ def fuzz(cfg: Config, progress: Progress, command: str) -> int:
     reports: list[report.ArchReport] = []
     try:
         for arch in cfg.base.arches:
-            reports.append(fuzz_arch(cfg, arch, progress.line))
+            fuzz_arch(cfg, arch, progress.line, reports)
             report.write(cfg.out, reports, cfg.as_json(), command, started)
     finally:
         code = report.write(cfg.out, reports, cfg.as_json(), command, started)
