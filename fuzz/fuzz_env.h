@@ -129,6 +129,15 @@ static int setup_zram(void)
 	return swap_header(ZRAM_DEV, SWAP_BYTES);
 }
 
+/* No swap active: what a run starts from (the previous run may have left one on). */
+static void env_reset(void)
+{
+	syscall(__NR_swapoff, ZRAM_DEV);
+	if (swap_dev("loop") && loop_dev[0])
+		syscall(__NR_swapoff, loop_dev);
+	strcpy(active_swap, "none");
+}
+
 /* The program's THP mode and swap device, changed only when they differ. */
 static int env_apply(const struct prog *p, char *why, size_t len)
 {

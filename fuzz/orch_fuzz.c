@@ -81,6 +81,8 @@ static int run_file(const char *path, double timeout, int keep_env)
 		fprintf(stderr, "orch_fuzz: cannot read %s: %s\n", path, strerror(errno));
 		return 2;
 	}
+	if (!keep_env)
+		env_reset();
 	for (cur = strstr(text, "P "); cur; n++) {
 		char *next = strstr(cur + 2, "\nP "), why[256];
 		struct outcome out;
