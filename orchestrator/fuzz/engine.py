@@ -181,7 +181,9 @@ class ArchFuzz:
         self.say(f"[{self.ar.arch}] fuzz: {self.ar.programs} programs "
                  f"({self.ar.rate():.1f}/s), {sum(len(g.pids) for g in self.ar.groups.values())}"
                  f" diverging in {len(self.ar.groups)} signature(s), "
-                 f"{self.a.crashes + self.b.crashes} crash(es)")
+                 f"{self.a.crashes + self.b.crashes} crash(es)"
+                 + (f", {self.ar.not_comparable} not compared (fuzz.json says why)"
+                    if self.ar.not_comparable else ""))
 
     def record(self, index: int, p: Program, v: diff.Verdict,
                outs: tuple[trace.Outcome, trace.Outcome], elapsed: float) -> None:
