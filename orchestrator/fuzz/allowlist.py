@@ -31,7 +31,7 @@ from orchestrator.base.paths import CONFIGS
 from orchestrator.fuzz import normalize
 
 DEFAULT = CONFIGS / "fuzz-allowlist.yaml"
-KEYS = {"id", "field", "prototype", "reference", "strip", "normalize", "reason"}
+KEYS = {"id", "field", "arch", "prototype", "reference", "strip", "normalize", "reason"}
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,7 @@ class Entry:
     reason: str
     strip: re.Pattern | None = None
     normalize: str = ""  # a normalization of normalize.py, applied to both outcomes first
+    arch: str = ""  # only on this arch ("": every arch)
 
     def allows(self, fieldname: str, proto: str | None, ref: str | None) -> bool:
         if self.field != "*" and self.field != fieldname:
@@ -87,7 +88,7 @@ def load(path: Path = DEFAULT) -> list[Entry]:
                              re.compile(e["reference"]) if "reference" in e else None,
                              " ".join(str(e["reason"]).split()),
                              re.compile(e["strip"]) if "strip" in e else None,
-                             str(e.get("normalize", ""))))
+                             str(e.get("normalize", "")), str(e.get("arch", ""))))
         except re.error as exc:
             raise UsageError(f"{where} ({e['id']}): bad regular expression: {exc}") from None
     ids = [e.id for e in out]
@@ -95,6 +96,10 @@ def load(path: Path = DEFAULT) -> list[Entry]:
     if dup:
         raise UsageError(f"{path}: entry id {dup!r} appears twice")
     return out
+
+
+def for_arch(entries: list[Entry], arch: str) -> list[Entry]:
+    return [e for e in entries if not e.arch or e.arch == arch]
 
 
 def allowed(entries: list[Entry], fieldname: str, proto: str | None,

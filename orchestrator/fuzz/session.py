@@ -121,7 +121,7 @@ def fuzz_arch(cfg: Config, arch, say: Callable[[str], None],
                                            d / "prototype")), say)
     b = Side("reference", Run(side_options(base, arch, cfg.against, cfg.against_series,
                                            d / "reference")), say)
-    allow = allowmod.load(cfg.allowlist)
+    allow = allowmod.for_arch(allowmod.load(cfg.allowlist), arch.name)
     try:
         a.up()
         rep.prototype = a.cell()
