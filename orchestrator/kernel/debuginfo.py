@@ -9,10 +9,17 @@ its own kbuild command line (`.NAME.o.cmd`) with `-g`, into a scratch file: the 
 is left as it was.
 gcc's code does not depend on -g, so the function's bytes and offsets are those of the
 running kernel; faddr2line checks the size again.
+
+The build dir holds the objects of the last kernel built there, not always of the kernel
+tested: a stored kernel is not rebuilt, and a function that the series added (or a
+verify, or another series, built since) is then in no object of the archive. Such a
+function is looked for in the sources that the series changed: the one that defines it
+(a line at column 0 naming it, not a prototype) gives the object to compile.
 """
 
 from __future__ import annotations
 
+import re
 import shlex
 from pathlib import Path
 
@@ -23,8 +30,11 @@ PADDING = 64  # the most alignment padding a function's kallsyms size may carry
 
 
 def objects_for(builddir: Path, wanted: set[tuple[str, int]], cross_compile: str,
-                runner: Runner) -> dict[tuple[str, int], str]:
-    """(function, size) -> the object that defines it, relative to the build dir."""
+                runner: Runner, srctree: Path | None = None,
+                touched: set[str] = frozenset()) -> dict[tuple[str, int], str]:
+    """(function, size) -> the object that defines it, relative to the build dir. A
+    function in no object of the archive: the object of the touched source (relative to
+    `srctree`) that defines it."""
     archive = next((a for a in (builddir / "vmlinux.a", builddir / "built-in.a")
                     if a.is_file()), None)
     if archive is None or not wanted:
@@ -56,7 +66,38 @@ def objects_for(builddir: Path, wanted: set[tuple[str, int]], cross_compile: str
     for name, size in wanted:
         if (name, size) not in found and len(named.get(name, [])) == 1:
             found[(name, size)] = named[name][0]
+    for name, size in wanted:
+        if (name, size) not in found and name not in named and srctree is not None:
+            obj = defined_in(srctree, touched, name)
+            if obj and (builddir / Path(obj).parent / f".{Path(obj).name}.cmd").is_file():
+                found[(name, size)] = obj
     return found
+
+
+def defined_in(srctree: Path, sources: set[str], name: str) -> str | None:
+    """The object of the C source among `sources` that defines function `name` (kernel
+    style: the definition's line starts at column 0 and does not end in `;`)."""
+    head = re.compile(rf"^[A-Za-z_].*\b{re.escape(name)}\(")
+    for src in sorted(s for s in sources if s.endswith(".c")):
+        try:
+            lines = (srctree / src).read_text(errors="replace").splitlines()
+        except OSError:
+            continue
+        for i, line in enumerate(lines):
+            if head.match(line) and not _prototype(lines, i):
+                return src.removesuffix(".c") + ".o"
+    return None
+
+
+def _prototype(lines: list[str], i: int) -> bool:
+    """Whether the declaration starting at line i ends in `;` before any `{`."""
+    for line in lines[i:i + 12]:
+        code = line.split("//", 1)[0]
+        if "{" in code:
+            return False
+        if code.rstrip().endswith(";"):
+            return True
+    return True
 
 
 def compile_argv(builddir: Path, obj: str, out: Path) -> list[str] | None:

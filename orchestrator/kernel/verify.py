@@ -1,6 +1,6 @@
 """`orch gc --verify`: is a stored kernel what its key says? Rebuilt cold from the source
-tree and the .config its kernel.json records, in a scratch build dir of its tree's worktree
-(under the tree lock), and the images compared by sha256. Builds are reproducible
+tree and the .config its kernel.json records, in a scratch worktree of its own (the tree
+lock is held only to make the commit), and the images compared by sha256. Builds are reproducible
 (build.REPRO_ENV): the same inputs give the same image, cold or incremental.
 
 By default the rebuild does not use ccache, so that nothing of the first build is reused;
@@ -10,6 +10,7 @@ By default the rebuild does not use ccache, so that nothing of the first build i
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -22,8 +23,6 @@ from orchestrator.kernel import build
 from orchestrator.kernel import tree as treemod
 from orchestrator.kernel.kconfig import make_argv
 from orchestrator.store import cache
-
-SCRATCH = f"{treemod.BUILD_PREFIX}verify-"
 
 
 @dataclass
@@ -76,31 +75,37 @@ def verify_one(entry: Path, runner: Runner, use_ccache: bool, jobs: int | None,
     tree = tree_of(repo)
     stored = cache.file_digest(k.image) if k.image.is_file() else "missing"
     start = time.monotonic()
-    with treemod.tree_lock(tree):
+    with treemod.tree_lock(tree):  # only for the commit object: the rebuild is elsewhere
         res = runner.run(["git", "--git-dir", str(repo), "commit-tree", src, "-m",
                           f"orch gc --verify {info['key']}"], env=treemod.env_for_commits(),
                          always=True)
-        if not res.ok:
+    if not res.ok:
+        return Outcome(entry.name, "unverifiable",
+                       f"its source tree {src[:12]} is not in {repo} any more")
+    # A worktree of its own: runs that use the tree's worktree go on during the rebuild.
+    wt = cache.subdir("work") / f"verify-{os.getpid()}-{entry.name}"
+    git = ["git", "--git-dir", str(repo)]
+    try:
+        if not runner.run([*git, "worktree", "add", "-f", "--detach", str(wt),
+                           res.output.strip()], always=True).ok:
+            return Outcome(entry.name, "unverifiable", f"cannot check tree {src[:12]} out "
+                           f"in {wt}")
+        scratch = treemod.build_dir(wt, a.name)  # as the run's: the same command lines
+        scratch.mkdir()
+        shutil.copyfile(k.config, scratch / ".config")
+        cc, env = build.make_env(a, info["key"], wt, use_ccache)
+        if not use_ccache:
+            env["CCACHE_DISABLE"] = "1"
+        log = log_dir / f"verify-{entry.name}.log"
+        made = runner.run(make_argv(a, wt, scratch, [a.image], jobs=jobs, cc=cc), env=env,
+                          log=log, tail_lines=50)
+        if not made.ok:
             return Outcome(entry.name, "unverifiable",
-                           f"its source tree {src[:12]} is not in {repo} any more")
-        wt = treemod.prepare_worktree(tree, res.output.strip(), runner)
-        scratch = wt / f"{SCRATCH}{a.name}"
-        shutil.rmtree(scratch, ignore_errors=True)
-        try:
-            scratch.mkdir()
-            shutil.copyfile(k.config, scratch / ".config")
-            cc, env = build.make_env(a, info["key"], wt, use_ccache)
-            if not use_ccache:
-                env["CCACHE_DISABLE"] = "1"
-            log = log_dir / f"verify-{entry.name}.log"
-            made = runner.run(make_argv(a, wt, scratch, [a.image], jobs=jobs, cc=cc), env=env,
-                              log=log, tail_lines=50)
-            if not made.ok:
-                return Outcome(entry.name, "unverifiable",
-                               f"the cold rebuild failed (log: {log}): {made.tail[-1:]}")
-            rebuilt = cache.file_digest(scratch / a.image_path)
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+                           f"the cold rebuild failed (log: {log}): {made.tail[-1:]}")
+        rebuilt = cache.file_digest(scratch / a.image_path)
+    finally:
+        shutil.rmtree(wt, ignore_errors=True)
+        runner.run([*git, "worktree", "prune"], always=True)
     secs = time.monotonic() - start
     if rebuilt == stored:
         return Outcome(entry.name, "ok", f"ok: {k.image.name} sha256 {rebuilt[:12]} rebuilt "

@@ -22,6 +22,7 @@ def triage(run: RunState, st: ArchState, s: testrun.Suite) -> None:
     src = triagemod.Source(run.tree.repo if run.tree else None, run.head_commit,
                            vmlinux=st.kernel.vmlinux if st.kernel else None,
                            builddir=builddir(run, st) if run.worktree else None,
+                           srctree=run.worktree,
                            cross_compile=st.arch.cross_compile())
     if src.repo and run.base_commit:
         src.patches = triagemod.patch_commits(src.repo, run.base_commit, run.head_commit,

@@ -161,6 +161,10 @@ def candidates(days: float, now: float | None = None) -> list[tuple[Removal, lis
             # A run holds the tree's lock; an import in progress (no marker yet) its own.
             lock = [locks / f"work-{wt.name}.lock",
                     locks / f"import-{wt.name.rsplit('-', 1)[-1]}.lock"]
+            if wt.name.startswith("verify-"):  # verify-PID-ENTRY: orch gc --verify's own
+                if not _alive(wt.name.split("-")[1]):
+                    out.append((Removal(wt, "scratch worktree of a stopped gc --verify"), []))
+                continue
             if wt.name.startswith(".staging-"):
                 if now - wt.stat().st_mtime > DAY:
                     out.append((Removal(wt, "an interrupted tarball import"), []))
@@ -236,3 +240,12 @@ def gc(days: float = 14, ccache_max: str = "5G", dry_run: bool = False, out=prin
         + (f" ({human(freed)} in removed entries)" if freed else ""))
     return 0
 
+
+def _alive(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -49,6 +49,7 @@ class Source:
     touched: set[str] = field(default_factory=set)  # files the series (and dirty) changed
     vmlinux: Path | None = None  # the stored kernel's, when its config has DWARF
     builddir: Path | None = None  # else: the build's objects, compiled again with -g
+    srctree: Path | None = None  # the sources at `head` (orch's worktree)
     cross_compile: str = ""
 
 
@@ -121,7 +122,7 @@ def _locations(src: Source, frames: list[Frame], runner: Runner) -> dict[str, li
         if not src.builddir:
             return {}
         objects = debuginfo.objects_for(src.builddir, {_key(f) for f in frames},
-                                        src.cross_compile, runner)
+                                        src.cross_compile, runner, src.srctree, src.touched)
         by_object: dict[str, list[str]] = {}
         rank: dict[str, int] = {}
         for f in frames:  # every offset: two frames may be in one function

@@ -30,17 +30,22 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+def _started(pidfile: Path) -> int:
+    """The "compiler"'s pid, once the child has written it."""
+    deadline = time.monotonic() + 20
+    while not (pidfile.exists() and pidfile.read_text().strip()):
+        assert time.monotonic() < deadline, "the child never started"
+        time.sleep(0.05)
+    return int(pidfile.read_text())
+
+
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
 def test_a_killed_orch_leaves_no_child_writing(tmp_path, sig):
     """Seen failing before the watchdog: after a SIGKILL of orch, make (its own process
     group, out of orch's) went on and wrote into the build dir."""
     pidfile, late = tmp_path / "pid", tmp_path / "late"
     p = subprocess.Popen([sys.executable, "-c", CHILD, str(pidfile), str(late)])
-    deadline = time.monotonic() + 20
-    while not (pidfile.exists() and pidfile.read_text().strip()):
-        assert time.monotonic() < deadline, "the child never started"
-        time.sleep(0.05)
-    grandchild = int(pidfile.read_text())
+    grandchild = _started(pidfile)
     p.send_signal(sig)
     p.wait(timeout=10)
     deadline = time.monotonic() + getattr(runner, "GRACE", 3) + 5
@@ -70,10 +75,7 @@ def test_a_child_started_just_before_orch_is_killed_does_not_outlive_it(tmp_path
     between left a group nobody would kill."""
     pidfile, late = tmp_path / "pid", tmp_path / "late"
     p = subprocess.Popen([sys.executable, "-c", SLOW_PARENT, str(pidfile), str(late)])
-    deadline = time.monotonic() + 20
-    while not (pidfile.exists() and pidfile.read_text().strip()):
-        assert time.monotonic() < deadline, "the child never started"
-        time.sleep(0.05)
+    _started(pidfile)
     p.kill()
     p.wait(timeout=10)
     time.sleep(getattr(runner, "GRACE", 3) + 3)  # the "compiler" (sleep 4) is done by now

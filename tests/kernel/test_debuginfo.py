@@ -63,3 +63,24 @@ def test_object_by_name_and_size_compiled_again_with_dwarf(tmp_path):
 def test_no_archive_or_no_command_line(tmp_path):
     assert debuginfo.objects_for(tmp_path, {("f", 1)}, "", Runner()) == {}
     assert debuginfo.compile_argv(tmp_path, "mm/x.o", tmp_path / "o") is None
+
+
+def test_a_function_in_no_archived_object_is_looked_for_in_the_touched_sources(tmp_path):
+    """The build dir last built another kernel (a stored kernel is not rebuilt): a function
+    the series added is in no object of the archive. The touched source that defines it
+    (not one that only declares or calls it) names the object to compile."""
+    b = build(tmp_path)
+    (tmp_path / "mm/userfaultfd.c").write_text(
+        SOURCE + "long uffd_move_pages(int *p,\n\t\t     int n)\n{\n\treturn *p + n;\n}\n")
+    (tmp_path / "fs").mkdir()
+    (tmp_path / "fs/userfaultfd.c").write_text(
+        "long uffd_move_pages(int *p,\n\t\t     int n);\n"
+        "static long ioctl(int *p)\n{\n\treturn uffd_move_pages(p, 1);\n}\n")
+    (b / "fs").mkdir()
+    (b / "fs/.userfaultfd.o.cmd").write_text((b / "mm/.userfaultfd.o.cmd").read_text())
+    touched = {"fs/userfaultfd.c", "mm/userfaultfd.c", "include/linux/userfaultfd_k.h"}
+    found = debuginfo.objects_for(b, {("uffd_move_pages", 0x40), ("absent", 4)}, "",
+                                  Runner(), tmp_path, touched)
+    assert found == {("uffd_move_pages", 0x40): "mm/userfaultfd.o"}
+    # Without the series' files, nothing to go on.
+    assert debuginfo.objects_for(b, {("uffd_move_pages", 0x40)}, "", Runner()) == {}

@@ -131,3 +131,16 @@ def test_gc_removes_a_clone_with_no_origin(isolated_cache, fake_kernel_repo):
     gc.gc(days=14, ccache_max="1G", out=lines.append)
     assert not repo.exists() and not wt.exists(), lines
     assert any(f"removed {repo}" in ln and "it has no origin" in ln for ln in lines), lines
+
+
+def test_gc_leaves_a_running_verify_alone_and_removes_a_stopped_ones(isolated_cache):
+    """gc --verify rebuilds in work/verify-PID-ENTRY: another gc must not take it from
+    under a running verify (it is no clone's worktree), and must not keep a dead one's."""
+    running = isolated_cache / "work" / f"verify-{os.getpid()}-x86_64-abc"
+    stopped = isolated_cache / "work" / "verify-999999999-x86_64-abc"
+    for d in (running, stopped):
+        (d / "mm").mkdir(parents=True)
+    r = orch("gc", env={"ORCH_CACHE": str(isolated_cache)})
+    assert r.returncode == 0, r.stderr
+    assert running.exists() and not stopped.exists()
+    assert "scratch worktree of a stopped gc --verify" in r.stdout
