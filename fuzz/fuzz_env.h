@@ -63,7 +63,11 @@ static int swap_header(const char *dev, unsigned long bytes)
 	return ok ? 0 : -1;
 }
 
-static int setup_loop(void)
+/*
+ * A loop device over `file` (a new one, truncated), with a swap header; its name is written
+ * to `name_file` when not NULL (the executor's: each `run` finds it there).
+ */
+static int setup_loop(const char *file, const char *name_file)
 {
 	int ctl, nr, ffd, lfd;
 
@@ -75,7 +79,7 @@ static int setup_loop(void)
 	if (nr < 0)
 		return -1;
 	snprintf(loop_dev, sizeof(loop_dev), "/dev/loop%d", nr);
-	ffd = open(LOOP_FILE, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	ffd = open(file, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (ffd < 0 || ftruncate(ffd, SWAP_BYTES))
 		return -1;
 	lfd = open(loop_dev, O_RDWR | O_CLOEXEC);
@@ -83,7 +87,7 @@ static int setup_loop(void)
 		return -1;
 	close(ffd);
 	close(lfd);
-	if (put_new(LOOP_NAME, loop_dev))
+	if (name_file && put_new(name_file, loop_dev))
 		return -1;
 	return swap_header(loop_dev, SWAP_BYTES);
 }
@@ -129,7 +133,10 @@ static int setup_zram(void)
 	return swap_header(ZRAM_DEV, SWAP_BYTES);
 }
 
-/* No swap active: what a run starts from (the previous run may have left one on). */
+/*
+ * No swap active: what an executor run starts from (the previous run may have left one
+ * on), and what a reproducer starts from (the executor's swap may be on where it runs).
+ */
 static void env_reset(void)
 {
 	syscall(__NR_swapoff, ZRAM_DEV);

@@ -24,21 +24,37 @@ static const char *const klog_problems[] = {
 	"possible circular locking", "possible recursive locking", "inconsistent lock state",
 };
 
-/* Only what one program needs (a reproducer): THP knobs, its swap device. */
+#define REPRO_LOOP_FILE "/tmp/orch-fuzz-repro-swap.img"
+
+static int repro_loop;	/* the loop device is the reproducer's own (teardown detaches it) */
+
+/*
+ * Only what one program needs (a reproducer): THP knobs, its swap device. Every swap is
+ * turned off first (orch fuzz runs it on the machines the executor ran on: the executor's
+ * swap may be on). The loop swap is a device and file of its own: the executor's (its
+ * /tmp/orch-fuzz-swap.img and .dev) are left as they are, and its next run turns its own
+ * swap on again.
+ */
 static int env_setup_for(const struct prog *p, char *why, size_t len)
 {
 	setup_thp();
+	env_reset();
+	loop_dev[0] = 0;
 	if (!strcmp(p->swap, "zram") && setup_zram()) {
 		snprintf(why, len, "zram: %s", strerror(errno));
 		return -1;
 	}
-	if (!strcmp(p->swap, "loop") && setup_loop()) {
-		snprintf(why, len, "loop swap: %s", strerror(errno));
-		return -1;
+	if (!strcmp(p->swap, "loop")) {
+		repro_loop = 1;
+		if (setup_loop(REPRO_LOOP_FILE, NULL)) {
+			snprintf(why, len, "loop swap: %s", strerror(errno));
+			return -1;
+		}
 	}
 	return 0;
 }
 
+/* Undoes only what env_setup_for did: its swap off, its own loop device and file gone. */
 static void env_teardown(void)
 {
 	const char *dev = swap_dev(active_swap);
@@ -46,15 +62,17 @@ static void env_teardown(void)
 	if (dev)
 		syscall(__NR_swapoff, dev);
 	strcpy(active_swap, "none");
-	if (loop_dev[0]) {
+	if (repro_loop && loop_dev[0]) {
 		int lfd = open(loop_dev, O_RDWR | O_CLOEXEC);
 
 		if (lfd >= 0) {
 			ioctl(lfd, LOOP_CLR_FD, 0);
 			close(lfd);
 		}
-		unlink(LOOP_FILE);
 	}
+	if (repro_loop)
+		unlink(REPRO_LOOP_FILE);
+	repro_loop = 0;
 }
 
 static int klog_bad;

@@ -29,7 +29,7 @@ static int env_setup(char *why, size_t len)
 		snprintf(why, len, "zram: %s", strerror(errno));
 		return -1;
 	}
-	if (setup_loop()) {
+	if (setup_loop(LOOP_FILE, LOOP_NAME)) {
 		snprintf(why, len, "loop swap: %s", strerror(errno));
 		return -1;
 	}
