@@ -21,13 +21,23 @@ KNOWN = ("zero-subpages", "split-soft-dirty")
 
 
 def _encode(pages: list[tuple[str, str]]) -> str:
-    runs: list[list] = []
+    """Pages as the executor writes a region's runs (fuzz_state.h, check_region): a run is
+    pages of the same bits and the same content, or of one pattern counting up ("NxB:vV.K+",
+    the K of its first page); trace.pages reads it back."""
+    runs: list[list] = []  # [count, bits, content of the first page, pattern (V, last K)]
     for bits, content in pages:
-        if runs and runs[-1][1:] == [bits, content]:
-            runs[-1][0] += 1
-        else:
-            runs.append([1, bits, content])
-    return ",".join(f"{n}x{b}" + (f":{c}" if c else "") for n, b, c in runs)
+        m = re.fullmatch(r"v(\d+)\.(\d+)", content)
+        pat = (m.group(1), int(m.group(2))) if m else None
+        if runs and runs[-1][1] == bits:
+            last = runs[-1]
+            if pat and last[3] and last[3] == (pat[0], pat[1] - 1) or \
+                    not pat and not last[3] and last[2] == content:
+                last[0] += 1
+                last[3] = pat
+                continue
+        runs.append([1, bits, content, pat])
+    return ",".join(f"{n}x{b}" + (f":{c}" if c else "") + ("+" if p and n > 1 else "")
+                    for n, b, c, p in runs)
 
 
 def _kv(value: str) -> tuple[dict[str, str], str]:

@@ -3,7 +3,7 @@ signature, and what the allowlist takes out."""
 
 import re
 
-from orchestrator.fuzz import allowlist, diff
+from orchestrator.fuzz import allowlist, diff, normalize, trace
 from orchestrator.fuzz.model import Op, Program
 from orchestrator.fuzz.trace import Outcome
 
@@ -155,3 +155,17 @@ def test_a_layout_difference_is_named_by_the_maps_not_by_a_vma_record():
             c5_maps="0+256 rw-p,256+256 rw-p")
     b = out(**{"c5.vma0": "rss=8 ahp=0 swap=0 flags=rd wr"})
     assert diff.compare(a, b, P, []).signature == "maps after move: more VMAs on the prototype"
+
+
+# Region records as the executor writes them (fuzz_state.h check_region): pattern runs
+# counting up ("+"), one-page pattern runs, every pagemap bit, zero, hash and unreadable.
+RAW_REGIONS = ["@0+512 512xPX:v1.0+", "@0+1024 512xPXD:v1.0+,512xPX:v1.512+",
+               "@0+16 2x-,3xPX:v7.2+,11x-", "@0+512 1xPXD:v13.0,511xPXD:0",
+               "@3+6 1xPX:v2.5,1xPX:v2.5,1xPSXWD:v3.9,2xS:h1234abcd,1xP:!EIO",
+               "@0+4 1xPXW:v1.0,1xPXW:v2.1,2xPD:0", "@0+0 "]
+
+
+def test_a_rewritten_region_record_reads_as_the_executor_wrote_it():
+    for raw in RAW_REGIONS:
+        head, _, runs = raw.partition(" ")
+        assert normalize._encode(trace.pages(raw)) == runs, raw
