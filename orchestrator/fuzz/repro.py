@@ -10,6 +10,7 @@ during the program fails it too, and a crash fails the run that runs it.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 
@@ -23,6 +24,13 @@ HEADERS = ("fuzz_core.h", "fuzz_state.h", "fuzz_ops.h", "fuzz_env.h", "fuzz_repr
 def slug(signature: str, limit: int = 48) -> str:
     s = re.sub(r"[^a-z0-9]+", "_", signature.lower()).strip("_")
     return s[:limit].rstrip("_") or "divergence"
+
+
+def name(signature: str) -> str:
+    """The reproducer's name: the signature's first words and a hash of all of it (two
+    signatures alike in their first 48 characters would otherwise share a file)."""
+    digest = hashlib.sha256(signature.encode()).hexdigest()[:8]
+    return f"repro_{slug(signature)}_{digest}"
 
 
 def c_escape(text: str) -> str:

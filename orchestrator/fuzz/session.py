@@ -92,7 +92,7 @@ def finish_group(cfg: Config, g: Group, sides: tuple[Side, Side], evaluate: shri
         shrink.shrink(g, cfg.seed, evaluate, cfg.shrink_seconds, cfg.concurrent_share, say)
     if not g.program.ops or g.program.concurrent:
         return
-    name = "repro_" + repro.slug(g.signature)
+    name = repro.name(g.signature)
     program = g.minimized or g.program
     v, outs = (g.min_verdict, g.min_outcomes) if g.minimized else (g.verdict, g.outcomes)
     assert v is not None and outs is not None

@@ -86,3 +86,11 @@ def test_a_reproducer_built_with_the_shipped_allowlist_passes_on_the_reference(
                                                          ["a test"]))
     code, parsed = run(cc(src, tmp_path / "repro_z", include=tmp_path))
     assert code == 0 and parsed.results[0].status == "pass"
+
+
+def test_signatures_alike_in_their_first_words_get_names_of_their_own():
+    a = "pages after move: bits D only on the reference; content zero on the prototype"
+    b = "pages after move: bits D only on the reference; content data differs"
+    assert repro.name(a) != repro.name(b)
+    assert repro.name(a).startswith("repro_pages_after_move_bits_d_only_on_the_reference_")
+    assert repro.name(a) == repro.name(a) and len(repro.name(a)) <= 6 + 48 + 9
