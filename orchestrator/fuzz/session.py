@@ -147,8 +147,10 @@ def fuzz_arch(cfg: Config, arch, say: Callable[[str], None],
         rep.reference = rep.reference or (b.cell() if b.st.stages else None)
         rep.sides = {s.name: {"boots": s.boots, "crashes": s.crashes, "hangs": s.hangs,
                               "seconds": round(s.seconds, 1)} for s in (a, b)}
-        a.close()
-        b.close()
+        try:
+            a.close()
+        finally:
+            b.close()  # even when a's close failed: no QEMU left up
     return rep
 
 
