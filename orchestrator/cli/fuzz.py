@@ -10,7 +10,7 @@ import shlex
 from pathlib import Path
 
 from orchestrator.base.errors import UsageError
-from orchestrator.base.opt import RUN, count, positive_int, seconds
+from orchestrator.base.opt import RUN, count, positive_int, seconds, seconds_or_zero
 from orchestrator.base.progress import Progress
 from orchestrator.cli.common import Parser, add_options
 from orchestrator.fuzz import allowlist as allowmod
@@ -46,9 +46,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="programs per executor call (default: 16)")
     p.add_argument("--program-timeout", type=seconds, default=10.0, metavar="S",
                    help="seconds before a program counts as hung (default: 10)")
-    p.add_argument("--shrink-time", type=seconds, default=300.0, metavar="S",
+    p.add_argument("--shrink-time", type=seconds_or_zero, default=300.0, metavar="S",
                    help="seconds of shrinking per divergence signature; 0: none "
-                        "(default: 300)")
+                        "(default: 300; Hypothesis stops shrinking by itself after 300 s "
+                        "or 500 smaller examples found)")
     p.add_argument("--concurrent-share", type=count, default=10, metavar="N",
                    help="one program in N is a concurrent one; 0: none (default: 10)")
     p.add_argument("--allowlist", type=Path, default=allowmod.DEFAULT, metavar="FILE",

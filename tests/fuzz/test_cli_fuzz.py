@@ -26,3 +26,13 @@ def test_the_shipped_allowlist_loads_and_says_why():
     from orchestrator.fuzz import allowlist
     for e in allowlist.load():
         assert len(e.reason) > 20, e.id
+
+
+def test_no_shrinking_is_a_shrink_time_of_0():
+    from orchestrator.cli import fuzz as cli
+    from orchestrator.cli.common import Parser
+
+    p = Parser(prog="orch fuzz")
+    cli.add_arguments(p)
+    assert p.parse_args(["--shrink-time", "0"]).shrink_time == 0
+    assert p.parse_args([]).shrink_time == 300
