@@ -5,10 +5,15 @@ are written, checked, named and run is in orchestrator.plan.axes."""
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestrator.plan.axes import AXES, BY_KEY, DEFAULT_TARGET, KEYS, Entry, PlanError
+
+# Seconds of shrinking per divergence signature in a plan's fuzz run (a CI job): bounded,
+# whatever the number of signatures found (orch fuzz's own default is 300).
+FUZZ_SHRINK_SECONDS = 60.0
 
 __all__ = ["AXES", "DEFAULT_TARGET", "KEYS", "Cell", "Entry", "Plan", "PlanError", "make_cell"]
 
@@ -96,14 +101,19 @@ class Plan:
 
     def fuzz_argv(self, cell: Cell) -> list[str]:
         """The `orch fuzz` options of a cell with a fuzz budget: the cell's own kernel, the
-        reference's tree and series, the budget."""
+        reference's tree and series, the budget; and what makes a CI job's fuzz repeatable
+        and bounded: the cell's own seed (its name's CRC-32: the same programs on every
+        commit, so a change in the result is the kernels', not the draw's) and
+        FUZZ_SHRINK_SECONDS of shrinking per signature. A --seed or --shrink-time given
+        after --plan overrides them (the last one counts)."""
         ref = self.fuzz_reference(cell)
         argv = [w for a in AXES if a.key != "target"
                 for w in a.argv(cell.axis(a.key), self.root)]
         tree = BY_KEY["tree"].argv(ref.tree, self.root)
         series = BY_KEY["series"].argv(ref.series, self.root)
         return argv + ["--against", tree[1], "--against-series", series[1],
-                       "--time", f"{cell.fuzz:g}"]
+                       "--time", f"{cell.fuzz:g}", "--seed", str(zlib.crc32(cell.name.encode())),
+                       "--shrink-time", f"{FUZZ_SHRINK_SECONDS:g}"]
 
     def cell_argv(self, cell: Cell) -> list[str]:
         """The `orch run` options that make this cell (paths absolute, from the plan's

@@ -1,6 +1,8 @@
 """A plan's fuzz budget: `fuzz:` gives each compare: new cell `orch fuzz` against the
 compare: base cell of its arch; `orch fuzz --plan F --cell N` runs it."""
 
+import zlib
+
 import pytest
 
 from orchestrator.base.paths import PROJECT
@@ -15,7 +17,10 @@ def test_the_default_plan_fuzzes_the_prototype_cells_against_6_12():
     assert plan.fuzz_argv(plan.cell("arm64-6.1-uffd-move")) == [
         "--arch", "arm64", "--tree", "linux-6.1", "--series",
         str(PROJECT / "patches" / "uffd-move"), "--against", "linux-6.12",
-        "--against-series", "none", "--time", "60"]
+        "--against-series", "none", "--time", "60", "--seed", "1879967398",
+        "--shrink-time", "60"]
+    # CI runs the same programs on every commit: the seed is the cell's (its name's CRC-32)
+    assert zlib.crc32(b"arm64-6.1-uffd-move") == 1879967398
 
 
 def plan(tmp_path, text):
