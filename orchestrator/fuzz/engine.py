@@ -5,8 +5,8 @@ signature, until the budget (seconds or programs) is spent.
 The stream's index of a program is its identity: shrink.py replays the stream up to it.
 A program already run (Hypothesis repeats small ones) is not run again.
 
-Coverage (when `orch run --coverage` exists) plugs in at `Hooks.keep`: given a program and
-what it reached, say whether the corpus keeps it (see `Hooks`).
+Coverage (when `orch run --coverage` exists) plugs in at `Hooks.after_batch`: given a batch
+of programs and what they reached, say which the corpus keeps (see `Hooks`).
 """
 
 from __future__ import annotations
@@ -31,8 +31,9 @@ class Hooks:
     (it reached lines of the series that no earlier program reached). The default keeps
     nothing and reads nothing.
 
-    A coverage hook (issue 25's `--coverage` kernels): the prototype side built with
-    coverage (its Options' coverage flag through machines.side_options), gcov data reset
+    A coverage hook (issue 25's `--coverage` kernels; testing/gcovdata.py and
+    kernel/gcov.py are that work's modules, on main once it merges): the prototype side
+    built with coverage (its Options' coverage flag through machines.side_options), gcov data reset
     before the batch and collected after it over `side_a.st.machine.session`
     (testing/gcovdata.py), the series' lines it ran (kernel/gcov.py) compared with the
     union so far; a batch with new lines is rerun one program at a time to say which
