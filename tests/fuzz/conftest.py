@@ -4,6 +4,8 @@ helper that runs programs with it on the host's own kernel (THP and swap left al
 
 from __future__ import annotations
 
+import platform
+import re
 import subprocess
 from pathlib import Path
 
@@ -22,8 +24,19 @@ def cc(src: Path, out: Path, include: Path = FUZZ) -> Path:
     return out
 
 
+def needs_uffd_move(release: str | None = None) -> None:
+    """These tests run the executor on the host's own kernel, and their programs move pages
+    with UFFDIO_MOVE (Linux 6.8 and later): an older host fails them, saying why."""
+    release = release or platform.release()
+    m = re.match(r"(\d+)\.(\d+)", release)
+    if not m or (int(m.group(1)), int(m.group(2))) < (6, 8):
+        pytest.fail(f"the fuzz tests run the executor on this host's kernel and need "
+                    f"UFFDIO_MOVE (Linux >= 6.8); this host runs {release}", pytrace=False)
+
+
 @pytest.fixture(scope="session")
 def executor(tmp_path_factory) -> Path:
+    needs_uffd_move()
     return cc(FUZZ / "orch_fuzz.c", tmp_path_factory.mktemp("exec") / "orch_fuzz")
 
 

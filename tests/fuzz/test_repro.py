@@ -5,10 +5,12 @@ answers as the reference did. Run here on the host's kernel, its THP and swap le
 import os
 import subprocess
 
+import pytest
+
 from orchestrator.fuzz import allowlist, diff, repro, trace
 from orchestrator.fuzz.model import Op, Program
 from orchestrator.testing import ktap
-from tests.fuzz.conftest import cc
+from tests.fuzz.conftest import cc, needs_uffd_move
 
 P = Program((Op("mmap", (0, 4, 0)), Op("mmap", (4, 4, 0)), Op("write", (0, 0, 4, 3)),
              Op("ureg", (1, 0, 4, "m")), Op("move", (1, 0, 0, 0, 4, 0, 0)),
@@ -26,6 +28,7 @@ def build(tmp_path, name, reference_value):
 
 
 def run(binary):
+    needs_uffd_move()
     r = subprocess.run([str(binary)], capture_output=True, text=True, timeout=60,
                        env={**os.environ, "ORCH_FUZZ_KEEP_ENV": "1"})
     return r.returncode, ktap.parse(r.stdout)
@@ -94,3 +97,11 @@ def test_signatures_alike_in_their_first_words_get_names_of_their_own():
     assert repro.name(a) != repro.name(b)
     assert repro.name(a).startswith("repro_pages_after_move_bits_d_only_on_the_reference_")
     assert repro.name(a) == repro.name(a) and len(repro.name(a)) <= 6 + 48 + 9
+
+
+def test_a_host_without_uffdio_move_fails_the_tests_saying_why():
+    with pytest.raises(pytest.fail.Exception, match=r"need UFFDIO_MOVE \(Linux >= 6.8\); "
+                       r"this host runs 6.1.0-18-amd64"):
+        needs_uffd_move("6.1.0-18-amd64")
+    needs_uffd_move("6.8.0")
+    needs_uffd_move("6.18.44-fc-v1272")
