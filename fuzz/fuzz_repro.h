@@ -7,7 +7,8 @@
  * reference's values, and that the kernel logged no problem meanwhile.
  *
  * Exit 0 (ok) when the kernel behaves as the reference did, 1 (not ok)
- * otherwise; a kernel that crashes fails the run that runs it.
+ * otherwise; a kernel that crashes fails the run that runs it; 4 (KSFT_SKIP)
+ * when the program uses userfaultfd and the kernel has no UFFDIO_MOVE.
  */
 #ifndef FUZZ_REPRO_H
 #define FUZZ_REPRO_H
@@ -75,6 +76,30 @@ static void env_teardown(void)
 	repro_loop = 0;
 }
 
+/*
+ * Whether the program needs userfaultfd with UFFDIO_MOVE and this kernel has no such
+ * feature (before 6.8, the series not applied): the program cannot run here, which says
+ * nothing of the behaviour it checks. The executor asks for UFFD_FEATURE_MOVE on every
+ * userfaultfd it opens, so any uffd operation needs it.
+ */
+static int uffd_move_absent(const struct prog *p)
+{
+	struct uffdio_api api = { .api = UFFD_API, .features = 0 };
+	int uses = 0, fd, ok;
+
+	for (int i = 0; i < p->nops; i++)
+		uses |= p->ops[i].kind == OP_UREG || p->ops[i].kind == OP_UNREG ||
+			p->ops[i].kind == OP_MOVE || p->ops[i].kind == OP_WP;
+	if (!uses)
+		return 0;
+	fd = (int)syscall(__NR_userfaultfd, O_CLOEXEC | UFFD_USER_MODE_ONLY);
+	if (fd < 0)
+		return 1;
+	ok = !ioctl(fd, UFFDIO_API, &api) && (api.features & UFFD_FEATURE_MOVE);
+	close(fd);
+	return !ok;
+}
+
 static int klog_bad;
 
 static void repro_klog(const char *text, void *ctx)
@@ -127,6 +152,11 @@ static int repro_main(const char *name, const char *text, const char *const (*ex
 	if (parse_program(text, &p)) {
 		printf("not ok 1 %s # the program does not parse\n", name);
 		return 1;
+	}
+	if (uffd_move_absent(&p)) {	/* kselftest's convention: a missing feature skips */
+		printf("ok 1 %s # SKIP this kernel has no UFFDIO_MOVE (UFFD_FEATURE_MOVE)\n",
+		       name);
+		return 4;
 	}
 	/* ORCH_FUZZ_KEEP_ENV: leave THP and swap alone (orch's own tests, on a host) */
 	if (!keep_env && (env_setup_for(&p, why, sizeof(why)) ||
