@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from hypothesis import Phase, given, seed
+from hypothesis.errors import Flaky
 
 from orchestrator.base import signals
 from orchestrator.fuzz import allowlist as allowmod
@@ -115,8 +116,13 @@ def shrink(g: Group, seed_value: int, evaluate: Evaluate, seconds: float,
         if done.exc is not None and not isinstance(done.exc, RuntimeError):
             raise done.exc from None  # an error of the machines, an interrupt
         why = str(done.exc) if done.exc else f"stopped at the {seconds:.0f}s budget"
-    except Exception:  # noqa: BLE001 - _Diverges, or Hypothesis's report of it
+    except Flaky:
+        # the program diverged once and not when Hypothesis ran it again: a one-off
+        why = "flaky: the divergence did not come back when Hypothesis replayed it"
+    except _Diverges:
         pass
+    except Exception as exc:  # noqa: BLE001 - Hypothesis's report of something else
+        why = f"hypothesis: {type(exc).__name__}: {str(exc)[:200]}"
     else:
         why = "the replay ended before the program"
     best = state["best"]

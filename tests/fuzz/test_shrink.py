@@ -58,3 +58,14 @@ def test_a_replay_that_reaches_another_program_says_so():
     shrink.shrink(g, SEED, FakeEvaluate(), seconds=30, concurrent_share=10,
                   say=lambda m: None)
     assert g.minimized is None and "reached another program" in g.shrink["skipped"]
+
+
+def test_a_divergence_that_does_not_come_back_is_reported_flaky():
+    class Never(FakeEvaluate):
+        def __call__(self, p):
+            self.runs += 1
+            return diff.Verdict("s"), (trace.Outcome("s"), trace.Outcome("s"))
+
+    g = group()
+    shrink.shrink(g, SEED, Never(), seconds=60, concurrent_share=10, say=lambda m: None)
+    assert g.minimized == g.program and g.shrink["note"].startswith("flaky"), g.shrink
