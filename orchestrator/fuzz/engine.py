@@ -61,6 +61,10 @@ class Group:
     min_outcomes: tuple[trace.Outcome, trace.Outcome] | None = None
     shrink: dict = field(default_factory=dict)  # seconds, runs, sizes, why not
     repro: dict = field(default_factory=dict)  # path, verified exit codes
+    # Its program run again on both kernels diverged the same way (True), did not (False:
+    # a one-off so far, not counted as a failure), or was not rerun (None: the concurrent
+    # errno signatures, which are over the whole run).
+    reproduced: bool | None = None
 
 
 @dataclass
@@ -76,6 +80,7 @@ class ArchRun:
     both: Counter = field(default_factory=Counter)  # crashes/hangs on both sides
     allowed: Counter = field(default_factory=Counter)
     kept: list[str] = field(default_factory=list)  # what a guidance hook kept
+    reruns: int = 0  # programs run again to confirm a signature
     # VMA layouts (the seed's question): programs compared, those whose maps differed at
     # some checkpoint, and the VMAs at the end on A minus on B -> programs
     layouts: dict = field(default_factory=lambda: {"programs": 0, "differ": 0,
@@ -171,9 +176,14 @@ class ArchFuzz:
             raise holder["error"]
         outs_a, outs_b = holder["outs"]
         elapsed = time.monotonic() - self.start
+        unconfirmed: dict[str, tuple] = {}
         for (pid, p), oa, ob in zip(progs, outs_a, outs_b, strict=True):
             v = diff.compare(oa, ob, p, self.allow)
             self.record(index[pid], p, v, (oa, ob), elapsed)
+            g = self.ar.groups.get(v.signature) if v.diverged else None
+            if g is not None and not g.reproduced and v.signature not in unconfirmed:
+                unconfirmed[v.signature] = (index[pid], pid, p, v, (oa, ob))
+        self.confirm(unconfirmed)
         kept = self.hooks.after_batch(self.a, self.b, progs)
         self.ar.kept += [pid for pid, k in kept.items() if k]
         self.ar.programs += len(progs)
@@ -212,6 +222,28 @@ class ArchFuzz:
                                                round(elapsed, 1))
             self.say(f"[{ar.arch}] divergence: {v.signature} (program {v.pid})")
         g.pids.append(v.pid)
+
+    def confirm(self, unconfirmed: dict[str, tuple]) -> None:
+        """Run the first program of each signature not reproduced yet again, all in one
+        batch: a divergence that comes back is `reproduced` and that program stands for
+        its group (shrink.py replays to it); one that does not stays `reproduced: False`
+        until a later program with its signature comes back."""
+        if not unconfirmed:
+            return
+        progs = [(f"r{pid}", p) for _, pid, p, _, _ in unconfirmed.values()]
+        outs_a, outs_b = run_both(self.a, self.b, progs, self.timeout)
+        self.ar.reruns += len(progs)
+        for (sig, (index, pid, p, v, outs)), oa, ob in zip(unconfirmed.items(), outs_a,
+                                                           outs_b, strict=True):
+            g = self.ar.groups[sig]
+            again = diff.compare(oa, ob, p, self.allow)
+            if sig not in again.signatures:
+                g.reproduced = False
+                self.say(f"[{self.ar.arch}] not reproduced: {sig} (program {pid} run "
+                         f"again agreed or diverged otherwise)")
+                continue
+            g.reproduced = True
+            g.index, g.program, g.verdict, g.outcomes = index, p, v, outs
 
     def layout(self, a: trace.Outcome, b: trace.Outcome) -> None:
         keys = [k for k in {**a.records, **b.records} if k.endswith(".maps")]

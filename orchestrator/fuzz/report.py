@@ -38,14 +38,17 @@ class ArchReport:
     def exit_code(self) -> int:
         if self.run.error:
             return EXIT_INFRA
-        return EXIT_TEST_FAILED if self.run.groups else EXIT_PASS
+        # a divergence its program's rerun did not show again is recorded, not a failure
+        real = [g for g in self.run.groups.values() if g.reproduced is not False]
+        return EXIT_TEST_FAILED if real else EXIT_PASS
 
 
 def group_case(cell: str, g: Group, out: Path) -> TestCase:
     program = g.minimized or g.program
     v = g.min_verdict or g.verdict
     lines = [f"signature: {g.signature}", f"programs: {len(g.pids)} (first: {g.pids[0]}, "
-             f"stream index {g.index}, after {g.found_after}s)"]
+             f"stream index {g.index}, after {g.found_after}s)",
+             f"reproduced: {'-' if g.reproduced is None else str(g.reproduced).lower()}"]
     if g.shrink:
         lines.append("shrink: " + ", ".join(f"{k}={x}" for k, x in g.shrink.items()))
     if g.repro:
@@ -55,8 +58,11 @@ def group_case(cell: str, g: Group, out: Path) -> TestCase:
     lines += ["", "minimized program:" if g.minimized else "program:", program.text(g.pids[0])]
     logs = {k: x for k, x in (("reproducer", g.repro.get("path", "")),
                               ("program", g.repro.get("program", ""))) if x}
-    return TestCase(cell=cell, binary=BINARY, name=g.signature, status="fail",
-                    kind="divergence", message=diff.message(v, program), duration=None,
+    once = g.reproduced is False
+    message = diff.message(v, program)
+    return TestCase(cell=cell, binary=BINARY, name=g.signature,
+                    status="skip" if once else "fail", kind="divergence",
+                    message=f"not reproduced: {message}" if once else message, duration=None,
                     file=g.repro.get("path", ""), logs=logs,
                     output=results.cap("\n".join(lines)))
 
@@ -104,6 +110,7 @@ def fuzz_json(reports: list[ArchReport], config: dict) -> dict:
             "batches": ar.batches, "agreed": ar.agreed, "not_comparable": ar.not_comparable,
             "not_comparable_why": dict(ar.unusable.most_common(20)),
             "both": dict(ar.both), "allowed": dict(ar.allowed), "kept": ar.kept,
+            "reruns": ar.reruns,
             "layouts": {**ar.layouts, "extra_vmas": {str(k): n for k, n in
                                                      sorted(ar.layouts["extra_vmas"].items())}},
             "sides": r.sides, "error": ar.error,
@@ -115,7 +122,7 @@ def fuzz_json(reports: list[ArchReport], config: dict) -> dict:
                 "minimized": g.minimized.text("min") if g.minimized else None,
                 "min_differences": [d.__dict__ for d in g.min_verdict.differences[:50]]
                 if g.min_verdict else None,
-                "shrink": g.shrink, "reproducer": g.repro,
+                "reproduced": g.reproduced, "shrink": g.shrink, "reproducer": g.repro,
             } for g in ar.groups.values()],
         }
     return {"schema": "orch-fuzz", "schema_version": 1, "config": config, "arches": arches}
@@ -137,7 +144,9 @@ def summary_md(rec: Record, reports: list[ArchReport]) -> str:
         for g in r.run.groups.values():
             ops = (g.minimized or g.program).size()[0]
             lines.append(f"- {r.arch}: **{mergemod.md_cell(g.signature)}**: {len(g.pids)} "
-                         f"program(s), reproducer `{g.repro.get('path', '-')}` ({ops} ops)")
+                         f"program(s), reproducer `{g.repro.get('path', '-')}` ({ops} ops)"
+                         + (", not reproduced (not a failure)" if g.reproduced is False
+                            else ""))
     return "\n".join(lines) + "\n"
 
 

@@ -87,6 +87,9 @@ def verify(g: Group, path: Path, sides: tuple[Side, Side], say: Callable[[str], 
 
 def finish_group(cfg: Config, g: Group, sides: tuple[Side, Side], evaluate: shrink.Evaluate,
                  say: Callable[[str], None], out: Path) -> None:
+    if g.reproduced is False:  # a one-off so far: nothing to shrink, no reproducer
+        g.shrink = {"skipped": "not reproduced: its program run again did not diverge so"}
+        return
     if g.program.ops and not g.program.concurrent and cfg.shrink_seconds > 0 and \
             not g.shrink:
         shrink.shrink(g, cfg.seed, evaluate, cfg.shrink_seconds, cfg.concurrent_share, say)

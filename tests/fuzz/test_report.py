@@ -68,3 +68,17 @@ def test_compare_between_two_fuzz_runs(tmp_path):
 def report_time():
     import datetime as dt
     return dt.datetime(2026, 12, 7, tzinfo=dt.timezone.utc)
+
+
+def test_a_divergence_not_reproduced_is_recorded_and_does_not_fail_the_run(tmp_path):
+    r = arch_report(["move: a"])
+    r.run.groups["move: a"].reproduced = False
+    assert report.write(tmp_path, [r], {}, "orch fuzz", report_time()) == 0
+    rec = results.load(tmp_path / "results.json")
+    t = rec.tests[1]
+    assert (t.name, t.status) == ("move: a", "skip") and t.message.startswith(
+        "not reproduced: ")
+    data = json.loads((tmp_path / "fuzz.json").read_text())
+    assert data["arches"]["x86_64"]["signatures"][0]["reproduced"] is False
+    r.run.groups["move: a"].reproduced = True
+    assert report.write(tmp_path, [r], {}, "orch fuzz", report_time()) == 1
