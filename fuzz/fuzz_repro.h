@@ -13,17 +13,21 @@
 #ifndef FUZZ_REPRO_H
 #define FUZZ_REPRO_H
 
+#include <regex.h>
+
 #include "fuzz_env.h"
 
 #define REPRO_TRACE "/tmp/orch-fuzz-repro.trace"
 #define ABSENT "<absent>"
 
-static const char *const klog_problems[] = {
-	"WARNING: ", "BUG: ", "kernel BUG at ", "Oops", "general protection fault",
-	"Unable to handle kernel", "Internal error: ", "KASAN: ", "UBSAN: ",
-	"blocked for more than", "detected stall", "Kernel panic - not syncing",
-	"possible circular locking", "possible recursive locking", "inconsistent lock state",
-};
+/*
+ * The kernel log lines that report a problem: orchestrator/kernel/problems.py's ERE, which
+ * orch writes into the reproducer above its headers (repro.py), so that it is the table
+ * every other consumer reads.
+ */
+#ifndef KLOG_PROBLEMS_ERE
+#error "KLOG_PROBLEMS_ERE: the reproducer's source defines it (orchestrator/fuzz/repro.py)"
+#endif
 
 #define REPRO_LOOP_FILE "/tmp/orch-fuzz-repro-swap.img"
 
@@ -104,13 +108,21 @@ static int klog_bad;
 
 static void repro_klog(const char *text, void *ctx)
 {
+	static regex_t re;
+	static int compiled;
+
 	(void)ctx;
-	for (size_t i = 0; i < sizeof(klog_problems) / sizeof(klog_problems[0]); i++) {
-		if (strstr(text, klog_problems[i])) {
-			printf("# kernel: %s\n", text);
+	if (!compiled) {
+		if (regcomp(&re, KLOG_PROBLEMS_ERE, REG_EXTENDED | REG_NOSUB)) {
+			printf("# the kernel problem ERE does not compile: every line counts\n");
 			klog_bad++;
 			return;
 		}
+		compiled = 1;
+	}
+	if (!regexec(&re, text, 0, NULL, 0)) {
+		printf("# kernel: %s\n", text);
+		klog_bad++;
 	}
 }
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from orchestrator.base.paths import FUZZ
 from orchestrator.fuzz import diff, trace
 from orchestrator.fuzz.model import Program
+from orchestrator.kernel import problems
 
 HEADERS = ("fuzz_core.h", "fuzz_state.h", "fuzz_ops.h", "fuzz_env.h", "fuzz_repro.h")
 
@@ -63,7 +64,9 @@ def expectations(v: diff.Verdict, outs: tuple[trace.Outcome, trace.Outcome]) -> 
 
 
 def inlined_headers(directory: Path = FUZZ) -> str:
-    parts = []
+    """The executor's headers, their own includes taken out; first the kernel problem
+    lines' ERE (kernel/problems.py, the one table) that fuzz_repro.h matches the log with."""
+    parts = [f'#define KLOG_PROBLEMS_ERE "{c_escape(problems.ERE)}"\n']
     for h in HEADERS:
         text = (directory / h).read_text()
         parts.append(re.sub(r'^#include "[^"]+"\n', "", text, flags=re.M))

@@ -9,6 +9,7 @@ import pytest
 
 from orchestrator.fuzz import allowlist, diff, repro, trace
 from orchestrator.fuzz.model import Op, Program
+from orchestrator.kernel import problems
 from orchestrator.testing import ktap
 from tests.fuzz.conftest import cc, needs_uffd_move
 
@@ -105,3 +106,32 @@ def test_a_host_without_uffdio_move_fails_the_tests_saying_why():
         needs_uffd_move("6.1.0-18-amd64")
     needs_uffd_move("6.8.0")
     needs_uffd_move("6.18.44-fc-v1272")
+
+
+def test_the_reproducer_flags_the_kernel_reports_of_kernel_problems_table(tmp_path):
+    """fuzz_repro.h matches the kernel log with kernel/problems.py's ERE (written into the
+    reproducer): every example line of the table counts, an ordinary line does not."""
+    src = tmp_path / "klog.c"
+    src.write_text(repro.inlined_headers() + """
+int main(void)
+{
+	char line[512];
+
+	while (fgets(line, sizeof(line), stdin)) {
+		line[strcspn(line, "\\n")] = 0;
+		repro_klog(line, NULL);
+	}
+	printf("bad=%d\\n", klog_bad);
+	return 0;
+}
+""")
+    binary = tmp_path / "klog"
+    r = subprocess.run(["gcc", "-O0", "-Wall", "-Werror", "-Wno-unused-function",
+                        "-pthread", "-o", str(binary), str(src)], capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+    examples = [e for p in problems.PROBLEMS for e in p.examples]
+    r = subprocess.run([str(binary)], input="\n".join(
+        [*examples, "Adding 65532k swap on /dev/zram0.", "loop0: detected capacity change"]),
+        capture_output=True, text=True, timeout=30)
+    assert r.stdout.strip().splitlines()[-1] == f"bad={len(examples)}", r.stdout
