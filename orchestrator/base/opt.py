@@ -97,6 +97,14 @@ def seconds(value: str) -> float:
     return x
 
 
+def seconds_or_zero(value: str) -> float:
+    """Seconds where 0 means "none" (`orch fuzz --shrink-time 0`: no shrinking)."""
+    x = number(value)
+    if x < 0:
+        raise argparse.ArgumentTypeError(f"'{value}': needs a number of seconds, 0 or above")
+    return x
+
+
 def test_seconds(value: str) -> float:
     x = number(value)
     if x < 1:  # the guest's timeout(1) gets whole seconds; 0 would mean "no timeout"

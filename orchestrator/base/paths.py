@@ -8,3 +8,4 @@ PROJECT = Path(__file__).resolve().parents[2]
 CONFIGS = PROJECT / "configs"
 SELFTESTS = PROJECT / "selftests"
 PATCHES = PROJECT / "patches"
+FUZZ = PROJECT / "fuzz"  # the in-guest executor of `orch fuzz` (C)

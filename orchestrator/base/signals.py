@@ -24,3 +24,14 @@ def install_signal_handlers() -> None:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+
+
+def check() -> None:
+    """Raise Interrupted again when orch was signalled and the first raise got lost: a
+    signal handler's exception inside a gc callback is printed and dropped ("Exception
+    ignored in..."), and Hypothesis (orch fuzz) runs gc callbacks all the time. Loops
+    that call no code of orch's for long (fuzzing, shrinking) call this."""
+    if _SIGNALLED:
+        signum = _SIGNALLED[0]
+        name = "SIGINT (Ctrl-C)" if signum == signal.SIGINT else signal.Signals(signum).name
+        raise Interrupted(f"interrupted by {name}")

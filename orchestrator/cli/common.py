@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 from orchestrator.base.errors import EXIT_USAGE
+from orchestrator.base.opt import Opt
 from orchestrator.options import options_for
 
 
@@ -24,7 +25,12 @@ class Parser(argparse.ArgumentParser):
 
 def add_run_options(p: argparse.ArgumentParser, cmd: str) -> None:
     """Every option of the table that `cmd` takes."""
-    for o in options_for(cmd):
+    add_options(p, options_for(cmd), cmd)
+
+
+def add_options(p: argparse.ArgumentParser, opts: list[Opt], cmd: str) -> None:
+    """These options of the table, with `cmd`'s defaults."""
+    for o in opts:
         kw: dict[str, Any] = {"dest": o.dest,
                               "help": argparse.SUPPRESS if o.hidden else o.help}
         if o.kind == "flag":

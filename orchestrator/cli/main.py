@@ -3,7 +3,7 @@
 Apply a patch series to a kernel tree (never touching your checkout), configure and build
 it for x86_64 and arm64, boot it in QEMU or deploy it to a machine over SSH, run the
 selftests there, and write results.json and JUnit that CI systems and KernelCI read. The
-commands are run, boot, bisect, plan, merge, compare, report, gc, doctor and lava.
+commands are run, boot, bisect, fuzz, plan, merge, compare, report, gc, doctor and lava.
 """
 
 from __future__ import annotations
@@ -24,11 +24,13 @@ from orchestrator.base.errors import (
     bisect_code,
 )
 from orchestrator.base.signals import install_signal_handlers
-from orchestrator.cli import bisect, boot, compare, doctor, gc, lava, merge, plan, report, run
+from orchestrator.cli import (
+    bisect, boot, compare, doctor, fuzz, gc, lava, merge, plan, report, run,
+)
 from orchestrator.cli.common import Parser
 
 # The commands, in `orch --help` order.
-COMMANDS = [run, boot, bisect, plan, merge, compare, report, gc, doctor, lava]
+COMMANDS = [run, boot, bisect, fuzz, plan, merge, compare, report, gc, doctor, lava]
 
 
 def parser() -> argparse.ArgumentParser:

@@ -5,10 +5,15 @@ are written, checked, named and run is in orchestrator.plan.axes."""
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orchestrator.plan.axes import AXES, DEFAULT_TARGET, KEYS, Entry, PlanError
+from orchestrator.plan.axes import AXES, BY_KEY, DEFAULT_TARGET, KEYS, Entry, PlanError
+
+# Seconds of shrinking per divergence signature in a plan's fuzz run (a CI job): bounded,
+# whatever the number of signatures found (orch fuzz's own default is 300).
+FUZZ_SHRINK_SECONDS = 60.0
 
 __all__ = ["AXES", "DEFAULT_TARGET", "KEYS", "Cell", "Entry", "Plan", "PlanError", "make_cell"]
 
@@ -25,6 +30,7 @@ class Cell:
     kselftest: list[str] = field(default_factory=list)
     kselftest_tree: str = ""
     coverage: list[str] | None = None  # orch run --coverage[=FILES]: None, or extra files
+    fuzz: float = 0.0  # seconds of `orch fuzz` against its compare: base cell (0: none)
 
     def __getattr__(self, key: str) -> Entry:
         entries = self.__dict__.get("entries", {})
@@ -45,6 +51,8 @@ class Cell:
             doc["kselftest_tree"] = self.kselftest_tree or None
         if self.coverage is not None:
             doc["coverage"] = list(self.coverage)
+        if self.fuzz:
+            doc["fuzz"] = self.fuzz
         return doc
 
 
@@ -84,6 +92,35 @@ class Plan:
         """The cells of one side (base or new) of the plan's compare: section."""
         assert self.compare is not None
         return self.select(self.compare[side])
+
+    def fuzz_reference(self, cell: Cell) -> Cell:
+        """The compare: base cell a cell is fuzzed against: the one of its arch (and of its
+        profile and target, when the arch has several)."""
+        base = [c for c in self.side("base") if c.arch.name == cell.arch.name]
+        if len(base) > 1:
+            base = [c for c in base if c.profile.name == cell.profile.name and
+                    c.target.name == cell.target.name]
+        if len(base) != 1:
+            raise PlanError(f"{self.path}: fuzz: cell {cell.name} needs exactly one compare: "
+                            f"base cell of its arch to fuzz against (found "
+                            f"{', '.join(c.name for c in base) or 'none'})")
+        return base[0]
+
+    def fuzz_argv(self, cell: Cell) -> list[str]:
+        """The `orch fuzz` options of a cell with a fuzz budget: the cell's own kernel, the
+        reference's tree and series, the budget; and what makes a CI job's fuzz repeatable
+        and bounded: the cell's own seed (its name's CRC-32: the same programs on every
+        commit, so a change in the result is the kernels', not the draw's) and
+        FUZZ_SHRINK_SECONDS of shrinking per signature. A --seed or --shrink-time given
+        after --plan overrides them (the last one counts)."""
+        ref = self.fuzz_reference(cell)
+        argv = [w for a in AXES if a.key != "target"
+                for w in a.argv(cell.axis(a.key), self.root)]
+        tree = BY_KEY["tree"].argv(ref.tree, self.root)
+        series = BY_KEY["series"].argv(ref.series, self.root)
+        return argv + ["--against", tree[1], "--against-series", series[1],
+                       "--time", f"{cell.fuzz:g}", "--seed", str(zlib.crc32(cell.name.encode())),
+                       "--shrink-time", f"{FUZZ_SHRINK_SECONDS:g}"]
 
     def cell_argv(self, cell: Cell) -> list[str]:
         """The `orch run` options that make this cell (paths absolute, from the plan's

@@ -40,6 +40,37 @@ def cell_command(args) -> list[str]:
     return [RUN, *plan.cell_argv(cell), *rest[2:]]
 
 
+# What a cell decides for `orch fuzz --plan F --cell N`: its kernel, the reference, the budget.
+FUZZ_OWNS = ("--arch", "--tree", "--base", "--series", "--config", "--debug", "--against",
+             "--against-series", "--time", "--programs")
+
+
+def fuzz_command(plan_spec: str, cell_name: str | None, argv: list[str]) -> list[str] | None:
+    """`orch fuzz --plan F --cell N [other options]` as the `orch fuzz` words it stands for,
+    or None when the cell has no fuzz budget. `argv`: the command's words after `fuzz`."""
+    plan = load(plan_spec, cli_options=cli_option_flags())
+    if not cell_name:
+        raise UsageError(f"--plan {plan_spec}: give --cell NAME; cells with a fuzz budget: "
+                         f"{', '.join(c.name for c in plan.cells if c.fuzz) or 'none'}")
+    cell = plan.cell(cell_name)
+    if not cell.fuzz:
+        return None
+    rest, skip = [], False
+    for w in argv:
+        flag = w.split("=", 1)[0]
+        if skip:
+            skip = False
+            continue
+        if flag in ("--plan", "--cell"):
+            skip = "=" not in w
+            continue
+        if flag in FUZZ_OWNS:
+            raise UsageError(f"{flag} cannot be combined with --plan: cell {cell.name} sets "
+                             f"it (edit the plan, or run without --plan)")
+        rest.append(w)
+    return [*plan.fuzz_argv(cell), *rest]
+
+
 def plan_cmd(args) -> int:
     plan = load(args.file, cli_options=cli_option_flags())
     fmt = FORMATS[args.format]

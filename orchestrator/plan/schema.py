@@ -16,6 +16,8 @@ the key at fault (`p.yaml: trees[0].tree: linux-7.0: not an embedded tree ...`).
     kselftest_tree: linux-6.12     # where they come from (default: the tree under test)
     coverage: true                 # orch run --coverage (or [mm/mmap.c]: more files); cells
                                    # end in -coverage
+    fuzz: 60                       # seconds of `orch fuzz` per compare: new cell, against
+                                   # the compare: base cell of its arch (0: none)
     exclude:                       # a cell matching every key of an entry is dropped
       - {tree: "6.1", series: none}
       - {tree: "6.12", series: uffd-move}
@@ -50,9 +52,9 @@ from orchestrator.testing import kselftest
 PLANS = PROJECT / "configs" / "plans"
 PLURAL = {a.key: a.plural for a in AXES}
 KS_KEYS = ("kselftest", "kselftest_tree")
-TOP_KEYS = {"name", "root", "tests", *KS_KEYS, "coverage", "exclude", "include", "compare",
-            *PLURAL.values()}
-INCLUDE_KEYS = (*KEYS, "tests", *KS_KEYS, "coverage")
+TOP_KEYS = {"name", "root", "tests", *KS_KEYS, "coverage", "fuzz", "exclude", "include",
+            "compare", *PLURAL.values()}
+INCLUDE_KEYS = (*KEYS, "tests", *KS_KEYS, "coverage", "fuzz")
 
 
 def resolve_path(spec: str) -> Path:
@@ -103,7 +105,40 @@ def parse(data, path: Path, *, cli_options: set[str] | None = None) -> Plan:
     plan = Plan(path=path, name=name, root=at.root, axes=axes, cells=cells)
     if data.get("compare") is not None:
         plan.compare = compare_sides(data["compare"], plan, at)
+    fuzz_budgets(data, includes, plan, at)
     return plan
+
+
+def parse_seconds(v, where: str, at: Where) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+        at.fail(where, f"{v!r}: seconds of fuzzing, a number >= 0")
+    return float(v)
+
+
+def fuzz_budgets(data: dict, includes: list, plan: Plan, at: Where) -> None:
+    """`fuzz:` (top level: every compare: new cell; an include: that cell) gives a cell an
+    `orch fuzz` budget against the compare: base cell of its arch."""
+    top = parse_seconds(data["fuzz"], "fuzz", at) if "fuzz" in data else 0.0
+    own = {}
+    n_product = len(plan.cells) - len(includes)
+    for i, inc in enumerate(includes):
+        if isinstance(inc, dict) and "fuzz" in inc:
+            own[plan.cells[n_product + i].name] = parse_seconds(inc["fuzz"],
+                                                                f"include[{i}].fuzz", at)
+    if not top and not any(own.values()):
+        return
+    if plan.compare is None:
+        at.fail("fuzz", "needs compare: (a cell is fuzzed against the compare: base cell "
+                "of its arch)")
+    new = {c.name for c in plan.side("new")}
+    for name, seconds in own.items():
+        if seconds and name not in new:
+            at.fail("include", f"fuzz: {name} is not a compare: new cell (only those are "
+                    f"fuzzed, against their base cell)")
+    for c in plan.cells:
+        c.fuzz = own.get(c.name, top if c.name in new else 0.0)
+        if c.fuzz:
+            plan.fuzz_reference(c)  # exactly one base cell of its arch, else a PlanError
 
 
 def check_keys(data: dict, path: Path) -> None:

@@ -93,11 +93,12 @@ def test_gitlab_templates_cache_and_artifacts():
         jobs[".orch-job"]["before_script"]
     art = cell["artifacts"]
     assert art["name"] == "orch-$ORCH_CELL" and art["when"] == "always"
-    assert art["paths"] == ["out/$ORCH_CELL/"]
+    assert art["paths"] == ["out/$ORCH_CELL/", "out/$ORCH_CELL-fuzz/"]
     assert art["reports"]["junit"] == "out/$ORCH_CELL/junit.xml"
     assert "after_script" not in cell
     script = " ".join(cell["script"])
     assert '--plan "$ORCH_PLAN" --cell "$ORCH_CELL"' in script
+    assert 'orch fuzz --plan "$ORCH_PLAN" --cell "$ORCH_CELL" -o "out/$ORCH_CELL-fuzz"' in script
     assert jobs[".orch-report"]["when"] == "always"
     assert jobs[".orch-merge"]["extends"] == jobs[".orch-compare"]["extends"] == ".orch-report"
     assert "orch merge out -o merged" in " ".join(jobs[".orch-merge"]["script"])
@@ -181,7 +182,9 @@ def test_jenkinsfile_names_every_cell_of_its_plan():
     axis = re.findall(r"'([^']+)'", re.search(r"name 'CELL'\s+values (.*?)\n\s*\}", text,
                                               re.S).group(1))
     assert cells == names and axis == names
-    assert 'stash name: "orch-${CELL}", includes: "out/${CELL}/**"' in text
+    assert 'stash name: "orch-${CELL}", includes: "out/${CELL}/**, out/${CELL}-fuzz/**"' \
+        in text
+    assert 'orch fuzz --plan "$ORCH_PLAN" --cell "$CELL" -o "out/$CELL-fuzz"' in text
     assert 'unstash "orch-${c}"' in text and "for (c in CELLS)" in text
     post = re.search(r"post \{\s*always \{\n(.*?)\n\s*\}\n", text, re.S).group(1)
     assert 'junit testResults: "out/${CELL}/junit.xml"' in post

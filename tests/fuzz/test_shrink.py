@@ -1,0 +1,71 @@
+"""Shrinking by replaying the seed's stream into Hypothesis's shrinker: a predicate stands
+for "diverges the same way on the two kernels"."""
+
+from orchestrator.fuzz import diff, shrink, trace
+from orchestrator.fuzz.engine import Group
+from tests.fuzz.test_strategies import take
+
+SEED = 3
+
+
+def diverges(p) -> bool:
+    moves = [o for o in p.ops if o.kind == "move" and o.args[4] >= 2]
+    return bool(moves) and any(o.kind == "madv" for o in p.ops)
+
+
+class FakeEvaluate:
+    def __init__(self):
+        self.runs = 0
+
+    def __call__(self, p):
+        self.runs += 1
+        sigs = ["other", "sig"] if diverges(p) else []  # not first: still the same divergence
+        v = diff.Verdict("s", signature=sigs[0] if sigs else "", signatures=sigs)
+        return v, (trace.Outcome("s"), trace.Outcome("s"))
+
+
+def group():
+    ps = take(SEED, 400)
+    index = next(i for i, p in enumerate(ps)
+                 if diverges(p) and len(p.ops) > 6 and not p.concurrent)
+    g = Group("x86_64", "sig", index, ps[index], diff.Verdict("1", signature="sig"),
+              (trace.Outcome("1"), trace.Outcome("1")), 1.0, [str(index)])
+    return g
+
+
+def test_the_replay_reaches_the_program_and_shrinks_it():
+    g = group()
+    ev = FakeEvaluate()
+    shrink.shrink(g, SEED, ev, seconds=120, concurrent_share=10, say=lambda m: None)
+    assert g.minimized is not None and diverges(g.minimized)
+    ops, pages = g.minimized.size()
+    assert ops <= 6 and ops < len(g.program.ops), g.minimized.text()
+    assert len([o for o in g.minimized.ops if o.kind == "move"]) == 1
+    assert len([o for o in g.minimized.ops if o.kind == "madv"]) == 1
+    assert g.shrink["runs"] == ev.runs > 0 and g.shrink["ops_before"] == len(g.program.ops)
+
+
+def test_shrinking_stops_at_its_budget_with_what_it_has():
+    g = group()
+    shrink.shrink(g, SEED, FakeEvaluate(), seconds=0, concurrent_share=10,
+                  say=lambda m: None)
+    assert g.minimized == g.program and "budget" in g.shrink["note"]
+
+
+def test_a_replay_that_reaches_another_program_says_so():
+    g = group()
+    g.index += 1  # not where the program is
+    shrink.shrink(g, SEED, FakeEvaluate(), seconds=30, concurrent_share=10,
+                  say=lambda m: None)
+    assert g.minimized is None and "reached another program" in g.shrink["skipped"]
+
+
+def test_a_divergence_that_does_not_come_back_is_reported_flaky():
+    class Never(FakeEvaluate):
+        def __call__(self, p):
+            self.runs += 1
+            return diff.Verdict("s"), (trace.Outcome("s"), trace.Outcome("s"))
+
+    g = group()
+    shrink.shrink(g, SEED, Never(), seconds=60, concurrent_share=10, say=lambda m: None)
+    assert g.minimized == g.program and g.shrink["note"].startswith("flaky"), g.shrink

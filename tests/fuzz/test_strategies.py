@@ -1,0 +1,48 @@
+"""Programs from a seed: the same seed gives the same programs, whatever the budget, which
+is what --seed and the shrinker's replay rely on."""
+
+from orchestrator.fuzz import strategies
+from orchestrator.fuzz.model import Op
+
+
+def take(seed: int, n: int, share: int = 10):
+    got = []
+
+    def consume(p):
+        got.append(p)
+        if len(got) >= n:
+            raise strategies.Stop()
+    strategies.stream(seed, consume, strategies.programs(share))
+    return got
+
+
+def test_the_same_seed_gives_the_same_programs():
+    a, b = take(11, 120), take(11, 60)
+    assert a[:60] == b
+    assert take(12, 60) != b
+
+
+def test_programs_are_varied():
+    ps = take(5, 300)
+    kinds = {o.kind for p in ps for o in p.ops}
+    assert {"mmap", "write", "move", "madv", "ureg", "check", "fork", "mremap"} <= kinds
+    assert any(p.concurrent for p in ps) and not all(p.concurrent for p in ps)
+    assert all(p.ops[0].kind == "mmap" for p in ps)
+    assert len({p.body() for p in ps}) > 250  # few repeats
+    assert not any(p.concurrent for p in take(5, 100, share=0))
+
+
+def test_placements_and_ranges_resolve_against_earlier_regions():
+    ops = strategies.resolve([("mmap", ("slot", 2, 5), 16, 0), ("mmap", ("after", 0, 0), 8, 1),
+                              ("mmap", ("before", 0, 1), 4, 0), ("move", 0, 1, (1, 2, 3), 4, 0),
+                              ("move", 3, 1, ("whole",), 2, 0),
+                              ("madv", 1, ("whole",), "free"), ("write", 0, (3, 2), 9),
+                              ("mremap", 1, 64, "grow", 0), ("unreg", 1, ("whole",))])
+    assert ops[:3] == (Op("mmap", (1029, 16, 0)), Op("mmap", (1045, 8, 1)),
+                       Op("mmap", (1024, 4, 0)))
+    assert ops[3] == Op("move", (0, 1, 1, 2, 3, 4, 0))
+    assert ops[4] == Op("move", (3, 0, 1, 0, 8, 2, 0))  # region 3 is region 0: 16 pages
+    assert ops[5:7] == (Op("madv", (1, 0, 8, "free")), Op("write", (0, 3, 2, 9)))
+    assert ops[8] == Op("unreg", (1, 0, 64))  # after the mremap
+    # clamped into the arena
+    assert strategies.resolve([("mmap", ("before", 0, 0), 16, 0)])[0].args[0] == 0

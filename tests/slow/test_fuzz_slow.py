@@ -1,0 +1,37 @@
+"""orch fuzz on real kernels, kept short: the seed's pgoff=0 experiment on top of the move
+series against the series alone (both 6.1, x86_64: kernels the bisect and run tests build
+too, so store hits here). Every mapping next to another one merges on the series and stays
+apart with pgoff=0, so a few programs diverge; the divergence is shrunk, and its reproducer
+is built and run on both kernels: exit 1 where pgoff=0, exit 0 on the series alone."""
+
+import json
+
+import pytest
+
+from orchestrator.base.paths import PROJECT as ROOT
+from orchestrator.results import record as results
+from tests.support.orch import orch
+
+pytestmark = pytest.mark.slow
+
+
+def test_pgoff_zero_against_the_series_diverges_in_vma_layout_and_reproduces(tmp_path):
+    out = tmp_path / "fuzz"
+    r = orch("fuzz", "--arch", "x86_64", "--series",
+             str(ROOT / "patches" / "uffd-move+anon-pgoff-zero"), "--against", "linux-6.1",
+             "--against-series", str(ROOT / "patches" / "uffd-move"), "--programs", "16",
+             "--seed", "1", "--shrink-time", "90", "--concurrent-share", "0", "-o", str(out),
+             timeout=2400)
+    assert r.returncode == 1, r.stdout[-3000:] + r.stderr[-3000:]
+    rec = results.load(out / "results.json")
+    cases = {t.name: t for t in rec.tests}
+    assert cases["programs"].status == "pass" and "16 programs" in cases["programs"].message
+    maps = [t for t in rec.tests if t.name.startswith("maps after ")]
+    assert maps and all(t.status == "fail" for t in maps), sorted(cases)
+    data = json.loads((out / "fuzz.json").read_text())["arches"]["x86_64"]
+    sig = next(s for s in data["signatures"] if s["signature"] == maps[0].name)
+    assert sig["reproducer"]["verified"] is True, sig["reproducer"]
+    assert sig["reproducer"]["exit_prototype"] == 1 and sig["reproducer"]["exit_reference"] == 0
+    assert sig["shrink"]["ops_after"] <= 4 < sig["shrink"]["ops_before"] or \
+        sig["shrink"]["ops_before"] <= 4, sig["shrink"]
+    assert (out / sig["reproducer"]["path"]).is_file()
