@@ -25,7 +25,17 @@ from orchestrator.base.errors import (
 )
 from orchestrator.base.signals import install_signal_handlers
 from orchestrator.cli import (
-    bisect, boot, compare, doctor, fuzz, gc, lava, merge, plan, report, run,
+    bisect,
+    boot,
+    compare,
+    doctor,
+    fuzz,
+    gc,
+    lava,
+    merge,
+    plan,
+    report,
+    run,
 )
 from orchestrator.cli.common import Parser
 

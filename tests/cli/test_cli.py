@@ -11,7 +11,8 @@ from tests.support.host import git
 from tests.support.orch import orch, orch_popen
 
 # `orch --help` order; each is a module of orchestrator/cli.
-COMMANDS = ["run", "boot", "bisect", "fuzz", "plan", "merge", "compare", "report", "gc", "doctor", "lava"]
+COMMANDS = ["run", "boot", "bisect", "fuzz", "plan", "merge", "compare", "report", "gc", "doctor",
+            "lava"]
 
 
 @pytest.fixture
