@@ -1,7 +1,7 @@
 """`orch run --coverage` for real (x86_64): a coverage kernel (GCOV on the files the series
 changes), the guest's gcov data per test binary over SSH, line counts from the real gcov
 and gcovr, per patch; and what the tool is for: with the selftests as they were before #15
-(zram only), the swap-cache branch of patch 5 shows as not run.
+(zram only), patch 5's EBUSY for a large folio in the swap cache shows as not run.
 
 Both runs share one kernel (the selftests are not part of its key): the second compiles
 nothing. The arm64 figures are measured by hand (README "Patch coverage"), not here: a
@@ -37,7 +37,8 @@ def coverage_of(out: Path) -> dict:
 # Patch 5's lines for a folio found in the swap cache, where #15's two bugs were: a large
 # folio is EBUSY (v1 livelocked on it), and an anonymous one has its anon_vma locked and
 # ->mapping/->index moved with the entry (v1 could leave the page invisible to rmap).
-SWAP_CACHE_LINES = ("goto out_put;", "anon_vma = folio_anon_vma(folio);",
+LARGE_FOLIO_EBUSY = "goto out_put;"  # a large folio in the swap cache: EBUSY
+SWAP_CACHE_LINES = (LARGE_FOLIO_EBUSY, "anon_vma = folio_anon_vma(folio);",
                     "anon_vma_lock_write(anon_vma);",
                     "folio_move_anon_rmap_index(folio, mc->dst_vma, dst_addr);",
                     "anon_vma_unlock_write(anon_vma);")
@@ -94,9 +95,12 @@ def test_coverage_run_per_patch_per_binary(coverage_run):
 
 
 def test_the_selftests_before_15_leave_the_swap_cache_branch_not_run(coverage_run, tmp_path):
-    """What #15 missed, shown by the tool: the zram-only swap cases never reach the swap
-    cache, so patch 5's swap-cache lines are not run; today's suite runs them, and
-    `orch compare --coverage` lists them as gained."""
+    """What #15 missed, shown by the tool: the zram-only swap cases never put a large folio
+    in the swap cache, so patch 5's EBUSY for one (`goto out_put;`) is not run; today's
+    suite runs it (swap_thp_cache_ebusy), and `orch compare --coverage` lists it as gained.
+    The anon_vma-lock lines of a small folio found in the swap cache are not asserted: the
+    zram cases reach them in some runs (measured: not run in one x86_64 run, 88,882 times
+    in the next), so they say nothing about the suite."""
     archive = subprocess.run(["git", "-C", str(ROOT), "archive", BEFORE_15, "selftests"],
                              capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(tmp_path)], input=archive, check=True)
@@ -105,10 +109,13 @@ def test_the_selftests_before_15_leave_the_swap_cache_branch_not_run(coverage_ru
              "--test", "uffd_move", "-o", old, timeout=1800)
     assert r.returncode in (0, 1), r.stderr[-3000:]  # 1: an old expectation that v3 changed
     assert "up to date, no compile" in r.stderr  # the same kernel as coverage_run
-    assert set(swap_cache_branch(coverage_of(old)).values()) == {"not_run"}
-    assert "folio_move_anon_rmap_index(folio, mc->dst_vma, dst_addr);" in \
-        (old / "summary.md").read_text()
+    before, today = swap_cache_branch(coverage_of(old)), swap_cache_branch(
+        coverage_of(coverage_run))
+    assert before[LARGE_FOLIO_EBUSY] == "not_run" and today[LARGE_FOLIO_EBUSY] == "run"
+    assert re.search(r"^- `mm/userfaultfd\.c:\d+` uffd_move_swap_pte \(0005-[^)]*\): "
+                     rf"`{re.escape(LARGE_FOLIO_EBUSY)}`$", (old / "summary.md").read_text(),
+                     re.M)
     c = orch("compare", "--coverage", old, coverage_run, "-o", tmp_path / "cmp")
     gained = json.loads((tmp_path / "cmp" / "compare.json").read_text())["coverage"]["gained"]
-    texts = {(g["patch"].split("-")[0], g["text"].strip()) for g in gained}
-    assert {("0005", t) for t in SWAP_CACHE_LINES} <= texts, c.stdout[-3000:]
+    texts = {(g["patch"].split("-")[0], g["function"], g["text"].strip()) for g in gained}
+    assert ("0005", "uffd_move_swap_pte", LARGE_FOLIO_EBUSY) in texts, c.stdout[-3000:]
