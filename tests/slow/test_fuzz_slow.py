@@ -19,13 +19,13 @@ def test_pgoff_zero_against_the_series_diverges_in_vma_layout_and_reproduces(tmp
     out = tmp_path / "fuzz"
     r = orch("fuzz", "--arch", "x86_64", "--series",
              str(ROOT / "patches" / "uffd-move+anon-pgoff-zero"), "--against", "linux-6.1",
-             "--against-series", str(ROOT / "patches" / "uffd-move"), "--programs", "16",
+             "--against-series", str(ROOT / "patches" / "uffd-move"), "--programs", "48",
              "--seed", "1", "--shrink-time", "90", "--concurrent-share", "0", "-o", str(out),
              timeout=2400)
     assert r.returncode == 1, r.stdout[-3000:] + r.stderr[-3000:]
     rec = results.load(out / "results.json")
     cases = {t.name: t for t in rec.tests}
-    assert cases["programs"].status == "pass" and "16 programs" in cases["programs"].message
+    assert cases["programs"].status == "pass" and "48 programs" in cases["programs"].message
     maps = [t for t in rec.tests if t.name.startswith("maps after ")]
     assert maps and all(t.status == "fail" for t in maps), sorted(cases)
     data = json.loads((out / "fuzz.json").read_text())["arches"]["x86_64"]
