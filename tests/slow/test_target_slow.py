@@ -231,21 +231,64 @@ def test_reboot_cmd_deploys_with_the_users_script(board_guest, tmp_path):
     assert probe["uffd_feature_move"].is_passed
 
 
+MOVE_ONE = r"""
+/* One UFFDIO_MOVE of one page into a registered hole: the move path's lines, quickly. */
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+int main(void)
+{
+	long pg = sysconf(_SC_PAGESIZE);
+	struct uffdio_api api = { .api = UFFD_API, .features = UFFD_FEATURE_MOVE };
+	int uffd = syscall(__NR_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	char *src = mmap(NULL, pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	char *dst = mmap(NULL, pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (uffd < 0 || ioctl(uffd, UFFDIO_API, &api) || src == MAP_FAILED || dst == MAP_FAILED)
+		return 1;
+	struct uffdio_register reg = { .mode = UFFDIO_REGISTER_MODE_MISSING };
+	struct uffdio_move mv = { .dst = (unsigned long)dst, .src = (unsigned long)src };
+
+	reg.range.start = (unsigned long)dst;
+	reg.range.len = pg;
+	if (ioctl(uffd, UFFDIO_REGISTER, &reg))
+		return 1;
+	memset(src, 0x5a, pg);
+	mv.len = pg;
+	if (ioctl(uffd, UFFDIO_MOVE, &mv) || mv.move != pg || dst[pg - 1] != 0x5a)
+		return 1;
+	return 0;
+}
+"""
+
+
 def test_coverage_on_a_board_over_ssh(board_guest, coverage_run, tmp_path):
     """--coverage on a board: the coverage kernel (coverage_run's, a store hit) deployed by
-    kexec; orch mounts debugfs there and takes the gcov data per binary over SSH."""
+    kexec; orch mounts debugfs there and takes the gcov data per binary over SSH. The
+    binary moves one page, so the series' move path shows as run, by it."""
     b = board_guest
+    st = tmp_path / "st"
+    st.mkdir()
+    (st / "move_one.c").write_text(MOVE_ONE)
     out = tmp_path / "o"
     r = b.orch("run", "--target", "ssh://board", "--target-initrd", board.INITRD_COPY,
-               "--coverage", "--test", "uffd_move_probe", "-o", str(out))
+               "--coverage", "--selftests", str(st), "-o", str(out))
     assert r.returncode == 0, r.stderr[-3000:]
     assert "up to date, no compile" in r.stderr  # progress
     doc = json.loads((out / "results.json").read_text())
     (cid, cell), = doc["coverage"]["cells"].items()
     assert cid == "x86_64.linux-6.1.uffd-move.coverage.board"
-    assert cell["supported"] and cell["executable"] > 100 and 0 < cell["run"]
+    assert cell["supported"] and cell["executable"] > 100 and 20 < cell["run"], cell
+    ran = {b for p in doc["coverage"]["patches"] for ln in p["lines"]
+           for c in ln.get("cells", {}).values() for b in c.get("ran_by", [])}
+    assert ran == {"move_one"}, ran
     assert sorted(p.name for p in (out / "x86_64/coverage/gcda").iterdir()) == [
-        "(boot).tar", "uffd_move_probe.tar"]
+        "(boot).tar", "move_one.tar"]
     assert b.ssh("ls /tmp") == ""  # the data's temporary copy is gone too
 
 
