@@ -918,8 +918,9 @@ static int idle_bit(int fd, uint64_t pfn, int set)
 
 /*
  * Whether page_idle's bitmap can be read for pfn.  When memory ends inside
- * a 64-pfn chunk, page_idle_bitmap_read() and _write() (6.1 and 6.12) act
- * on that last chunk but return 0 bytes: a page there cannot be tested.
+ * a 64-pfn chunk, page_idle_bitmap_read() and _write() act on that last
+ * chunk but return 0 bytes (seen on 6.1; 6.12's mm/page_idle.c has the same
+ * loop, not yet run there): a page there cannot be tested.
  */
 static int idle_chunk_ok(uint64_t pfn)
 {
