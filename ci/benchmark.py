@@ -236,7 +236,9 @@ def main() -> int:
                     help="the edit loop through a patch of the default series (a copy) on "
                     "the embedded tree, the floor in orch's own build dir")
     ap.add_argument("--rounds", type=int, default=1, help="edit-loop rounds (median)")
-    ap.add_argument("--workdir", type=Path, help="edit loop: keep the checkout here")
+    ap.add_argument("--workdir", type=Path,
+                    help="edit loop: keep the checkout here; --coverage: keep the runs' "
+                    "output directories here")
     ap.add_argument("--coverage", action="store_true",
                     help="orch run vs orch run --coverage: build, boot, tests")
     ap.add_argument("--page", action="store_true",
@@ -276,7 +278,9 @@ def main() -> int:
         env["ORCH_CACHE"] = tmp
         env["CCACHE_DIR"] = os.path.join(tmp, "ccache")
         os.environ["ORCH_CACHE"] = tmp
-    work = Path(tempfile.mkdtemp(prefix="orch-bench-"))
+    keep = args.coverage and args.workdir is not None
+    work = args.workdir if keep else Path(tempfile.mkdtemp(prefix="orch-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
     try:
         if args.coverage:
             sys.path.insert(0, str(ROOT / "ci"))
@@ -311,7 +315,8 @@ def main() -> int:
             print(f"    orch: {', '.join(f'{x:.2f}' for x in o)}; bare: "
                   f"{', '.join(f'{x:.2f}' for x in b)}")
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(work, ignore_errors=True)
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
     return 0

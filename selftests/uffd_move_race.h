@@ -825,6 +825,16 @@ fail:
 #define CT_SECONDS	10.0
 #define CT_THREADS	4
 #define CT_PAGES	16	/* pages of the THP moved per round (contend_pte_mapped_thp) */
+/*
+ * contend_pmd_vs_pte: 6.12 itself answers EBUSY to a page mover racing
+ * the PMD mover now and then (measured on 6.12.118 x86_64 in runs of
+ * 20 s: 1 in 5,299 moves, and 1 in 403 on a loaded machine; 0 in four
+ * other runs; 0 on arm64), so a few EBUSY are allowed: CT_PMD_BUSY_FREE
+ * plus one per 1000 moves.  v2 gave 2,002, 448 and 1 on x86_64, 18,232
+ * and 10,150 on arm64, in runs of 10 s.  EAGAIN never.
+ */
+#define CT_PMD_BUSY_FREE	2
+#define CT_PMD_BUSY_PER_MILLE	1
 
 /*
  * Cheap rounds, so that many of them fit in the time: the THP is faulted
@@ -913,7 +923,14 @@ static void *ct_mover(void *arg)
 	return NULL;
 }
 
-static int ct_report(const char *what, long rounds, struct ct_arg *a, int n)
+/*
+ * what user space saw, summed over the movers; a[0]'s EBUSY counts are
+ * also given apart (the PMD mover of contend_pmd_vs_pte).  Passes with
+ * no EAGAIN, no other error and at most busy_per_mille EBUSY per 1000
+ * moves, plus busy_free.
+ */
+static int ct_report(const char *what, long rounds, struct ct_arg *a, int n,
+		     long busy_free, long busy_per_mille)
 {
 	long moves = 0, busy = 0, again = 0, other = 0;
 	struct mv fo = { 0, 0, 0 };
@@ -926,13 +943,14 @@ static int ct_report(const char *what, long rounds, struct ct_arg *a, int n)
 			fo = a[i].first_other;
 		other += a[i].other;
 	}
-	ktap_diag("%s: %ld rounds, %ld moves: %ld EBUSY, %ld EAGAIN, %ld other errors",
-		  what, rounds, moves, busy, again, other);
+	ktap_diag("%s: %ld rounds, %ld moves: %ld EBUSY (%ld by the first mover), %ld EAGAIN, %ld other errors",
+		  what, rounds, moves, busy, a[0].busy, again, other);
 	if (other)
 		ktap_diag("first other error: ret %d errno %s move %s", fo.ret,
 			  ename(fo.err), mvstr(fo.move));
-	if (busy || again || other) {
-		ktap_diag("expected every move done at once (as 6.12: contention on a large folio is retried in the kernel)");
+	if (busy * 1000 > busy_free * 1000 + moves * busy_per_mille || again || other) {
+		ktap_diag("expected every move done at once, but for %ld EBUSY and %ld per 1000 moves (as 6.12: contention on a large folio is retried in the kernel)",
+			  busy_free, busy_per_mille);
 		return -1;
 	}
 	return 0;
@@ -988,7 +1006,7 @@ static int t_contend_pte_mapped_thp(void)
 		hp_teardown(&h);
 		rounds++;
 	}
-	if (ct_report("4 movers on one PTE-mapped THP", rounds, a, CT_THREADS))
+	if (ct_report("4 movers on one PTE-mapped THP", rounds, a, CT_THREADS, 0, 0))
 		fails++;
 	return fails ? KTAP_FAIL : KTAP_PASS;
 fail:
@@ -1000,8 +1018,9 @@ fail:
  * PMD move, len H, aligned) while two others each move one of its pages
  * elsewhere (which splits the PMD and the folio); all with
  * ALLOW_SRC_HOLES, so whoever comes second to a page sees a hole, not
- * ENOENT.  As 6.12: every move succeeds at once, no EBUSY, no EAGAIN
- * (the PMD mover waits for the folio lock), and no EFAULT from a PMD
+ * ENOENT.  As 6.12: every move succeeds at once, no EAGAIN and no
+ * EBUSY but a rare one (see CT_PMD_BUSY_FREE; the PMD mover waits for
+ * the folio lock), and no EFAULT from a PMD
  * classified without its lock while it is being split; every page ends
  * up exactly once at one of its destinations.  (v2: EBUSY.)  Counts over
  * 10 s of rounds.
@@ -1062,7 +1081,8 @@ static int t_contend_pmd_vs_pte(void)
 		rounds++;
 	}
 	ktap_diag("%ld of %ld single pages went to the page movers", pte_won, 2 * rounds);
-	if (ct_report("a PMD move against two page moves of the same THP", rounds, a, 3))
+	if (ct_report("a PMD move against two page moves of the same THP", rounds, a, 3,
+		      CT_PMD_BUSY_FREE, CT_PMD_BUSY_PER_MILLE))
 		fails++;
 	return fails ? KTAP_FAIL : KTAP_PASS;
 fail:
