@@ -3,8 +3,8 @@
 A *cell* is what a run varies: arch, tree (name + base commit), series (name + content
 hash), config profile (fragments + debug) and target (kind + name). A testcase belongs to
 one cell and one test binary. `results.json` holds the cells and every testcase; JUnit,
-summary.md, compare and KCIDB are all rendered from it (report.py, merge.py, compare.py,
-kcidb.py), never from the run's internals.
+summary.md, the results page, compare and KCIDB are all rendered from it (junit.py,
+merge.py's summary_md, page.py, compare.py, kcidb.py), never from the run's internals.
 
 Schema (version 1; 2 with a `coverage` section, results/coverage.py), see README
 "results.json":
