@@ -3,6 +3,7 @@ own, every testcase it names in brackets is a case of orch's selftests, and its 
 counts are the case table's (issue #24: "the cover letter's counts match the tree")."""
 
 import re
+import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -17,21 +18,11 @@ def patch_files() -> list[Path]:
     return [SERIES / n for n in names if not n.startswith("#")]
 
 
-def numstat(text: str) -> dict[str, list[int]]:
-    """file -> [added, removed] lines, from the diff part of one patch."""
-    per: dict[str, list[int]] = {}
-    path = None
-    for line in text.splitlines():
-        if line.startswith("diff --git "):
-            path = line.split(" b/", 1)[1]
-            per.setdefault(path, [0, 0])
-        elif path is None or line.startswith(("+++ ", "--- ")) or line == "-- ":
-            continue
-        elif line.startswith("+"):
-            per[path][0] += 1
-        elif line.startswith("-"):
-            per[path][1] += 1
-    return per
+def numstat(patch: Path) -> dict[str, list[int]]:
+    """file -> [added, removed] lines of one patch (git apply --numstat: nothing applied)."""
+    out = subprocess.run(["git", "apply", "--numstat", str(patch)], capture_output=True,
+                         text=True, check=True).stdout
+    return {path: [int(a), int(r)] for a, r, path in (ln.split("\t") for ln in out.splitlines())}
 
 
 def cover_diffstat() -> tuple[dict[str, int], tuple[int, int]]:
@@ -53,7 +44,7 @@ def test_cover_letter_diffstat_is_the_series():
     between the net change and the sum of the steps, and the totals' net change is exact."""
     steps: dict[str, list[int]] = {}
     for p in patch_files():
-        for path, (a, r) in numstat(p.read_text()).items():
+        for path, (a, r) in numstat(p).items():
             steps.setdefault(path, [0, 0])
             steps[path][0] += a
             steps[path][1] += r
