@@ -90,6 +90,15 @@ class ArchRun:
     seconds: float = 0.0
     batches: int = 0
     error: str = ""
+    # What each kernel can do, measured on it before fuzzing (session.probe): feature ->
+    # {"prototype": bool, "reference": bool}. A feature one kernel lacks is not generated.
+    features: dict[str, dict[str, bool]] = field(default_factory=dict)
+
+    @property
+    def wp(self) -> bool:
+        """Whether programs may use uffd write-protect: both kernels have it (or it was
+        not measured)."""
+        return all(self.features.get("uffd_wp", {}).values())
 
     def rate(self) -> float:
         return self.programs / self.seconds if self.seconds else 0.0
@@ -261,7 +270,7 @@ class ArchFuzz:
         self.start = time.monotonic()
         try:
             strategies.stream(seed, self.consume,
-                              strategies.programs(self.concurrent_share))
+                              strategies.programs(self.concurrent_share, self.ar.wp))
         except _Abort as exc:
             raise exc.exc from None
         finally:

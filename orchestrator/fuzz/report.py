@@ -110,7 +110,7 @@ def fuzz_json(reports: list[ArchReport], config: dict) -> dict:
             "batches": ar.batches, "agreed": ar.agreed, "not_comparable": ar.not_comparable,
             "not_comparable_why": dict(ar.unusable.most_common(20)),
             "both": dict(ar.both), "allowed": dict(ar.allowed), "kept": ar.kept,
-            "reruns": ar.reruns,
+            "reruns": ar.reruns, "features": ar.features, "wp_generated": ar.wp,
             "layouts": {**ar.layouts, "extra_vmas": {str(k): n for k, n in
                                                      sorted(ar.layouts["extra_vmas"].items())}},
             "sides": r.sides, "error": ar.error,

@@ -17,7 +17,8 @@ from orchestrator.base.progress import Progress
 from orchestrator.fuzz import allowlist as allowmod
 from orchestrator.fuzz import report, repro, shrink
 from orchestrator.fuzz.engine import ArchFuzz, ArchRun, Group, Hooks
-from orchestrator.fuzz.machines import Side, side_options
+from orchestrator.fuzz.machines import Side, run_both, side_options
+from orchestrator.fuzz.model import Op, Program
 from orchestrator.options import Options
 from orchestrator.run.pipeline import Run
 from orchestrator.testing import compile as selftests
@@ -85,14 +86,33 @@ def verify(g: Group, path: Path, sides: tuple[Side, Side], say: Callable[[str], 
         f"{g.repro.get('exit_prototype')}, reference exit {g.repro.get('exit_reference')}")
 
 
+# A wp registration of one page: "ureg 0 ok ..." where the kernel has uffd write-protect.
+WP_PROBE = Program((Op("mmap", (0, 1, 0)), Op("ureg", (0, 0, 1, "w"))), thp="never")
+
+
+def probe(a: Side, b: Side, timeout: float) -> dict[str, dict[str, bool]]:
+    """What each kernel can do, measured on it: uffd write-protect (6.1 has it on x86_64
+    only). A probe that did not run through is infrastructure."""
+    outs = run_both(a, b, [("probe-wp", WP_PROBE)], timeout)
+    has = {}
+    for side, (o,) in zip((a, b), outs, strict=True):
+        rec = o.records.get("o1", "")
+        if o.end != "exit 0" or not rec.startswith("ureg "):
+            raise InfraError(f"{side.name}: the uffd-wp probe did not run through "
+                             f"(end {o.end or 'none'!r}, {rec or 'no record'})", stage="fuzz")
+        has[side.name] = rec.startswith("ureg 0 ok")
+    return {"uffd_wp": has}
+
+
 def finish_group(cfg: Config, g: Group, sides: tuple[Side, Side], evaluate: shrink.Evaluate,
-                 say: Callable[[str], None], out: Path) -> None:
+                 say: Callable[[str], None], out: Path, wp: bool = True) -> None:
     if g.reproduced is False:  # a one-off so far: nothing to shrink, no reproducer
         g.shrink = {"skipped": "not reproduced: its program run again did not diverge so"}
         return
     if g.program.ops and not g.program.concurrent and cfg.shrink_seconds > 0 and \
             not g.shrink:
-        shrink.shrink(g, cfg.seed, evaluate, cfg.shrink_seconds, cfg.concurrent_share, say)
+        shrink.shrink(g, cfg.seed, evaluate, cfg.shrink_seconds, cfg.concurrent_share, say,
+                      wp)
     if not g.program.ops or g.program.concurrent:
         return
     name = repro.name(g.signature)
@@ -130,12 +150,17 @@ def fuzz_arch(cfg: Config, arch, say: Callable[[str], None],
         rep.prototype = a.cell()
         b.up()
         rep.reference = b.cell()
+        ar.features = probe(a, b, cfg.timeout)
+        if not ar.wp:
+            lacks = " and ".join(n for n, has in ar.features["uffd_wp"].items() if not has)
+            say(f"[{arch.name}] the {lacks} has no uffd write-protect (a wp registration "
+                f"fails): programs use none")
         say(f"[{arch.name}] fuzzing {a.cell_id} against {b.cell_id} (seed {cfg.seed})")
         ArchFuzz(a, b, ar, allow, cfg.seconds, cfg.programs, cfg.batch, cfg.timeout, say,
                  cfg.hooks, cfg.concurrent_share).run(cfg.seed)
         evaluate = shrink.Evaluate(a, b, allow, cfg.timeout)
         for g in sorted(ar.groups.values(), key=lambda x: x.index):
-            finish_group(cfg, g, (a, b), evaluate, say, cfg.out)
+            finish_group(cfg, g, (a, b), evaluate, say, cfg.out, ar.wp)
     except UsageError:
         reports.remove(rep)
         raise

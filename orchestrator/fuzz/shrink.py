@@ -71,7 +71,8 @@ class Evaluate:
 
 
 def shrink(g: Group, seed_value: int, evaluate: Evaluate, seconds: float,
-           concurrent_share: int, say: Callable[[str], None] = print) -> None:
+           concurrent_share: int, say: Callable[[str], None] = print,
+           wp: bool = True) -> None:
     """Fill in `g.minimized`, `g.min_verdict`, `g.min_outcomes` and `g.shrink`."""
     start = time.monotonic()
     runs0 = evaluate.runs
@@ -81,7 +82,7 @@ def shrink(g: Group, seed_value: int, evaluate: Evaluate, seconds: float,
 
     @strategies.fuzz_settings((Phase.generate, Phase.shrink))
     @seed(seed_value)
-    @given(strategies.programs(concurrent_share))
+    @given(strategies.programs(concurrent_share, wp))
     def test(program: Program) -> None:
         try:
             signals.check()

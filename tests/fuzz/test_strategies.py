@@ -46,3 +46,21 @@ def test_placements_and_ranges_resolve_against_earlier_regions():
     assert ops[8] == Op("unreg", (1, 0, 64))  # after the mremap
     # clamped into the arena
     assert strategies.resolve([("mmap", ("before", 0, 0), 16, 0)])[0].args[0] == 0
+
+
+def test_without_wp_no_program_write_protects():
+    """Where a kernel of the pair has no uffd write-protect (6.1 on arm64), no program
+    registers in wp mode or calls UFFDIO_WRITEPROTECT; the rest is still drawn."""
+    got = []
+
+    def consume(p):
+        got.append(p)
+        if len(got) >= 300:
+            raise strategies.Stop()
+    strategies.stream(5, consume, strategies.programs(10, wp=False))
+    ops = [o for p in got for o in p.ops]
+    assert not [o for o in ops if o.kind == "wp"]
+    assert not [o for o in ops if o.kind == "ureg" and "w" in o.args[3]]
+    assert {"mmap", "write", "move", "madv", "ureg", "fork", "mremap"} <= {o.kind for o in ops}
+    with_wp = take(5, 300)
+    assert any(o.kind == "wp" for p in with_wp for o in p.ops)
