@@ -39,6 +39,7 @@ from orchestrator.run.state import RunState
 # Exit codes of `orch bisect`.
 EXIT_FOUND = 0  # a first bad patch/commit was identified
 EXIT_NOT_FOUND = 1  # endpoints did not behave (good end fails, bad end passes) or all skipped
+NOTHING_RAN = "no test ran: every test skipped"
 
 
 @dataclass
@@ -78,7 +79,7 @@ def outcome_of(run: RunState, code: int) -> tuple[str, str]:
     if any(st.flaky for st in run.states.values()):
         return "skip", "flaky: failed, then passed on retry"
     if untested(run):
-        return "skip", "no test ran: every test skipped"
+        return "skip", NOTHING_RAN
     return "skip", str(errors[0]) if errors else f"cannot test (exit {code})"
 
 
@@ -108,11 +109,17 @@ def run_step(opts: Options, out: Path, label: str, ident: str, subject: str,
     return step
 
 
+UNTESTED = "untested"  # a step's result in search(): it ran, and every test skipped
+
+
 @dataclass
 class Verdict:
     first_bad: int = 0  # 1-based index of the first bad patch
     candidates: list[int] = dataclasses.field(default_factory=list)  # when skips hide it
     error: str = ""
+    # The first prefix the tests run on, when the base does not have what they test (a
+    # reproducer of the series' own ioctl skips where there is no such ioctl): 0 otherwise
+    testable_from: int = 0
 
 
 def search(n: int, test) -> Verdict:
@@ -130,9 +137,18 @@ def search(n: int, test) -> Verdict:
 
     if t(n) != "bad":
         return Verdict(error=f"the whole series does not fail the tests (it is {results[n]})")
-    if t(0) != "good":
-        return Verdict(error=f"the base tree without patches is not good (it is {results[0]})")
-    good, bad = 0, n
+    good = 0
+    if t(0) == UNTESTED:
+        below, good = first_testable(n, t)
+        if results[good] == "bad":  # the patch that made them run made them fail
+            hidden = [k for k in range(below + 1, good) if results.get(k) == "skip"]
+            return Verdict(first_bad=good, candidates=hidden + [good] if hidden else [],
+                           testable_from=good)
+    if results[good] != "good":
+        return Verdict(error=f"the base tree without patches is not good (it is {results[0]})"
+                       if good == 0 else f"prefix {good}, the first the tests run on, is not "
+                       f"good (it is {results[good]})", testable_from=good)
+    bad = n
     while True:
         todo = [k for k in range(good + 1, bad) if k not in results]
         if not todo:
@@ -143,8 +159,31 @@ def search(n: int, test) -> Verdict:
             good = mid
         elif r == "bad":
             bad = mid
-    skipped = [k for k in range(good + 1, bad) if results.get(k) == "skip"]
-    return Verdict(first_bad=bad, candidates=skipped + [bad] if skipped else [])
+    skipped = [k for k in range(good + 1, bad) if results.get(k) in ("skip", UNTESTED)]
+    return Verdict(first_bad=bad, candidates=skipped + [bad] if skipped else [],
+                   testable_from=0 if results.get(0) != UNTESTED else
+                   min(k for k, r in results.items() if r != UNTESTED))
+
+
+def first_testable(n: int, t) -> tuple[int, int]:
+    """The first prefix whose tests run, when on the base every test skipped: what they
+    test comes with some patch and stays (a series adds its ioctl once), so prefixes below
+    it skip and prefixes from it on run. Binary search between 0 (untested) and n (ran); a
+    step that could not be tested (infrastructure) is stepped over upward. Returns the last
+    prefix known untested and the first known to run."""
+    lo, hi = 0, n
+    while hi - lo > 1:
+        for mid in range((lo + hi) // 2, hi):
+            r = t(mid)
+            if r == UNTESTED:
+                lo = mid
+                break
+            if r in ("good", "bad"):
+                hi = mid
+                break
+        else:  # (lo, hi) all could not be tested: hi is the first we know runs
+            break
+    return lo, hi
 
 
 def ignore_dirty(opts: Options, progress: Progress, tree: treemod.Tree | None = None) -> None:
@@ -178,7 +217,8 @@ def bisect_series(opts: Options, series_spec: str, out: Path) -> int:
                         p.name if p else "(base)", p.subject if p else "base tree", progress)
         steps.append(step)
         write_log()
-        return step.result
+        return UNTESTED if step.result == "skip" and step.why == NOTHING_RAN else \
+            step.result
 
     def write_log() -> None:
         write_json(out / "bisect.json", {
@@ -206,6 +246,11 @@ def bisect_series(opts: Options, series_spec: str, out: Path) -> int:
         return EXIT_NOT_FOUND
     first_bad = {"index": bad, "name": p.name, "subject": p.subject}
     status = "found"
+    if verdict.testable_from:
+        k = verdict.testable_from
+        first_bad["testable_from"] = k
+        progress.line(f"bisect: the tests skip every test below prefix {k} (what they test "
+                      f"comes with [{k}/{n}] {patches[k - 1].name}): searched from there")
     write_log()
     progress.line(f"first bad patch: [{bad}/{n}] {p.name}: {p.subject}")
     progress.line(f"{len(steps)} steps, {sum(s.seconds for s in steps):.0f}s; "

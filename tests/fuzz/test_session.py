@@ -43,8 +43,8 @@ def test_the_wp_probe_finds_the_kernel_without_uffd_wp(monkeypatch):
 
     def both(a, b, programs, timeout):
         assert programs == [("probe-wp", session.WP_PROBE)]
-        mk = lambda rec: [trace.Outcome("probe-wp", {"o0": "mmap ok", "o1": rec},
-                                        end="exit 0")]
+        def mk(rec):
+            return [trace.Outcome("probe-wp", {"o0": "mmap ok", "o1": rec}, end="exit 0")]
         return mk("ureg -1 EINVAL"), mk("ureg 0 ok ioctls=0x17c")
     monkeypatch.setattr(session, "run_both", both)
     sides = (SimpleNamespace(name="prototype"), SimpleNamespace(name="reference"))

@@ -61,3 +61,36 @@ def test_a_dirty_checkout_is_ignored_with_a_line(fake_kernel_repo, isolated_cach
     assert said.getvalue().strip() == (
         f"orch bisect: {fake_kernel_repo} has uncommitted changes (1 file: mm/mmap.c): "
         f"ignored, a bisection tests commits only")
+
+
+def test_a_base_without_what_the_tests_test_starts_where_they_run():
+    """A reproducer of the series' own ioctl skips every test below the patch that adds
+    the ioctl (kselftest's convention: a missing feature skips): the search starts at the
+    first prefix it runs on, found by bisection, and finds the bad patch above it."""
+    for adds, fb, n in [(4, 7, 8), (4, 4, 8), (1, 3, 8), (8, 8, 8), (2, 5, 13)]:
+        calls = []
+
+        def test(k, adds=adds, fb=fb, calls=calls):
+            calls.append(k)
+            return "untested" if k < adds else "bad" if k >= fb else "good"
+        v = search(n, test)
+        assert (v.first_bad, v.testable_from, v.candidates, v.error) == (fb, adds, [], ""), \
+            (adds, fb, n, v)
+        assert len(calls) == len(set(calls))
+        assert len(calls) <= 2 + 2 * (n.bit_length())
+
+
+def test_an_untestable_step_beside_the_first_testable_prefix_makes_it_ambiguous():
+    def test(k):
+        return "untested" if k < 3 else "skip" if k == 3 else "bad"
+    v = search(8, test)
+    assert v.candidates == [3, 4] and v.first_bad == 4
+    # stepped over upward, when it is not beside the answer
+    v = search(8, lambda k: "untested" if k < 2 else "skip" if k == 4 else
+               "bad" if k >= 7 else "good")
+    assert (v.first_bad, v.candidates, v.testable_from) == (7, [], 2)
+
+
+def test_a_base_that_fails_to_build_is_still_not_good():
+    v = search(3, lambda k: "skip" if k == 0 else "bad")
+    assert "base tree without patches is not good (it is skip)" in v.error
