@@ -106,7 +106,11 @@ def shrink(g: Group, seed_value: int, evaluate: Evaluate, seconds: float,
             v, outs = evaluate(program)
         except BaseException as exc:  # noqa: BLE001 - carried out of Hypothesis
             raise _Done(exc) from None
-        if g.signature in v.signatures:  # first or not: a noisier neighbour may lead
+        # first or not: a noisier neighbour may lead. Hypothesis orders examples by how
+        # it drew them, which is not always fewer operations (a "whole region" range
+        # resolves to many pages; a later mmap may become a slot): a candidate larger than
+        # the best so far is not taken, so the result is never bigger than the program.
+        if g.signature in v.signatures and program.size() <= state["best"][0].size():
             state["best"] = (program, v, outs)
             _diverges()
 
