@@ -54,6 +54,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="one program in N is a concurrent one; 0: none (default: 10)")
     p.add_argument("--allowlist", type=Path, default=allowmod.DEFAULT, metavar="FILE",
                    help="the documented differences (default: configs/fuzz-allowlist.yaml)")
+    p.add_argument("--no-base-check", dest="base_check", action="store_false",
+                   help="do not run the divergences' programs on the prototype's tree "
+                        "without its series (by default they are, and a difference the "
+                        "base kernel shows too is recorded as the base's, not a failure)")
     p.add_argument("--plan", help="a plan file (or a shipped plan's name); with --cell, "
                    "fuzz that cell for its plan's budget (fuzz:) against its compare: base "
                    "cell; nothing when it has no budget")
@@ -77,7 +81,7 @@ def config(args: argparse.Namespace, argv: list[str]) -> Config:
                   seconds=None if args.programs else (args.time or DEFAULT_SECONDS),
                   programs=args.programs, batch=args.batch, timeout=args.program_timeout,
                   shrink_seconds=args.shrink_time, concurrent_share=args.concurrent_share,
-                  allowlist=args.allowlist)
+                  allowlist=args.allowlist, base_check=args.base_check)
 
 
 def main(args: argparse.Namespace, argv: list[str]) -> int:

@@ -65,6 +65,15 @@ class Group:
     # a one-off so far, not counted as a failure), or was not rerun (None: the concurrent
     # errno signatures, which are over the whole run).
     reproduced: bool | None = None
+    # Whose difference it is, measured on the prototype's tree without its series
+    # (session.attribute): {"to": "base" | "series" | "undetermined", "why": ...}. A
+    # difference the base kernel shows too is not the series': recorded, not a failure.
+    attribution: dict = field(default_factory=dict)
+
+    @property
+    def counts(self) -> bool:
+        """Whether it fails the run: reproduced (or not rerun) and not the base's."""
+        return self.reproduced is not False and self.attribution.get("to") != "base"
 
 
 @dataclass

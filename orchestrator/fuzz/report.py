@@ -38,8 +38,9 @@ class ArchReport:
     def exit_code(self) -> int:
         if self.run.error:
             return EXIT_INFRA
-        # a divergence its program's rerun did not show again is recorded, not a failure
-        real = [g for g in self.run.groups.values() if g.reproduced is not False]
+        # a divergence its program's rerun did not show again, or one the base kernel
+        # shows too, is recorded, not a failure
+        real = [g for g in self.run.groups.values() if g.counts]
         return EXIT_TEST_FAILED if real else EXIT_PASS
 
 
@@ -53,6 +54,8 @@ def group_case(cell: str, g: Group, out: Path) -> TestCase:
         lines.append("shrink: " + ", ".join(f"{k}={x}" for k, x in g.shrink.items()))
     if g.repro:
         lines.append("reproducer: " + ", ".join(f"{k}={x}" for k, x in g.repro.items()))
+    if g.attribution:
+        lines.append(f"attributed to the {g.attribution['to']}: {g.attribution['why']}")
     lines += ["", "differences (prototype / reference):"]
     lines += [f"  {d.key}: {d.prototype} / {d.reference}" for d in v.differences[:20]]
     lines += ["", "minimized program:" if g.minimized else "program:", program.text(g.pids[0])]
@@ -60,9 +63,14 @@ def group_case(cell: str, g: Group, out: Path) -> TestCase:
                               ("program", g.repro.get("program", ""))) if x}
     once = g.reproduced is False
     message = diff.message(v, program)
+    if once:
+        message = f"not reproduced: {message}"
+    elif not g.counts:
+        message = f"a difference of the base kernel, not the series " \
+                  f"({g.attribution['why']}): {message}"
     return TestCase(cell=cell, binary=BINARY, name=g.signature,
-                    status="skip" if once else "fail", kind="divergence",
-                    message=f"not reproduced: {message}" if once else message, duration=None,
+                    status="fail" if g.counts else "skip", kind="divergence",
+                    message=message, duration=None,
                     file=g.repro.get("path", ""), logs=logs,
                     output=results.cap("\n".join(lines)))
 
@@ -123,6 +131,7 @@ def fuzz_json(reports: list[ArchReport], config: dict) -> dict:
                 "min_differences": [d.__dict__ for d in g.min_verdict.differences[:50]]
                 if g.min_verdict else None,
                 "reproduced": g.reproduced, "shrink": g.shrink, "reproducer": g.repro,
+                "attribution": g.attribution,
             } for g in ar.groups.values()],
         }
     return {"schema": "orch-fuzz", "schema_version": 1, "config": config, "arches": arches}
@@ -146,7 +155,10 @@ def summary_md(rec: Record, reports: list[ArchReport]) -> str:
             lines.append(f"- {r.arch}: **{mergemod.md_cell(g.signature)}**: {len(g.pids)} "
                          f"program(s), reproducer `{g.repro.get('path', '-')}` ({ops} ops)"
                          + (", not reproduced (not a failure)" if g.reproduced is False
-                            else ""))
+                            else ", the base kernel's (not a failure)" if not g.counts
+                            else "")
+                         + (f"; attributed to the {g.attribution['to']}"
+                            if g.attribution and g.counts else ""))
     return "\n".join(lines) + "\n"
 
 

@@ -15,7 +15,7 @@ from typing import Callable
 from orchestrator.base.errors import InfraError, Interrupted, OrchError, UsageError
 from orchestrator.base.progress import Progress
 from orchestrator.fuzz import allowlist as allowmod
-from orchestrator.fuzz import report, repro, shrink
+from orchestrator.fuzz import diff, report, repro, shrink
 from orchestrator.fuzz.engine import ArchFuzz, ArchRun, Group, Hooks
 from orchestrator.fuzz.machines import Side, run_both, side_options
 from orchestrator.fuzz.model import Op, Program
@@ -40,6 +40,9 @@ class Config:
     concurrent_share: int = 10
     allowlist: Path = allowmod.DEFAULT
     hooks: Hooks = field(default_factory=Hooks)
+    # Run each divergence's program on the prototype's tree without its series too, and
+    # say whose difference it is (attribute()). Only when the prototype has a series.
+    base_check: bool = True
 
     def as_json(self) -> dict:
         return {"arches": [a.name for a in self.base.arches], "tree": self.base.tree,
@@ -47,7 +50,8 @@ class Config:
                 "against_series": self.against_series, "seed": self.seed,
                 "seconds": self.seconds, "programs": self.programs, "batch": self.batch,
                 "program_timeout": self.timeout, "shrink_seconds": self.shrink_seconds,
-                "concurrent_share": self.concurrent_share, "allowlist": str(self.allowlist)}
+                "concurrent_share": self.concurrent_share, "allowlist": str(self.allowlist),
+                "base_check": self.base_check}
 
 
 def verify(g: Group, path: Path, sides: tuple[Side, Side], say: Callable[[str], None]) -> None:
@@ -131,6 +135,51 @@ def finish_group(cfg: Config, g: Group, sides: tuple[Side, Side], evaluate: shri
     verify(g, path, sides, say)
 
 
+def attribute(groups: list[Group], base: Side, allow: list[allowmod.Entry], timeout: float,
+              say: Callable[[str], None]) -> None:
+    """Whose difference each divergence is: its (minimized) program run on the base kernel
+    (the prototype's tree without its series), compared with what the prototype and the
+    reference gave.
+    - "base": the base differs from the reference with the same signature and the
+      prototype does as the base does: the series did not bring it (a version difference
+      between the trees, or the base kernel's own bug): recorded, not a failure.
+    - "series": the base does as the reference does, and the prototype does not.
+    - "undetermined": anything else, and every program that moves pages (the base has no
+      UFFDIO_MOVE, so it cannot run the same program)."""
+    todo: list[tuple[Group, Program]] = []
+    for g in groups:
+        program = g.minimized or g.program
+        if g.reproduced is False or not program.ops or program.concurrent:
+            continue
+        if any(o.kind == "move" for o in program.ops):
+            g.attribution = {"to": "undetermined", "why": "its program moves pages, which "
+                             "the base kernel cannot (no UFFDIO_MOVE)"}
+            continue
+        todo.append((g, program))
+    if not todo:
+        return
+    outs = base.run_batch([(f"b{i}", p) for i, (_, p) in enumerate(todo)], timeout)
+    name = base.cell_id
+    for (g, program), oc in zip(todo, outs, strict=True):
+        oa, ob = g.min_outcomes if g.minimized and g.min_outcomes else g.outcomes
+        if not oc.comparable:
+            g.attribution = {"to": "undetermined", "why": f"on {name} the program ended "
+                             f"{oc.end or 'with no outcome'}"}
+            continue
+        like_ref = g.signature not in diff.compare(oc, ob, program, allow).signatures
+        like_proto = g.signature not in diff.compare(oa, oc, program, allow).signatures
+        if like_proto and not like_ref:
+            g.attribution = {"to": "base", "why": f"{name} differs from the reference the "
+                             f"same way"}
+        elif like_ref and not like_proto:
+            g.attribution = {"to": "series", "why": f"{name} does as the reference does"}
+        else:
+            g.attribution = {"to": "undetermined", "why": f"{name} does as neither kernel "
+                             f"does" if not like_ref else f"{name} does as both do"}
+        say(f"[{base.st.arch.name}] {g.signature}: the {g.attribution['to']}'s "
+            f"({g.attribution['why']})")
+
+
 def fuzz_arch(cfg: Config, arch, say: Callable[[str], None],
               reports: list[report.ArchReport]) -> report.ArchReport:
     """Fuzz one arch; its report is in `reports` from the start, so that an interrupt (or
@@ -161,6 +210,14 @@ def fuzz_arch(cfg: Config, arch, say: Callable[[str], None],
         evaluate = shrink.Evaluate(a, b, allow, cfg.timeout)
         for g in sorted(ar.groups.values(), key=lambda x: x.index):
             finish_group(cfg, g, (a, b), evaluate, say, cfg.out, ar.wp)
+        if cfg.base_check and base.series not in (None, "none") and ar.groups:
+            c = Side("base", Run(side_options(base, arch, base.tree, "none", d / "base")), say)
+            try:
+                c.up()
+                attribute(sorted(ar.groups.values(), key=lambda x: x.index), c, allow,
+                          cfg.timeout, say)
+            finally:
+                c.close()
     except UsageError:
         reports.remove(rep)
         raise

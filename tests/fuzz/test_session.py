@@ -72,3 +72,59 @@ def test_the_wp_probe_on_this_hosts_kernel(run_programs):
     which has uffd-wp): its record is the one probe() reads."""
     (o,) = run_programs([session.WP_PROBE])
     assert o.end == "exit 0" and o.records["o1"].startswith("ureg 0 ok"), o
+
+
+def _group(sig_key: str, proto: str, ref: str, ops):
+    from orchestrator.fuzz import diff, trace
+    from orchestrator.fuzz.engine import Group
+    from orchestrator.fuzz.model import Op, Program
+    program = Program(tuple(Op(k, a) for k, a in ops))
+    oa = trace.Outcome("1", {"o0": "mmap ok", sig_key: proto}, end="exit 0")
+    ob = trace.Outcome("1", {"o0": "mmap ok", sig_key: ref}, end="exit 0")
+    v = diff.compare(oa, ob, program, [])
+    assert v.diverged
+    return Group("x86_64", v.signature, 1, program, v, (oa, ob), 1.0, ["1"], reproduced=True)
+
+
+def test_a_divergence_is_attributed_by_running_it_on_the_base_kernel():
+    """The base kernel (the prototype's tree without its series) runs each divergence's
+    program: like the prototype -> the base's (not a failure); like the reference -> the
+    series'; a program that moves pages cannot run there -> undetermined."""
+    from orchestrator.fuzz import trace
+    from orchestrator.fuzz.report import ArchReport
+    mm = ("mmap", (0, 1, 0))
+    base_like_proto = _group("o1", "wp -1 ENOENT", "wp 0 ok", [mm, ("wp", (0, 0, 1, 1))])
+    base_like_ref = _group("o1", "madv -1 EINVAL", "madv 0 ok",
+                           [mm, ("madv", (0, 0, 1, "cold"))])
+    moves = _group("o1", "move -1 EBUSY", "move 0 ok", [mm, ("move", (0, 0, 0, 0, 1, 0, 0))])
+    neither = _group("o1", "mprot -1 EINVAL", "mprot 0 ok", [mm, ("mprot", (0, 0, 1, "r"))])
+    ran = []
+
+    class Base:
+        name = "base"
+        cell_id = "x86_64.linux-6.1.none.default.qemu"
+        st = SimpleNamespace(arch=SimpleNamespace(name="x86_64"))
+
+        def run_batch(self, programs, timeout):
+            ran.extend(p for _, p in programs)
+            recs = ["wp -1 ENOENT", "madv 0 ok", "mprot -1 EPERM"]
+            return [trace.Outcome(pid, {"o0": "mmap ok", "o1": r}, end="exit 0")
+                    for (pid, _), r in zip(programs, recs, strict=True)]
+    groups = [base_like_proto, base_like_ref, moves, neither]
+    session.attribute(groups, Base(), [], 10, lambda m: None)
+    assert ran == [base_like_proto.program, base_like_ref.program, neither.program]
+    assert [g.attribution["to"] for g in groups] == ["base", "series", "undetermined",
+                                                      "undetermined"]
+    assert "no UFFDIO_MOVE" in moves.attribution["why"]
+    assert [g.counts for g in groups] == [False, True, True, True]
+    from orchestrator.fuzz.engine import ArchRun
+    ar = ArchRun("x86_64", 1, groups={"a": base_like_proto})
+    assert ArchReport("x86_64", ar).exit_code == 0  # the base's only: the run passes
+    ar.groups["b"] = base_like_ref
+    assert ArchReport("x86_64", ar).exit_code == 1
+    from orchestrator.fuzz.report import group_case
+    t = group_case("c", base_like_proto, session.Path("/tmp"))
+    assert t.status == "skip" and t.message.startswith(
+        "a difference of the base kernel, not the series (x86_64.linux-6.1.none.default.qemu "
+        "differs from the reference the same way)")
+    assert group_case("c", base_like_ref, session.Path("/tmp")).status == "fail"
