@@ -15,7 +15,7 @@ from typing import Callable
 from orchestrator.base.errors import InfraError, Interrupted, OrchError, UsageError
 from orchestrator.base.progress import Progress
 from orchestrator.fuzz import allowlist as allowmod
-from orchestrator.fuzz import diff, report, repro, shrink
+from orchestrator.fuzz import diff, report, repro, shrink, trace
 from orchestrator.fuzz.engine import ArchFuzz, ArchRun, Group, Hooks
 from orchestrator.fuzz.machines import Side, run_both, side_options
 from orchestrator.fuzz.model import Op, Program
@@ -136,7 +136,7 @@ def finish_group(cfg: Config, g: Group, sides: tuple[Side, Side], evaluate: shri
 
 
 def attribute(groups: list[Group], base: Side, allow: list[allowmod.Entry], timeout: float,
-              say: Callable[[str], None]) -> None:
+              say: Callable[[str], None], sides: tuple[Side, Side] | None = None) -> None:
     """Whose difference each divergence is: its (minimized) program run on the base kernel
     (the prototype's tree without its series), compared with what the prototype and the
     reference gave.
@@ -144,38 +144,59 @@ def attribute(groups: list[Group], base: Side, allow: list[allowmod.Entry], time
       prototype does as the base does: the series did not bring it (a version difference
       between the trees, or the base kernel's own bug): recorded, not a failure.
     - "series": the base does as the reference does, and the prototype does not.
-    - "undetermined": anything else, and every program that moves pages (the base has no
-      UFFDIO_MOVE, so it cannot run the same program)."""
-    todo: list[tuple[Group, Program]] = []
+    - "undetermined": anything else.
+    The base has no UFFDIO_MOVE, so a program that moves pages cannot run there as it is:
+    given the prototype and the reference (`sides`), the program without its moves runs on
+    both first, and stands in for it when it still diverges with the signature; otherwise
+    (or without `sides`) the divergence is undetermined."""
+    todo: list[tuple[Group, Program, tuple[trace.Outcome, trace.Outcome], str]] = []
+    variants: list[tuple[Group, Program]] = []
     for g in groups:
         program = g.minimized or g.program
         if g.reproduced is False or not program.ops or program.concurrent:
             continue
+        outs = g.min_outcomes if g.minimized and g.min_outcomes else g.outcomes
         if any(o.kind == "move" for o in program.ops):
+            variants.append((g, Program(tuple(o for o in program.ops if o.kind != "move"),
+                                        program.thp, program.swap)))
+        else:
+            todo.append((g, program, outs, ""))
+    if variants and sides:
+        va, vb = run_both(*sides, [(f"v{i}", p) for i, (_, p) in enumerate(variants)],
+                          timeout)
+        for (g, p), oa, ob in zip(variants, va, vb, strict=True):
+            if g.signature in diff.compare(oa, ob, p, allow).signatures:
+                todo.append((g, p, (oa, ob), " (its program without its moves, which "
+                                             "diverges the same way)"))
+                continue
+            g.attribution = {"to": "undetermined", "why": "its program moves pages, which "
+                             "the base kernel cannot (no UFFDIO_MOVE), and without its moves "
+                             "it does not diverge so"}
+    elif variants:
+        for g, _ in variants:
             g.attribution = {"to": "undetermined", "why": "its program moves pages, which "
                              "the base kernel cannot (no UFFDIO_MOVE)"}
-            continue
-        todo.append((g, program))
     if not todo:
         return
-    outs = base.run_batch([(f"b{i}", p) for i, (_, p) in enumerate(todo)], timeout)
+    outs_c = base.run_batch([(f"b{i}", p) for i, (_, p, _, _) in enumerate(todo)], timeout)
     name = base.cell_id
-    for (g, program), oc in zip(todo, outs, strict=True):
-        oa, ob = g.min_outcomes if g.minimized and g.min_outcomes else g.outcomes
+    for (g, program, (oa, ob), how), oc in zip(todo, outs_c, strict=True):
         if not oc.comparable:
             g.attribution = {"to": "undetermined", "why": f"on {name} the program ended "
-                             f"{oc.end or 'with no outcome'}"}
+                             f"{oc.end or 'with no outcome'}{how}"}
             continue
         like_ref = g.signature not in diff.compare(oc, ob, program, allow).signatures
         like_proto = g.signature not in diff.compare(oa, oc, program, allow).signatures
         if like_proto and not like_ref:
             g.attribution = {"to": "base", "why": f"{name} differs from the reference the "
-                             f"same way"}
+                             f"same way{how}"}
         elif like_ref and not like_proto:
-            g.attribution = {"to": "series", "why": f"{name} does as the reference does"}
+            g.attribution = {"to": "series", "why": f"{name} does as the reference does{how}"}
         else:
-            g.attribution = {"to": "undetermined", "why": f"{name} does as neither kernel "
-                             f"does" if not like_ref else f"{name} does as both do"}
+            g.attribution = {"to": "undetermined", "why": (f"{name} does as neither kernel "
+                             f"does" if not like_ref else f"{name} does as both do") + how}
+        if how:
+            g.attribution["program"] = program.text("base")
         say(f"[{base.st.arch.name}] {g.signature}: the {g.attribution['to']}'s "
             f"({g.attribution['why']})")
 
@@ -215,7 +236,7 @@ def fuzz_arch(cfg: Config, arch, say: Callable[[str], None],
             try:
                 c.up()
                 attribute(sorted(ar.groups.values(), key=lambda x: x.index), c, allow,
-                          cfg.timeout, say)
+                          cfg.timeout, say, (a, b))
             finally:
                 c.close()
     except UsageError:

@@ -128,3 +128,36 @@ def test_a_divergence_is_attributed_by_running_it_on_the_base_kernel():
         "a difference of the base kernel, not the series (x86_64.linux-6.1.none.default.qemu "
         "differs from the reference the same way)")
     assert group_case("c", base_like_ref, session.Path("/tmp")).status == "fail"
+
+
+def test_a_program_that_moves_is_attributed_by_its_program_without_moves(monkeypatch):
+    """The base has no UFFDIO_MOVE: the program without its moves runs on the prototype
+    and the reference; if it still diverges so, it runs on the base in its stead."""
+    from orchestrator.fuzz import trace
+    mm, mv = ("mmap", (0, 1, 0)), ("move", (0, 0, 0, 0, 1, 0, 0))
+    needs_no_move = _group("o2", "wp -1 ENOENT", "wp 0 ok", [mm, mv, ("wp", (0, 0, 1, 1))])
+    needs_move = _group("o1", "move -1 EBUSY", "move 0 ok", [mm, mv])
+    seen = []
+
+    def both(a, b, programs, timeout):
+        seen.extend(p for _, p in programs)
+        def out(pid, rec):
+            return trace.Outcome(pid, {"o0": "mmap ok", "o1": rec}, end="exit 0")
+        return ([out(programs[0][0], "wp -1 ENOENT"), out(programs[1][0], "mmap ok")],
+                [out(programs[0][0], "wp 0 ok"), out(programs[1][0], "mmap ok")])
+    monkeypatch.setattr(session, "run_both", both)
+
+    class Base:
+        cell_id = "x86_64.linux-6.1.none.default.qemu"
+        st = SimpleNamespace(arch=SimpleNamespace(name="x86_64"))
+
+        def run_batch(self, programs, timeout):
+            assert [p for _, p in programs] == [seen[0]]
+            return [trace.Outcome(programs[0][0], {"o0": "mmap ok", "o1": "wp -1 ENOENT"},
+                                  end="exit 0")]
+    session.attribute([needs_no_move, needs_move], Base(), [], 10, lambda m: None,
+                      sides=("a", "b"))
+    assert [o.kind for o in seen[0].ops] == ["mmap", "wp"]
+    assert needs_no_move.attribution["to"] == "base"
+    assert "without its moves" in needs_no_move.attribution["why"]
+    assert needs_move.attribution["to"] == "undetermined"

@@ -2,7 +2,8 @@
 series against the series alone (both 6.1, x86_64: kernels the bisect and run tests build
 too, so store hits here). Every mapping next to another one merges on the series and stays
 apart with pgoff=0, so a few programs diverge; the divergence is shrunk, and its reproducer
-is built and run on both kernels: exit 1 where pgoff=0, exit 0 on the series alone."""
+is built and run on both kernels: exit 1 where pgoff=0, exit 0 on the series alone; its
+program runs on bare 6.1 too, which says the difference is the series'."""
 
 import json
 
@@ -35,3 +36,9 @@ def test_pgoff_zero_against_the_series_diverges_in_vma_layout_and_reproduces(tmp
     assert sig["shrink"]["ops_after"] <= 4 < sig["shrink"]["ops_before"] or \
         sig["shrink"]["ops_before"] <= 4, sig["shrink"]
     assert (out / sig["reproducer"]["path"]).is_file()
+    # Each signature's program ran on bare 6.1 too (the prototype's tree without its
+    # series), which merges as the series alone does: pgoff=0 is the series' difference.
+    plain = [s for s in data["signatures"] if s["signature"].startswith("maps after ")
+             and "\nmove " not in (s["minimized"] or s["program"])]
+    assert plain and all(s["attribution"]["to"] == "series" for s in plain), \
+        [(s["signature"], s["attribution"]) for s in plain]
