@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from orchestrator.base.errors import InfraError, Interrupted, OrchError, UsageError
+from orchestrator.base.errors import ConfigError, InfraError, Interrupted, OrchError, UsageError
 from orchestrator.base.progress import Progress
 from orchestrator.fuzz import allowlist as allowmod
 from orchestrator.fuzz import diff, report, repro, shrink, trace
@@ -237,6 +237,11 @@ def fuzz_arch(cfg: Config, arch, say: Callable[[str], None],
                 c.up()
                 attribute(sorted(ar.groups.values(), key=lambda x: x.index), c, allow,
                           cfg.timeout, say, (a, b))
+            except (InfraError, ConfigError) as exc:  # what was found stands: undetermined
+                say(f"orch: [{arch.name}] the base kernel: {exc}: divergences not attributed")
+                for g in ar.groups.values():
+                    g.attribution = g.attribution or {
+                        "to": "undetermined", "why": f"the base kernel: {exc}"}
             finally:
                 c.close()
     except UsageError:

@@ -161,3 +161,50 @@ def test_a_program_that_moves_is_attributed_by_its_program_without_moves(monkeyp
     assert needs_no_move.attribution["to"] == "base"
     assert "without its moves" in needs_no_move.attribution["why"]
     assert needs_move.attribution["to"] == "undetermined"
+
+
+def test_a_base_kernel_that_does_not_come_up_leaves_the_divergences_undetermined(
+        monkeypatch, tmp_path):
+    """The base check is extra: a base that fails to build or boot does not turn what
+    the fuzzing found into an infrastructure error; every machine goes down."""
+    closed = []
+    g = _group("o1", "wp -1 ENOENT", "wp 0 ok", [("mmap", (0, 1, 0)), ("wp", (0, 0, 1, 1))])
+
+    class FakeSide:
+        def __init__(self, name, run, say):
+            self.name = name
+            self.st = SimpleNamespace(stages=[1])
+            self.boots = self.crashes = self.hangs = 0
+            self.seconds = 0.0
+            self.cell_id = name
+
+        def up(self):
+            if self.name == "base":
+                raise InfraError("build failed")
+
+        def cell(self):
+            return None
+
+        def close(self):
+            closed.append(self.name)
+
+    class FakeFuzz:
+        def __init__(self, a, b, ar, *args):
+            self.ar = ar
+
+        def run(self, seed):
+            self.ar.groups[g.signature] = g
+            return self.ar
+
+    monkeypatch.setattr(session, "Side", FakeSide)
+    monkeypatch.setattr(session, "Run", lambda opts: None)
+    monkeypatch.setattr(session, "side_options", lambda *a: None)
+    monkeypatch.setattr(session, "probe", lambda a, b, t: {})
+    monkeypatch.setattr(session, "ArchFuzz", FakeFuzz)
+    monkeypatch.setattr(session, "finish_group", lambda *a: None)
+    cfg = session.Config(base=SimpleNamespace(tree="t", series="s"), against="r",
+                         against_series="none", out=tmp_path, seed=1)
+    rep = session.fuzz_arch(cfg, SimpleNamespace(name="x86_64"), lambda m: None, [])
+    assert rep.run.error == "" and rep.exit_code == 1
+    assert g.attribution == {"to": "undetermined", "why": "the base kernel: build failed"}
+    assert sorted(closed) == ["base", "prototype", "reference"]
