@@ -58,9 +58,37 @@ def expectations(v: diff.Verdict, outs: tuple[trace.Outcome, trace.Outcome]) -> 
             out.append(("E", outs[1].end or "exit 0"))
             continue
         raw = (outs[1].end or None) if d.key == "E" else outs[1].records.get(d.key)
-        out.append((d.key, raw if raw is not None else "<absent>"))
+        tokens = differing_tokens(d) if raw is not None else None
+        out.append((d.key, tokens if tokens else raw if raw is not None else "<absent>"))
     seen: set[str] = set()
     return [(k, x) for k, x in out if not (k in seen or seen.add(k))]
+
+
+def _words(value: str) -> set[str]:
+    """A record of fields as words: "rss=8 dirty=0 flags=rd wr" -> rss=8, dirty=0, rd, wr
+    (the first flag keeps its "flags=")."""
+    head, sep, flags = value.partition(" flags=")
+    words = set(head.split())
+    if sep:
+        words |= {w for w in flags.split()} | {"flags=" + flags.split()[0]} \
+            if flags.split() else set()
+    return words
+
+
+def differing_tokens(d: diff.Difference) -> str | None:
+    """For a record of fields (smaps, status) on both sides: "~" and the reference's words
+    that the prototype lacks, "!" before the prototype's words the reference lacks, as
+    compared (after the allowlist's normalizations), so that the reproducer checks what
+    differed and nothing the allowlist took out or that merely came along (a reproducer
+    that checks a whole smaps line fails wherever any field differs: on a series prefix
+    without the PMD path, say, where AnonHugePages does). None: check the whole record."""
+    if d.field not in ("smaps", "status") or d.prototype is None or d.reference is None:
+        return None
+    a, b = _words(d.prototype), _words(d.reference)
+    want = sorted(b - a, key=d.reference.find) + [f"!{w}" for w in
+                                                 sorted(a - b, key=d.prototype.find)]
+    want = [w for w in want if not w.startswith(("flags=", "!flags="))]
+    return "~" + " ".join(want) if want else None
 
 
 def inlined_headers(directory: Path = FUZZ) -> str:

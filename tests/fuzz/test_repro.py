@@ -135,3 +135,35 @@ int main(void)
         [*examples, "Adding 65532k swap on /dev/zram0.", "loop0: detected capacity change"]),
         capture_output=True, text=True, timeout=30)
     assert r.stdout.strip().splitlines()[-1] == f"bad={len(examples)}", r.stdout
+
+
+def test_a_smaps_divergence_is_checked_by_the_fields_that_differed(tmp_path, run_programs):
+    """A reproducer of `smaps Private_Dirty` checks Private_Dirty, not the whole smaps line:
+    a kernel whose other fields differ (AnonHugePages on a series prefix without the PMD
+    path, say) still passes it if Private_Dirty is the reference's. Run on the host: its
+    record has dirty=16 for 4 written pages."""
+    p = Program((Op("mmap", (1, 4, 0)), Op("write", (0, 0, 4, 3)), Op("check")))
+    (host,) = run_programs([p])
+    key = next(k for k in host.records if k.startswith("c2.vma"))
+    assert " dirty=16 " in host.records[key], host.records[key]
+
+    def repro_for(name, proto, ref):
+        d = diff.Difference(key, "smaps", proto, ref)
+        v = diff.Verdict("1", signature="smaps Private_Dirty after write", differences=[d])
+        outs = (trace.Outcome("1", {key: proto}, end="exit 0"),
+                trace.Outcome("1", {key: ref}, end="exit 0"))
+        assert repro.expectations(v, outs)[0][1].startswith("~")
+        src = repro.write(tmp_path, name, repro.source(name, v.signature, p, v, outs, ["t"]))
+        return run(cc(src, tmp_path / name, include=tmp_path))
+    # the reference's line is not the host's (no ahp, other flags): only dirty is checked
+    ok = "rss=16 dirty=16 ahp=2048 swap=0 flags=rd wr xx"
+    code, _ = repro_for("repro_dirty_pass", "rss=16 dirty=0 ahp=2048 swap=0 flags=rd wr xx",
+                        ok)
+    assert code == 0
+    code, parsed = repro_for("repro_dirty_fail", ok, "rss=16 dirty=0 ahp=2048 swap=0 "
+                                                      "flags=rd wr xx")
+    assert code == 1 and parsed.results[0].status == "fail"
+    assert repro.differing_tokens(diff.Difference(
+        key, "smaps", "rss=4 dirty=0 flags=rd wr ac", "rss=4 dirty=4 flags=rd wr um")) == \
+        "~dirty=4 um !dirty=0 !ac"
+    assert repro.differing_tokens(diff.Difference("c1.maps", "maps", "a", "b")) is None
