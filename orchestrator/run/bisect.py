@@ -125,30 +125,35 @@ class Verdict:
 def search(n: int, test) -> Verdict:
     """Binary search over prefixes 0..n of a series: the smallest k whose prefix is bad.
 
-    `test(k)` returns good/bad/skip. Prefix n must be bad and prefix 0 good. Skipped
-    (untestable) prefixes are stepped around, as `git bisect skip` does; if they hide the
-    answer, every candidate is returned.
+    `test(k)` returns good, bad, skip (could not be tested) or untested (it ran and every
+    test skipped). Prefix n must be bad. Prefix 0 must be good, or untested: then the
+    search starts at the first prefix the tests run on (first_testable). Skipped prefixes
+    are stepped around, as `git bisect skip` does; if they hide the answer, every
+    candidate is returned. No prefix is tested twice.
     """
     results: dict[int, str] = {}
 
     def t(k: int) -> str:
-        results[k] = test(k)
+        if k not in results:
+            results[k] = test(k)
         return results[k]
 
     if t(n) != "bad":
         return Verdict(error=f"the whole series does not fail the tests (it is {results[n]})")
-    good = 0
+    good = start = 0
     if t(0) == UNTESTED:
         below, good = first_testable(n, t)
+        start = good
         if results[good] == "bad":  # the patch that made them run made them fail
-            hidden = [k for k in range(below + 1, good) if results.get(k) == "skip"]
+            hidden = [k for k in range(below + 1, good) if results.get(k) != UNTESTED]
             return Verdict(first_bad=good, candidates=hidden + [good] if hidden else [],
-                           testable_from=good)
+                           testable_from=start)
     if results[good] != "good":
         return Verdict(error=f"the base tree without patches is not good (it is {results[0]})"
                        if good == 0 else f"prefix {good}, the first the tests run on, is not "
-                       f"good (it is {results[good]})", testable_from=good)
-    bad = n
+                       f"good (it is {results[good]})", testable_from=start)
+    good = max(k for k in range(good, n) if results.get(k) == "good")
+    bad = min(k for k in range(good + 1, n + 1) if results.get(k) == "bad")
     while True:
         todo = [k for k in range(good + 1, bad) if k not in results]
         if not todo:
@@ -161,27 +166,28 @@ def search(n: int, test) -> Verdict:
             bad = mid
     skipped = [k for k in range(good + 1, bad) if results.get(k) in ("skip", UNTESTED)]
     return Verdict(first_bad=bad, candidates=skipped + [bad] if skipped else [],
-                   testable_from=0 if results.get(0) != UNTESTED else
-                   min(k for k, r in results.items() if r != UNTESTED))
+                   testable_from=start)
 
 
 def first_testable(n: int, t) -> tuple[int, int]:
     """The first prefix whose tests run, when on the base every test skipped: what they
     test comes with some patch and stays (a series adds its ioctl once), so prefixes below
     it skip and prefixes from it on run. Binary search between 0 (untested) and n (ran); a
-    step that could not be tested (infrastructure) is stepped over upward. Returns the last
-    prefix known untested and the first known to run."""
+    step that could not be tested (infrastructure) is stepped around, upward first, then
+    downward. Returns the last prefix known untested and the first known to run (with only
+    skips between them, if any)."""
     lo, hi = 0, n
     while hi - lo > 1:
-        for mid in range((lo + hi) // 2, hi):
-            r = t(mid)
+        mid = (lo + hi) // 2
+        for k in [*range(mid, hi), *range(mid - 1, lo, -1)]:
+            r = t(k)
             if r == UNTESTED:
-                lo = mid
+                lo = k
                 break
             if r in ("good", "bad"):
-                hi = mid
+                hi = k
                 break
-        else:  # (lo, hi) all could not be tested: hi is the first we know runs
+        else:  # (lo, hi) all could not be tested
             break
     return lo, hi
 
@@ -224,13 +230,19 @@ def bisect_series(opts: Options, series_spec: str, out: Path) -> int:
         write_json(out / "bisect.json", {
             "mode": "series", "series": series_spec, "patches": [p.name for p in patches],
             "tests": opts.tests, "steps": [dataclasses.asdict(s) for s in steps],
-            "first_bad": first_bad, "status": status,
+            "first_bad": first_bad, "status": status, "testable_from": testable_from,
         })
 
     first_bad: dict | None = None
     status = "running"
+    testable_from = 0
     out.mkdir(parents=True, exist_ok=True)
     verdict = search(n, test)
+    testable_from = verdict.testable_from
+    if testable_from:
+        k = testable_from
+        progress.line(f"bisect: every test skips below prefix {k} (what they test comes "
+                      f"with [{k}/{n}] {patches[k - 1].name}): searched from there")
     if verdict.error:
         status = verdict.error
         write_log()
@@ -246,11 +258,6 @@ def bisect_series(opts: Options, series_spec: str, out: Path) -> int:
         return EXIT_NOT_FOUND
     first_bad = {"index": bad, "name": p.name, "subject": p.subject}
     status = "found"
-    if verdict.testable_from:
-        k = verdict.testable_from
-        first_bad["testable_from"] = k
-        progress.line(f"bisect: the tests skip every test below prefix {k} (what they test "
-                      f"comes with [{k}/{n}] {patches[k - 1].name}): searched from there")
     write_log()
     progress.line(f"first bad patch: [{bad}/{n}] {p.name}: {p.subject}")
     progress.line(f"{len(steps)} steps, {sum(s.seconds for s in steps):.0f}s; "

@@ -94,3 +94,25 @@ def test_an_untestable_step_beside_the_first_testable_prefix_makes_it_ambiguous(
 def test_a_base_that_fails_to_build_is_still_not_good():
     v = search(3, lambda k: "skip" if k == 0 else "bad")
     assert "base tree without patches is not good (it is skip)" in v.error
+
+
+def test_skips_around_the_first_testable_prefix_are_stepped_around_both_ways():
+    """n=4: prefix 1 brings the test and fails; 2 and 3 do not build. The search tries
+    below its midpoint too, finds 1, and tests nothing twice."""
+    seq = {0: "untested", 1: "bad", 2: "skip", 3: "skip", 4: "bad"}
+    calls = []
+
+    def test(k):
+        calls.append(k)
+        return seq[k]
+    v = search(4, test)
+    assert (v.first_bad, v.candidates, v.testable_from) == (1, [], 1)
+    assert len(calls) == len(set(calls))
+    # a skip at the first midpoint, the tests running from 5: prefix 4 is tested once, and
+    # testable_from is the first prefix they ran on, not the skip
+    seq = {**{k: "untested" for k in range(4)}, 4: "skip", 5: "good", 6: "good", 7: "good",
+           8: "bad"}
+    calls.clear()
+    v = search(8, test)
+    assert (v.first_bad, v.candidates, v.testable_from) == (8, [], 5)
+    assert len(calls) == len(set(calls)), calls
