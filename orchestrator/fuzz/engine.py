@@ -75,6 +75,16 @@ class Group:
         """Whether it fails the run: reproduced (or not rerun) and not the base's."""
         return self.reproduced is not False and self.attribution.get("to") != "base"
 
+    @property
+    def status(self) -> tuple[str, str]:
+        """Its testcase's status, and what its message starts with."""
+        if self.reproduced is False:
+            return "skip", "not reproduced: "
+        if not self.counts:
+            return "skip", f"a difference of the base kernel, not the series " \
+                           f"({self.attribution['why']}): "
+        return "fail", ""
+
 
 @dataclass
 class ArchRun:

@@ -55,22 +55,15 @@ def group_case(cell: str, g: Group, out: Path) -> TestCase:
     if g.repro:
         lines.append("reproducer: " + ", ".join(f"{k}={x}" for k, x in g.repro.items()))
     if g.attribution:
-        lines.append(f"attributed to the {g.attribution['to']}: {g.attribution['why']}")
+        lines.append(f"attribution: {g.attribution['to']}: {g.attribution['why']}")
     lines += ["", "differences (prototype / reference):"]
     lines += [f"  {d.key}: {d.prototype} / {d.reference}" for d in v.differences[:20]]
     lines += ["", "minimized program:" if g.minimized else "program:", program.text(g.pids[0])]
     logs = {k: x for k, x in (("reproducer", g.repro.get("path", "")),
                               ("program", g.repro.get("program", ""))) if x}
-    once = g.reproduced is False
-    message = diff.message(v, program)
-    if once:
-        message = f"not reproduced: {message}"
-    elif not g.counts:
-        message = f"a difference of the base kernel, not the series " \
-                  f"({g.attribution['why']}): {message}"
-    return TestCase(cell=cell, binary=BINARY, name=g.signature,
-                    status="fail" if g.counts else "skip", kind="divergence",
-                    message=message, duration=None,
+    status, lead = g.status
+    return TestCase(cell=cell, binary=BINARY, name=g.signature, status=status,
+                    kind="divergence", message=lead + diff.message(v, program), duration=None,
                     file=g.repro.get("path", ""), logs=logs,
                     output=results.cap("\n".join(lines)))
 
@@ -150,14 +143,17 @@ def summary_md(rec: Record, reports: list[ArchReport]) -> str:
                      f"{sum(len(g.pids) for g in ar.groups.values())} | {len(ar.groups)} | "
                      f"{crashes} | {sum(ar.allowed.values())} |")
     for r in reports:
+        if not r.run.wp:
+            lines.append(f"- {r.arch}: programs drawn without uffd write-protect (measured: "
+                         + ", ".join(f"{k} {'has' if v else 'has none'}" for k, v in
+                                     r.run.features.get("uffd_wp", {}).items()) + ")")
         for g in r.run.groups.values():
             ops = (g.minimized or g.program).size()[0]
             lines.append(f"- {r.arch}: **{mergemod.md_cell(g.signature)}**: {len(g.pids)} "
                          f"program(s), reproducer `{g.repro.get('path', '-')}` ({ops} ops)"
-                         + (", not reproduced (not a failure)" if g.reproduced is False
-                            else ", the base kernel's (not a failure)" if not g.counts
-                            else "")
-                         + (f"; attributed to the {g.attribution['to']}"
+                         + (f", {g.status[1].rstrip(': ')} (not a failure)"
+                            if g.status[0] == "skip" else "")
+                         + (f"; attribution: {g.attribution['to']}"
                             if g.attribution and g.counts else ""))
     return "\n".join(lines) + "\n"
 

@@ -154,7 +154,7 @@ def test_kselftest_that_fails_and_one_that_hangs(on_612, tmp_path):
     assert hung[("x86_64", "timeout")]["kind"] == "timeout"
     assert "killed after 5s" in hung[("x86_64", "timeout")]["message"]
     # the test it was in when killed is an error; which one depends on the machine's
-    # speed (`-f minor` alone finished inside 15 s on a quiet machine)
+    # speed
     cut = [(n, t) for (a, n), t in hung.items()
            if (t.get("message") or "").startswith("did not finish:")]
     assert len(cut) == 1, hung
