@@ -91,6 +91,31 @@ def differing_tokens(d: diff.Difference) -> str | None:
     return "~" + " ".join(want) if want else None
 
 
+def first_divergent_op(v: diff.Verdict, program: Program) -> int:
+    """The index of the first operation whose record (oN) or checkpoint (cN.*) differed;
+    the end (cend, E, klog...) counts as after every operation."""
+    found = len(program.ops)
+    for d in v.differences:
+        m = re.match(r"[oc](\d+)(?:\.|$)", d.key)
+        if m:
+            found = min(found, int(m.group(1)))
+    return found
+
+
+def preconditions(v: diff.Verdict, outs: tuple[trace.Outcome, trace.Outcome],
+                  program: Program) -> list[tuple[str, str]]:
+    """("?oN", value) for every operation before the first divergent one that both kernels
+    answered alike, as they wrote it: the reproducer skips on a kernel that answers one of
+    them otherwise (it did not run the program as they did)."""
+    first = first_divergent_op(v, program)
+    out = []
+    for k, val in outs[1].records.items():
+        m = re.fullmatch(r"o(\d+)", k)
+        if m and int(m.group(1)) < first and outs[0].records.get(k) == val:
+            out.append((f"?{k}", val))
+    return out
+
+
 def inlined_headers(directory: Path = FUZZ) -> str:
     """The executor's headers, their own includes taken out; first the kernel problem
     lines' ERE (kernel/problems.py, the one table) that fuzz_repro.h matches the log with."""
@@ -104,7 +129,7 @@ def inlined_headers(directory: Path = FUZZ) -> str:
 def source(name: str, signature: str, program: Program, v: diff.Verdict,
            outs: tuple[trace.Outcome, trace.Outcome], about: list[str]) -> str:
     """The reproducer's C source. `about`: lines for its comment (where it was found)."""
-    expect = expectations(v, outs)
+    expect = preconditions(v, outs, program) + expectations(v, outs)
     rows = "\n".join(f'\t{{ "{k}", "{c_escape(val)}" }},' for k, val in expect) \
         or '\t{ "E", "exit 0" },'
     proto = {d.key: d.prototype for d in v.differences}

@@ -167,3 +167,27 @@ def test_a_smaps_divergence_is_checked_by_the_fields_that_differed(tmp_path, run
         key, "smaps", "rss=4 dirty=0 flags=rd wr ac", "rss=4 dirty=4 flags=rd wr um")) == \
         "~dirty=4 um !dirty=0 !ac"
     assert repro.differing_tokens(diff.Difference("c1.maps", "maps", "a", "b")) is None
+
+
+def test_a_kernel_that_ran_the_program_otherwise_before_the_divergence_skips(
+        tmp_path, run_programs):
+    """Operations both kernels answered alike before the divergence are preconditions: a
+    kernel that answers one otherwise (a series prefix without the PMD path fails the move
+    of a THP the reproducer needs) did not run the program as they did, and cannot show
+    the divergence either way: KSFT_SKIP (exit 4), so that orch bisect steps over it."""
+    (host,) = run_programs([P])
+    first_move = host.records["o4"]
+    assert first_move.startswith("move 0 ok move=16384"), host.records
+
+    def build_with(name, o4):
+        a = trace.Outcome("1", {"o4": o4, "o5": "move -1 EBUSY move=-16"}, end="exit 0")
+        b = trace.Outcome("1", {"o4": o4, "o5": "move -1 EEXIST move=-17"}, end="exit 0")
+        v = diff.compare(a, b, P, [])
+        assert repro.preconditions(v, (a, b), P) == [("?o4", o4)]
+        src = repro.write(tmp_path, name, repro.source(name, v.signature, P, v, (a, b),
+                                                        ["t"]))
+        return run(cc(src, tmp_path / name, include=tmp_path))
+    code, parsed = build_with("repro_pre_holds", first_move)
+    assert code == 0 and parsed.results[0].status == "pass"
+    code, parsed = build_with("repro_pre_fails", "move -1 EINVAL")
+    assert code == 4 and parsed.results[0].status == "skip"
