@@ -81,10 +81,10 @@ static void env_teardown(void)
 }
 
 /*
- * Whether the program needs userfaultfd with UFFDIO_MOVE and this kernel has no such
- * feature (before 6.8, the series not applied): the program cannot run here, which says
- * nothing of the behaviour it checks. The executor asks for UFFD_FEATURE_MOVE on every
- * userfaultfd it opens, so any uffd operation needs it.
+ * Whether the program moves pages and this kernel has no UFFDIO_MOVE (before 6.8, the
+ * series not applied): the program cannot run here, which says nothing of the behaviour
+ * it checks. Its other userfaultfd operations run on such a kernel (the executor falls
+ * back to a userfaultfd without UFFD_FEATURE_MOVE).
  */
 static int uffd_move_absent(const struct prog *p)
 {
@@ -92,8 +92,7 @@ static int uffd_move_absent(const struct prog *p)
 	int uses = 0, fd, ok;
 
 	for (int i = 0; i < p->nops; i++)
-		uses |= p->ops[i].kind == OP_UREG || p->ops[i].kind == OP_UNREG ||
-			p->ops[i].kind == OP_MOVE || p->ops[i].kind == OP_WP;
+		uses |= p->ops[i].kind == OP_MOVE;
 	if (!uses)
 		return 0;
 	fd = (int)syscall(__NR_userfaultfd, O_CLOEXEC | UFFD_USER_MODE_ONLY);

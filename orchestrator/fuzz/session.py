@@ -165,27 +165,38 @@ def attribute(groups: list[Group], base: Side, allow: list[allowmod.Entry], time
       this still counts; its why says what to allowlist if it is the base's.
     - "series": the base does as the reference did, every run.
     - "undetermined": anything else, said why; and every group whose programs all move
-      pages."""
-    runs: list[tuple[Group, Program, tuple[trace.Outcome, trace.Outcome]]] = []
+      pages.
+    Every run must first answer the operations before the divergence as both kernels did
+    (repro.preconditions): a base that ran the program otherwise did not reach the state
+    the divergence is about, whatever it shows after."""
+    runs: list[tuple[Group, Program, tuple[trace.Outcome, trace.Outcome], diff.Verdict]] = []
     for g in groups:
         if not attributable(g):
             continue
-        cands = [(g.program, g.outcomes)]
-        if g.minimized and g.min_outcomes and g.minimized.body() != g.program.body():
-            cands.append((g.minimized, g.min_outcomes))
-        todo = [(p, outs) for p, outs in cands if _checkable(p)]
+        cands = [(g.program, g.outcomes, g.verdict)]
+        if g.minimized and g.min_outcomes and g.min_verdict and \
+                g.minimized.body() != g.program.body():
+            cands.append((g.minimized, g.min_outcomes, g.min_verdict))
+        todo = [c for c in cands if _checkable(c[0])]
         if not todo:
             g.attribution = _undetermined("its programs move pages, which the base kernel "
                                           "cannot (no UFFDIO_MOVE)")
-        runs += [(g, p, outs) for p, outs in todo for _ in range(2)]
+        runs += [(g, *c) for c in todo for _ in range(2)]
     if not runs:
         return
-    outs_c = base.run_batch([(f"b{i}", p) for i, (_, p, _) in enumerate(runs)], timeout)
+    outs_c = base.run_batch([(f"b{i}", r[1]) for i, r in enumerate(runs)], timeout)
     name = base.cell_id
     seen: dict[str, list[str]] = {}  # signature -> what each run did
-    for (g, program, (oa, ob)), oc in zip(runs, outs_c, strict=True):
+    for (g, program, (oa, ob), v), oc in zip(runs, outs_c, strict=True):
         if not oc.comparable or oc.end in ("crash", *trace.HANGS):
             seen.setdefault(g.signature, []).append(f"ended {oc.end or 'with no outcome'}")
+            continue
+        off = next((k[1:] for k, val in repro.preconditions(v, (oa, ob), program)
+                    if oc.records.get(k[1:]) != val), None)
+        if off is not None:
+            seen.setdefault(g.signature, []).append(
+                f"ran it otherwise before the divergence ({off}: {oc.records.get(off)!r}, "
+                f"both kernels {ob.records.get(off)!r})")
             continue
         like_ref = g.signature not in diff.compare(oc, ob, program, allow).signatures
         like_proto = g.signature not in diff.compare(oa, oc, program, allow).signatures

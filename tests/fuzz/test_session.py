@@ -265,3 +265,24 @@ def test_a_kernel_without_uffd_wp_reaches_the_fuzzing_and_the_shrinking(monkeypa
                          against_series="none", out=tmp_path, seed=1, base_check=False)
     session.fuzz_arch(cfg, SimpleNamespace(name="arm64"), lambda m: None, [])
     assert seen == {"fuzz": False, "shrink": False}
+
+
+def test_a_base_that_ran_the_program_otherwise_before_the_divergence_says_nothing():
+    """A base that answered an earlier operation otherwise (bare 6.1 once refused the
+    userfaultfd the executor asked for, so every registration failed, and the VMA layout
+    after an unregister came out as the reference's by accident) did not reach the state
+    the divergence is about: undetermined, never "series" or "base"."""
+    g = _group("o2", "madv -1 EINVAL", "madv 0 ok",
+               [MM, ("ureg", (0, 0, 1, "m")), ("madv", (0, 0, 1, "cold"))])
+    g.outcomes[0].records["o1"] = g.outcomes[1].records["o1"] = "ureg 0 ok ioctls=0x13c"
+    g.verdict = diff.compare(*g.outcomes, g.program, [])
+
+    class RefusingBase(Base):
+        def run_batch(self, programs, timeout):
+            return [trace.Outcome(pid, {"o0": "mmap ok", "o1": "ureg -1 EINVAL",
+                                        "o2": "madv 0 ok"}, end="exit 0")
+                    for pid, _ in programs]
+    session.attribute([g], RefusingBase({}), [], 10, lambda m: None)
+    assert g.attribution["to"] == "undetermined"
+    assert "ran it otherwise before the divergence (o1: 'ureg -1 EINVAL', both kernels " \
+        "'ureg 0 ok ioctls=0x13c')" in g.attribution["why"]
