@@ -291,6 +291,21 @@ def compare(a: trace.Outcome, b: trace.Outcome, program: Program,
     return v
 
 
+def focus(v: Verdict, signature: str, program: Program) -> Verdict:
+    """The verdict as one of its signatures sees it: that signature first, only its own
+    differences (a program that diverges in two ways, one a known difference of the base
+    and one the series', stands for each signature with what that signature is about)."""
+    if signature == v.signature:
+        return v
+    own = [d for d in v.differences
+           if (d.field == "klog" and signature.startswith("kernel report on ")
+               and (d.prototype or d.reference or "") in signature)
+           or (d.field not in ("klog", "invariant") and describe(d, program)[0] == signature)]
+    return Verdict(v.pid, comparable=v.comparable, signature=signature,
+                   signatures=[signature] + [s for s in v.signatures if s != signature],
+                   differences=own, allowed=v.allowed, both=v.both, errnos=v.errnos)
+
+
 def message(v: Verdict, program: Program) -> str:
     """The first difference, in words, for a testcase's message."""
     if not v.differences:

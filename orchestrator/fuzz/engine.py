@@ -94,6 +94,7 @@ class ArchRun:
     programs: int = 0  # distinct programs run on both kernels
     generated: int = 0  # drawn from the stream (with repeats)
     agreed: int = 0
+    diverged: int = 0  # programs (each in the group of every signature it has)
     not_comparable: int = 0
     unusable: Counter = field(default_factory=Counter)  # why not: "end A / end B" -> programs
     both: Counter = field(default_factory=Counter)  # crashes/hangs on both sides
@@ -208,9 +209,10 @@ class ArchFuzz:
         for (pid, p), oa, ob in zip(progs, outs_a, outs_b, strict=True):
             v = diff.compare(oa, ob, p, self.allow)
             self.record(index[pid], p, v, (oa, ob), elapsed)
-            g = self.ar.groups.get(v.signature) if v.diverged else None
-            if g is not None and not g.reproduced and v.signature not in unconfirmed:
-                unconfirmed[v.signature] = (index[pid], pid, p, v, (oa, ob))
+            for sig in v.signatures if v.diverged and v.comparable else []:
+                g = self.ar.groups.get(sig)
+                if g is not None and not g.reproduced and sig not in unconfirmed:
+                    unconfirmed[sig] = (index[pid], pid, p, diff.focus(v, sig, p), (oa, ob))
         self.confirm(unconfirmed)
         kept = self.hooks.after_batch(self.a, self.b, progs)
         self.ar.kept += [pid for pid, k in kept.items() if k]
@@ -218,7 +220,7 @@ class ArchFuzz:
         self.ar.batches += 1
         self.ar.seconds = elapsed
         self.say(f"[{self.ar.arch}] fuzz: {self.ar.programs} programs "
-                 f"({self.ar.rate():.1f}/s), {sum(len(g.pids) for g in self.ar.groups.values())}"
+                 f"({self.ar.rate():.1f}/s), {self.ar.diverged}"
                  f" diverging in {len(self.ar.groups)} signature(s), "
                  f"{self.a.crashes + self.b.crashes} crash(es)"
                  + (f", {self.ar.not_comparable} not compared (fuzz.json says why)"
@@ -244,12 +246,16 @@ class ArchFuzz:
         if not v.diverged:
             ar.agreed += 1
             return
-        g = ar.groups.get(v.signature)
-        if g is None:
-            g = ar.groups[v.signature] = Group(ar.arch, v.signature, index, p, v, outs,
-                                               round(elapsed, 1))
-            self.say(f"[{ar.arch}] divergence: {v.signature} (program {v.pid})")
-        g.pids.append(v.pid)
+        ar.diverged += 1
+        # Every signature of the program, not only its first: a program that first differs
+        # by a known difference of the base can differ by the series' own later on.
+        for sig in v.signatures:
+            g = ar.groups.get(sig)
+            if g is None:
+                g = ar.groups[sig] = Group(ar.arch, sig, index, p, diff.focus(v, sig, p),
+                                           outs, round(elapsed, 1))
+                self.say(f"[{ar.arch}] divergence: {sig} (program {v.pid})")
+            g.pids.append(v.pid)
 
     def confirm(self, unconfirmed: dict[str, tuple]) -> None:
         """Run the first program of each signature not reproduced yet again, all in one

@@ -89,7 +89,7 @@ def record(reports: list[ArchReport], command: str, created: str, out: Path) -> 
             status="pass" if ar.programs else "error", kind="fuzz",
             message=f"{ar.programs} programs in {ar.seconds:.0f}s ({rate}/s) against "
                     f"{r.reference.id if r.reference else '?'}: {ar.agreed} agreed, "
-                    f"{sum(len(g.pids) for g in ar.groups.values())} diverged "
+                    f"{ar.diverged} diverged "
                     f"({len(ar.groups)} signatures), {ar.not_comparable} not comparable",
             duration=round(ar.seconds, 1), duration_source="orch"))
         for g in ar.groups.values():
@@ -108,7 +108,8 @@ def fuzz_json(reports: list[ArchReport], config: dict) -> dict:
             "reference_kernel": r.reference.kernel_key if r.reference else None,
             "seed": ar.seed, "programs": ar.programs, "generated": ar.generated,
             "seconds": round(ar.seconds, 1), "programs_per_second": round(ar.rate(), 3),
-            "batches": ar.batches, "agreed": ar.agreed, "not_comparable": ar.not_comparable,
+            "batches": ar.batches, "agreed": ar.agreed, "diverged": ar.diverged,
+            "not_comparable": ar.not_comparable,
             "not_comparable_why": dict(ar.unusable.most_common(20)),
             "both": dict(ar.both), "allowed": dict(ar.allowed), "kept": ar.kept,
             "reruns": ar.reruns, "features": ar.features, "wp_generated": ar.wp,
@@ -140,7 +141,7 @@ def summary_md(rec: Record, reports: list[ArchReport]) -> str:
         crashes = " / ".join(str(r.sides.get(s, {}).get("crashes", 0))
                              for s in ("prototype", "reference"))
         lines.append(f"| {r.arch} | {ar.programs} | {ar.rate():.2f} | {ar.agreed} | "
-                     f"{sum(len(g.pids) for g in ar.groups.values())} | {len(ar.groups)} | "
+                     f"{ar.diverged} | {len(ar.groups)} | "
                      f"{crashes} | {sum(ar.allowed.values())} |")
     for r in reports:
         if not r.run.wp:

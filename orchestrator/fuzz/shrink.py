@@ -111,7 +111,7 @@ def shrink(g: Group, seed_value: int, evaluate: Evaluate, seconds: float,
         # resolves to many pages; a later mmap may become a slot): a candidate larger than
         # the best so far is not taken, so the result is never bigger than the program.
         if g.signature in v.signatures and program.size() <= state["best"][0].size():
-            state["best"] = (program, v, outs)
+            state["best"] = (program, diff.focus(v, g.signature, program), outs)
             _diverges()
 
     why = ""

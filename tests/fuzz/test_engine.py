@@ -132,3 +132,37 @@ def test_a_new_signature_is_confirmed_by_running_its_first_program_again(monkeyp
     af.flush()
     af.finish()
     assert runs[4:] == [["6"]]  # reproduced: no more reruns
+
+
+def test_a_program_stands_in_the_group_of_every_signature_it_has(monkeypatch):
+    """A program that first differs by one thing (a known difference of the base, say)
+    and later by another (the series' own) is in both groups, each with its own
+    differences: a bug of the series is not hidden behind the first signature of the
+    programs it shows in (a planted-bug run of this stop had every signature of the clean
+    run and nothing of its own)."""
+    def run_both(a, b, programs, timeout):
+        outs_a = [trace.Outcome(pid, {"o0": "mmap ok", "o1": "madv 0 ok"}, [], "exit 0")
+                  for pid, _ in programs]
+        outs_b = copy.deepcopy(outs_a)
+        for (_pid, p), o in zip(programs, outs_b, strict=True):
+            o.records["o0"] = "mmap -1 ENOMEM"  # every program: the "base" difference
+            if p.ops[1].args[0] == 1:  # and some: the "series'" one, later
+                o.records["o1"] = "madv -1 EBUSY"
+        return outs_a, outs_b
+    monkeypatch.setattr(engine, "run_both", run_both)
+    ps = [model.Program((model.Op("mmap", (i, 1, 0)),
+                         model.Op("madv", (i % 2, 0, 1, "cold"))))
+          for i in range(4)]
+    af = ArchFuzz(FakeSide("a"), FakeSide("b"), ArchRun("x86_64", 1), [], None, 9, 4, 10,
+                  say=lambda m: None)
+    af.batch = [(i, p) for i, p in enumerate(ps)]
+    af.flush()
+    af.finish()
+    groups = af.ar.groups
+    assert set(groups) == {"mmap: ok on the prototype, -1 ENOMEM on the reference",
+                           "madv cold: 0 ok on the prototype, -1 EBUSY on the reference"}
+    first, later = groups.values()
+    assert first.pids == ["0", "1", "2", "3"] and later.pids == ["1", "3"]
+    assert [d.key for d in later.verdict.differences] == ["o1"]
+    assert later.verdict.signature == later.signature and later.reproduced
+    assert af.ar.diverged == 4

@@ -15,7 +15,8 @@ P = Program((Op("mmap", (0, 1, 0)), Op("move", (0, 0, 0, 0, 1, 0, 0))))
 
 
 def arch_report(signatures, error=""):
-    ar = ArchRun("x86_64", 5, programs=100, agreed=100 - len(signatures), seconds=50.0)
+    ar = ArchRun("x86_64", 5, programs=100, agreed=100 - len(signatures),
+                 diverged=len(signatures), seconds=50.0)
     ar.error = error
     for s in signatures:
         v = diff.Verdict("3", signature=s, differences=[
