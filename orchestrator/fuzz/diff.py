@@ -291,6 +291,35 @@ def compare(a: trace.Outcome, b: trace.Outcome, program: Program,
     return v
 
 
+def _event(key: str) -> str:
+    """Which event of the program a record is about: an operation and the checkpoint after
+    it are one (oN, cN.*), the end another (cend.*, E)."""
+    m = re.match(r"[oc](\d+)(?:\.|$)", key)
+    return m.group(1) if m else "end"
+
+
+def event_signatures(v: Verdict, program: Program) -> list[str]:
+    """The signatures a program is grouped under: its first, and the first of every later
+    event (an operation, the end), plus every kernel report. The records of one event
+    are facets of one difference (a page swapped on one side only shows in its smaps
+    Swap, its pagemap bits and RssAnon at once): one group for them, not one each."""
+    out = [v.signature] if v.signature else []
+    events: set[str] = set()
+    for d in v.differences:
+        if d.field == "klog":
+            continue
+        ev = _event(d.key)
+        sig = f"concurrent moves: {d.prototype} on the prototype, {d.reference} on the " \
+              f"reference" if d.field == "invariant" else describe(d, program)[0]
+        if sig == v.signature:
+            events.add(ev)
+        if ev not in events:
+            events.add(ev)
+            out.append(sig)
+    out += [s for s in v.signatures if s.startswith("kernel report on ")]
+    return list(dict.fromkeys(out))
+
+
 def focus(v: Verdict, signature: str, program: Program) -> Verdict:
     """The verdict as one of its signatures sees it: that signature first, only its own
     differences (a program that diverges in two ways, one a known difference of the base

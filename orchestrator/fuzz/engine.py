@@ -209,7 +209,7 @@ class ArchFuzz:
         for (pid, p), oa, ob in zip(progs, outs_a, outs_b, strict=True):
             v = diff.compare(oa, ob, p, self.allow)
             self.record(index[pid], p, v, (oa, ob), elapsed)
-            for sig in v.signatures if v.diverged and v.comparable else []:
+            for sig in diff.event_signatures(v, p) if v.diverged and v.comparable else []:
                 g = self.ar.groups.get(sig)
                 if g is not None and not g.reproduced and sig not in unconfirmed:
                     unconfirmed[sig] = (index[pid], pid, p, diff.focus(v, sig, p), (oa, ob))
@@ -247,9 +247,9 @@ class ArchFuzz:
             ar.agreed += 1
             return
         ar.diverged += 1
-        # Every signature of the program, not only its first: a program that first differs
-        # by a known difference of the base can differ by the series' own later on.
-        for sig in v.signatures:
+        # Every event's signature of the program, not only its first: a program that first
+        # differs by a known difference of the base can differ by the series' own later.
+        for sig in diff.event_signatures(v, p):
             g = ar.groups.get(sig)
             if g is None:
                 g = ar.groups[sig] = Group(ar.arch, sig, index, p, diff.focus(v, sig, p),

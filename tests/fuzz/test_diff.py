@@ -169,3 +169,22 @@ def test_a_rewritten_region_record_reads_as_the_executor_wrote_it():
     for raw in RAW_REGIONS:
         head, _, runs = raw.partition(" ")
         assert normalize._encode(trace.pages(raw)) == runs, raw
+
+
+def test_one_group_per_event_not_per_record():
+    """The records of one checkpoint are facets of one difference (a page swapped on one
+    side shows in smaps Swap, its pagemap bits and RssAnon): one signature for them; a
+    later operation's difference is another."""
+    from orchestrator.fuzz import diff, trace
+    from orchestrator.fuzz.model import Op, Program
+    p = Program((Op("mmap", (0, 1, 0)), Op("madv", (0, 0, 1, "pageout")), Op("check"),
+                 Op("madv", (0, 0, 1, "cold"))))
+    a = trace.Outcome("1", {"o0": "mmap ok", "o1": "madv 0 ok", "c2.vma0": "rss=0 swap=4",
+                            "c2.status": "rssanon=+0", "o3": "madv 0 ok"}, end="exit 0")
+    b = trace.Outcome("1", {"o0": "mmap ok", "o1": "madv 0 ok", "c2.vma0": "rss=4 swap=0",
+                            "c2.status": "rssanon=+4", "o3": "madv -1 EINVAL"}, end="exit 0")
+    v = diff.compare(a, b, p, [])
+    assert len(v.signatures) == 3
+    sigs = diff.event_signatures(v, p)
+    assert sigs == [v.signatures[0], "madv cold: 0 ok on the prototype, -1 EINVAL on the "
+                                     "reference"], sigs
