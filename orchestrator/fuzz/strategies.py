@@ -147,16 +147,26 @@ def resolve(raw: list[tuple]) -> tuple[Op, ...]:
 
 # A source written in full and a destination registered for missing faults, both PMD
 # aligned: what most moves want, as the first operations of half the programs.
+# The source may be paged out after it is written (swapped, where the program has swap),
+# and its soft-dirty bits cleared after that: moves of swap entries (the series' patch 5)
+# and what they do to soft-dirty are otherwise rare, since they need a pageout, a swap
+# device, a clear_refs and a move of those pages in one program (a bug planted there was
+# not found in two 10-minute runs without this).
 SKELETON = st.tuples(st.sampled_from([512, 1024]), st.integers(0, 37),
-                     st.sampled_from(["hugepage", "none"]))
+                     st.sampled_from(["hugepage", "none"]),
+                     st.sampled_from(["none", "pageout", "pageout+clear_refs"]))
 
 
-def skeleton(npages: int, slot: int, advice: str) -> list[tuple]:
+def skeleton(npages: int, slot: int, advice: str, after: str = "none") -> list[tuple]:
     out = [("mmap", ("slot", slot, 0), npages, 0)]
     if advice != "none":
         out.append(("madv", 0, ("whole",), advice))
-    out += [("write", 0, ("whole",), 1), ("mmap", ("slot", slot + 38, 0), npages, 0),
-            ("ureg", 1, ("whole",), "m")]
+    out.append(("write", 0, ("whole",), 1))
+    if after != "none":
+        out.append(("madv", 0, ("whole",), "pageout"))
+    if after == "pageout+clear_refs":
+        out.append(("clear_refs", 4))
+    out += [("mmap", ("slot", slot + 38, 0), npages, 0), ("ureg", 1, ("whole",), "m")]
     return out
 
 
