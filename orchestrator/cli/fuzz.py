@@ -18,6 +18,7 @@ from orchestrator.fuzz.machines import side_options
 from orchestrator.fuzz.session import Config, fuzz
 from orchestrator.options import OPTIONS, options_from
 from orchestrator.plan.command import fuzz_command
+from orchestrator.results import record as results
 from orchestrator.run.pipeline import Run, default_output
 
 NAME = "fuzz"
@@ -26,7 +27,7 @@ DEFAULT_AGAINST = "linux-6.12"
 DEFAULT_SECONDS = 120.0
 # The run options that make sense for both sides of a fuzz run (the table's own entries).
 RUN_DESTS = ("arches", "tree", "base", "series", "configs", "profiles", "output", "jobs",
-             "accel", "memory", "smp", "append", "boot_timeout", "ssh_timeout", "quiet")
+             "accel", "memory", "smp", "append", "boot_timeout", "ssh_timeout", "quiet", "coverage")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -58,6 +59,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="do not run the divergences' programs on the prototype's tree "
                         "without its series (by default they are, and a difference the "
                         "base kernel shows too is recorded as the base's, not a failure)")
+    p.add_argument("--suite-coverage", type=Path, metavar="DIR",
+                   help="with --coverage: an `orch run --coverage` output directory whose "
+                        "coverage of the series is shown beside the fuzzing's")
     p.add_argument("--plan", help="a plan file (or a shipped plan's name); with --cell, "
                    "fuzz that cell for its plan's budget (fuzz:) against its compare: base "
                    "cell; nothing when it has no budget")
@@ -68,6 +72,16 @@ def config(args: argparse.Namespace, argv: list[str]) -> Config:
     base = options_from(args, argv)
     out = (args.output or default_output()).resolve()
     allowmod.load(args.allowlist)  # a bad allowlist: exit 2 before anything slow
+    suite = None
+    if args.suite_coverage is not None:
+        if base.coverage is None:
+            raise UsageError("--suite-coverage needs --coverage (the fuzzing's own coverage "
+                             "to show beside it)")
+        rec = results.load(args.suite_coverage / results.FILENAME)
+        if not rec.coverage:
+            raise UsageError(f"{args.suite_coverage}: its results.json has no coverage "
+                             f"section (an `orch run --coverage` output directory?)")
+        suite = rec.coverage
     sides = (("prototype", base.tree, base.series),
              ("reference (--against, --against-series)", args.against, args.against_series))
     for name, tree, series in sides:
@@ -81,7 +95,8 @@ def config(args: argparse.Namespace, argv: list[str]) -> Config:
                   seconds=None if args.programs else (args.time or DEFAULT_SECONDS),
                   programs=args.programs, batch=args.batch, timeout=args.program_timeout,
                   shrink_seconds=args.shrink_time, concurrent_share=args.concurrent_share,
-                  allowlist=args.allowlist, base_check=args.base_check)
+                  allowlist=args.allowlist, base_check=args.base_check,
+                  suite_coverage=suite)
 
 
 def main(args: argparse.Namespace, argv: list[str]) -> int:

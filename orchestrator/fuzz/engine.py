@@ -5,8 +5,8 @@ signature, until the budget (seconds or programs) is spent.
 The stream's index of a program is its identity: shrink.py replays the stream up to it.
 A program already run (Hypothesis repeats small ones) is not run again.
 
-Coverage (when `orch run --coverage` exists) plugs in at `Hooks.after_batch`: given a batch
-of programs and what they reached, say which the corpus keeps (see `Hooks`).
+Guidance plugs in at `Hooks.after_batch`: given a batch of programs and what they reached,
+it says which the corpus keeps; the stream mutates kept programs (see `Hooks`).
 """
 
 from __future__ import annotations
@@ -28,20 +28,17 @@ from orchestrator.fuzz.model import Program
 class Hooks:
     """Where guidance plugs in. `after_batch(side_a, side_b, programs)` runs after each
     batch on both kernels and returns, per program id, whether the corpus keeps the program
-    (it reached lines of the series that no earlier program reached). The default keeps
-    nothing and reads nothing.
-
-    A coverage hook (issue 25's `--coverage` kernels; testing/gcovdata.py and
-    kernel/gcov.py are that work's modules, on main once it merges): the prototype side
-    built with coverage (its Options' coverage flag through machines.side_options), gcov data reset
-    before the batch and collected after it over `side_a.st.machine.session`
-    (testing/gcovdata.py), the series' lines it ran (kernel/gcov.py) compared with the
-    union so far; a batch with new lines is rerun one program at a time to say which
-    program reached them. Its ids go to ArchRun.kept; the report adds the corpus's
-    coverage of the series beside the suite's."""
+    (it reached lines of the series that no earlier program reached: guide.py's coverage
+    hook, `orch fuzz --coverage`). A kept program is visible to the stream from the next
+    program drawn on (strategies.Corpus): half of the sequential programs are then
+    mutations of kept ones. The default keeps nothing and reads nothing: the seed's
+    programs are those of an unguided run. `guides`: the stream draws mutations (of kept
+    programs, once there are some); a guided run's programs differ from an unguided one's
+    from the start (strategies.programs)."""
 
     after_batch: Callable[[Side, Side, list[tuple[str, Program]]], dict[str, bool]] = \
         lambda a, b, programs: {}
+    guides: bool = False
 
 
 @dataclass
@@ -100,6 +97,8 @@ class ArchRun:
     both: Counter = field(default_factory=Counter)  # crashes/hangs on both sides
     allowed: Counter = field(default_factory=Counter)
     kept: list[str] = field(default_factory=list)  # what a guidance hook kept
+    # The kept programs and the stream index each is visible from (shrink.py replays it)
+    corpus: strategies.Corpus | None = None
     reruns: int = 0  # programs run again to confirm a signature
     # VMA layouts (the seed's question): programs compared, those whose maps differed at
     # some checkpoint, and the VMAs at the end on A minus on B -> programs
@@ -146,6 +145,9 @@ class ArchFuzz:
         self.pending: tuple | None = None  # the batch in flight: thread, programs, ...
         self.seen: set[str] = set()
         self.start = 0.0
+        self.keep: list[Program] = []  # kept by the last batch, visible from the next draw
+        if self.hooks.guides and ar.corpus is None:
+            ar.corpus = strategies.Corpus()
 
     def exhausted(self) -> bool:
         pending = len(self.pending[1]) if self.pending else 0
@@ -172,11 +174,17 @@ class ArchFuzz:
             raise _Abort(exc) from None
         if self.exhausted():
             raise strategies.Stop()
+        if self.ar.corpus is not None:  # what the next program drawn may mutate
+            self.ar.corpus.at = self.ar.generated
 
     def flush(self) -> None:
         """Start the batch on both kernels, in a thread, once the previous one is done:
         Hypothesis draws the next batch meanwhile (the guests wait on SSH, not the GIL)."""
         self.finish()
+        for p in self.keep:
+            if self.ar.corpus is not None:
+                self.ar.corpus.add(self.ar.generated, p)
+        self.keep = []
         if not self.batch:
             return
         progs = [(str(i), p) for i, p in self.batch]
@@ -215,7 +223,10 @@ class ArchFuzz:
                     unconfirmed[sig] = (index[pid], pid, p, diff.focus(v, sig, p), (oa, ob))
         self.confirm(unconfirmed)
         kept = self.hooks.after_batch(self.a, self.b, progs)
-        self.ar.kept += [pid for pid, k in kept.items() if k]
+        for pid, p in progs:
+            if kept.get(pid):
+                self.ar.kept.append(pid)
+                self.keep.append(p)
         self.ar.programs += len(progs)
         self.ar.batches += 1
         self.ar.seconds = elapsed
@@ -295,7 +306,8 @@ class ArchFuzz:
         self.start = time.monotonic()
         try:
             strategies.stream(seed, self.consume,
-                              strategies.programs(self.concurrent_share, self.ar.wp))
+                              strategies.programs(self.concurrent_share, self.ar.wp,
+                                                  self.ar.corpus))
         except _Abort as exc:
             raise exc.exc from None
         finally:

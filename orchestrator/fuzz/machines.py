@@ -42,13 +42,17 @@ BATCH = "/tmp/orch-fuzz-batch.txt"
 
 
 def side_options(base: Options, arch: Arch, tree: str | None, series: str | None,
-                 out: Path) -> Options:
+                 out: Path, coverage: bool = False) -> Options:
     """One side's run: the user's run options, this arch, tree and series, the fuzz
-    executor as its only selftest."""
+    executor as its only selftest. `coverage`: the user's --coverage build (the
+    prototype's, guide.py); otherwise a plain one."""
+    profiles = [p for p in base.profiles if coverage or p != "coverage"]
     return dataclasses.replace(base, arches=[arch], tree=tree, base=base.base if tree ==
                                base.tree else None, series=series or "none", output=out,
                                junit=None, selftests=FUZZ, tests=None, kselftest=[],
-                               kselftest_tree=None, retries=0, patches=None)
+                               kselftest_tree=None, retries=0, patches=None,
+                               profiles=profiles,
+                               coverage=base.coverage if coverage else None)
 
 
 @dataclass

@@ -17,6 +17,8 @@ from orchestrator.base import files
 from orchestrator.base.errors import EXIT_INFRA, EXIT_PASS, EXIT_TEST_FAILED, worst
 from orchestrator.fuzz import diff
 from orchestrator.fuzz.engine import ArchRun, Group
+from orchestrator.fuzz.guide import CoverageGuide, table_md
+from orchestrator.results import coverage as rescov
 from orchestrator.results import merge as mergemod
 from orchestrator.results import record as results
 from orchestrator.results.record import Cell, Record, TestCase
@@ -33,6 +35,9 @@ class ArchReport:
     prototype: Cell | None = None
     reference: Cell | None = None
     sides: dict = field(default_factory=dict)  # name -> {boots, crashes, hangs, seconds}
+    guide: CoverageGuide | None = None  # --coverage
+    suite: dict | None = None  # --suite-coverage: that run's coverage section
+    coverage: dict | None = None  # guide.report(), filled in by record()
 
     @property
     def exit_code(self) -> int:
@@ -94,6 +99,12 @@ def record(reports: list[ArchReport], command: str, created: str, out: Path) -> 
             duration=round(ar.seconds, 1), duration_source="orch"))
         for g in ar.groups.values():
             rec.tests.append(group_case(cell.id, g, out))
+        if r.guide is not None:
+            r.coverage = r.guide.report(cell.id, r.suite)
+    # the series' lines the fuzzing reached (and the suite's beside them): results.json's
+    # coverage section, so coverage.xml, the page and orch merge/compare show it as a run's
+    rec.coverage = rescov.union([r.coverage["section"] for r in reports
+                                 if r.coverage and r.coverage.get("section")])
     return rec
 
 
@@ -116,6 +127,8 @@ def fuzz_json(reports: list[ArchReport], config: dict) -> dict:
             "layouts": {**ar.layouts, "extra_vmas": {str(k): n for k, n in
                                                      sorted(ar.layouts["extra_vmas"].items())}},
             "sides": r.sides, "error": ar.error,
+            "coverage": {k: v for k, v in r.coverage.items() if k != "section"}
+            if r.coverage else None,
             "signatures": [{
                 "signature": g.signature, "programs": g.pids, "first_index": g.index,
                 "found_after_seconds": g.found_after,
@@ -156,6 +169,10 @@ def summary_md(rec: Record, reports: list[ArchReport]) -> str:
                             if g.status[0] == "skip" else "")
                          + (f"; attribution: {g.attribution['to']}"
                             if g.attribution and g.counts else ""))
+    for r in reports:
+        if r.coverage:
+            lines += ["", f"### {r.arch}: the series' lines the fuzzing reached "
+                      f"(`--coverage`)", "", *table_md(r.coverage)]
     return "\n".join(lines) + "\n"
 
 

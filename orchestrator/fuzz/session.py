@@ -15,7 +15,7 @@ from typing import Callable
 from orchestrator.base.errors import InfraError, Interrupted, OrchError, UsageError
 from orchestrator.base.progress import Progress
 from orchestrator.fuzz import allowlist as allowmod
-from orchestrator.fuzz import diff, report, repro, shrink, trace
+from orchestrator.fuzz import diff, guide, report, repro, shrink, strategies, trace
 from orchestrator.fuzz.engine import ArchFuzz, ArchRun, Group, Hooks
 from orchestrator.fuzz.machines import Side, run_both, side_options
 from orchestrator.fuzz.model import Op, Program
@@ -43,6 +43,14 @@ class Config:
     # Run each divergence's program on the prototype's tree without its series too, and
     # say whose difference it is (attribute()). Only when the prototype has a series.
     base_check: bool = True
+    # --suite-coverage: a results.json coverage section (orch run --coverage) to show the
+    # fuzzing's coverage of the series beside (with --coverage)
+    suite_coverage: dict | None = None
+
+    @property
+    def coverage(self) -> bool:
+        """--coverage: the prototype is a coverage build and guides the programs."""
+        return self.base.coverage is not None
 
     def as_json(self) -> dict:
         return {"arches": [a.name for a in self.base.arches], "tree": self.base.tree,
@@ -51,7 +59,7 @@ class Config:
                 "seconds": self.seconds, "programs": self.programs, "batch": self.batch,
                 "program_timeout": self.timeout, "shrink_seconds": self.shrink_seconds,
                 "concurrent_share": self.concurrent_share, "allowlist": str(self.allowlist),
-                "base_check": self.base_check}
+                "base_check": self.base_check, "coverage": self.base.coverage}
 
 
 def verify(g: Group, path: Path, sides: tuple[Side, Side], say: Callable[[str], None]) -> None:
@@ -109,14 +117,15 @@ def probe(a: Side, b: Side, timeout: float) -> dict[str, dict[str, bool]]:
 
 
 def finish_group(cfg: Config, g: Group, sides: tuple[Side, Side], evaluate: shrink.Evaluate,
-                 say: Callable[[str], None], out: Path, wp: bool = True) -> None:
+                 say: Callable[[str], None], out: Path, wp: bool = True,
+                 corpus: strategies.Corpus | None = None) -> None:
     if g.reproduced is False:  # a one-off so far: nothing to shrink, no reproducer
         g.shrink = {"skipped": "not reproduced: its program run again did not diverge so"}
         return
     if g.program.ops and not g.program.concurrent and cfg.shrink_seconds > 0 and \
             not g.shrink:
         shrink.shrink(g, cfg.seed, evaluate, cfg.shrink_seconds, cfg.concurrent_share, say,
-                      wp)
+                      wp, corpus)
     if not g.program.ops or g.program.concurrent:
         return
     name = repro.name(g.signature)
@@ -244,7 +253,7 @@ def fuzz_arch(cfg: Config, arch, say: Callable[[str], None],
     d = cfg.out / arch.name
     base = cfg.base
     a = Side("prototype", Run(side_options(base, arch, base.tree, base.series,
-                                           d / "prototype")), say)
+                                           d / "prototype", coverage=True)), say)
     b = Side("reference", Run(side_options(base, arch, cfg.against, cfg.against_series,
                                            d / "reference")), say)
     allow = allowmod.for_arch(allowmod.load(cfg.allowlist), arch.name)
@@ -258,12 +267,22 @@ def fuzz_arch(cfg: Config, arch, say: Callable[[str], None],
             lacks = " and ".join(n for n, has in ar.features["uffd_wp"].items() if not has)
             say(f"[{arch.name}] the {lacks} has no uffd write-protect (a wp registration "
                 f"fails): programs use none")
+        hooks = cfg.hooks
+        if cfg.coverage:
+            rep.guide = guide.CoverageGuide(d / "coverage", cfg.timeout, say)
+            rep.suite = cfg.suite_coverage
+            try:
+                rep.guide.start(a)
+            except OrchError as exc:  # no guidance, the fuzzing still stands
+                rep.guide.why = f"{exc.stage + ': ' if exc.stage else ''}{exc}"
+                say(f"orch: [{arch.name}] fuzz --coverage: {rep.guide.why}: unguided")
+            hooks = Hooks(after_batch=rep.guide.after_batch, guides=rep.guide.supported)
         say(f"[{arch.name}] fuzzing {a.cell_id} against {b.cell_id} (seed {cfg.seed})")
         ArchFuzz(a, b, ar, allow, cfg.seconds, cfg.programs, cfg.batch, cfg.timeout, say,
-                 cfg.hooks, cfg.concurrent_share).run(cfg.seed)
+                 hooks, cfg.concurrent_share).run(cfg.seed)
         evaluate = shrink.Evaluate(a, b, allow, cfg.timeout)
         for g in sorted(ar.groups.values(), key=lambda x: x.index):
-            finish_group(cfg, g, (a, b), evaluate, say, cfg.out, ar.wp)
+            finish_group(cfg, g, (a, b), evaluate, say, cfg.out, ar.wp, ar.corpus)
         groups = sorted(ar.groups.values(), key=lambda x: x.index)
         if base_needed(cfg) and any(attributable(g) for g in groups):
             a.close()  # two guests at most: the base is the third kernel

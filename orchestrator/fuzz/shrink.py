@@ -72,8 +72,11 @@ class Evaluate:
 
 def shrink(g: Group, seed_value: int, evaluate: Evaluate, seconds: float,
            concurrent_share: int, say: Callable[[str], None] = print,
-           wp: bool = True) -> None:
-    """Fill in `g.minimized`, `g.min_verdict`, `g.min_outcomes` and `g.shrink`."""
+           wp: bool = True, corpus: strategies.Corpus | None = None) -> None:
+    """Fill in `g.minimized`, `g.min_verdict`, `g.min_outcomes` and `g.shrink`. `corpus`:
+    the run's kept programs (a guided run): the replay sees them from the indexes the run
+    did, and the candidates see those the diverging program was drawn with."""
+    corpus = strategies.Corpus(corpus.entries) if corpus is not None else None
     start = time.monotonic()
     runs0 = evaluate.runs
     # The budget counts from the program on: the replay up to it (Hypothesis drawing the
@@ -82,7 +85,7 @@ def shrink(g: Group, seed_value: int, evaluate: Evaluate, seconds: float,
 
     @strategies.fuzz_settings((Phase.generate, Phase.shrink))
     @seed(seed_value)
-    @given(strategies.programs(concurrent_share, wp))
+    @given(strategies.programs(concurrent_share, wp, corpus))
     def test(program: Program) -> None:
         try:
             signals.check()
@@ -92,6 +95,8 @@ def shrink(g: Group, seed_value: int, evaluate: Evaluate, seconds: float,
             i = state["i"]
             state["i"] += 1
             if i < g.index:
+                if corpus is not None:
+                    corpus.at = i + 1
                 return
             if program.body() != g.program.body():
                 raise _Done(RuntimeError(f"the replay of seed {seed_value} reached another "

@@ -15,7 +15,7 @@ rules care about, are common, and stay adjacent while the program shrinks.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
@@ -107,11 +107,28 @@ RAW_OP_NO_WP = st.one_of(*[_op(k, wp=False) for k in KIND_WEIGHTS if k != "wp"])
 RANGED = ("write", "read", "munmap", "unreg", "madv", "mprot", "ureg", "wp")
 
 
-def resolve(raw: list[tuple]) -> tuple[Op, ...]:
+def regions_of(ops: Sequence[Op]) -> list[tuple[int, int]]:
+    """The regions (arena page, pages) the executor has after `ops`, as resolve() keeps
+    them: every mmap makes one, an mremap other than dontunmap resizes one."""
+    regions: list[tuple[int, int]] = []
+    for o in ops:
+        if o.tid:
+            continue
+        if o.kind == "mmap":
+            regions.append((o.args[0], o.args[1]))
+        elif o.kind == "mremap" and regions and o.args[2] != "dontunmap":
+            i = o.args[0] % len(regions)
+            regions[i] = (regions[i][0], max(1, min(o.args[1], ARENA_PAGES)))
+    return regions
+
+
+def resolve(raw: list[tuple], regions: list[tuple[int, int]] | None = None) -> \
+        tuple[Op, ...]:
     """Symbolic placements and ranges to numbers, in program order, against the regions the
     executor will have (every mmap makes one, mapped or not; an mremap resizes it): mmap
-    next to an earlier region, an operation on a whole region, a move of a whole region."""
-    regions: list[tuple[int, int]] = []
+    next to an earlier region, an operation on a whole region, a move of a whole region.
+    `regions`: those of the operations before (regions_of), when `raw` goes after some."""
+    regions = list(regions or [])
     ops = []
 
     def size(r: int) -> int:
@@ -211,17 +228,86 @@ def concurrent(draw) -> Program:
     return Program(tuple(setup + moves), thp="always", swap=swap, threads=threads)
 
 
-def programs(concurrent_share: int = 10, wp: bool = True) -> st.SearchStrategy[Program]:
+class Corpus:
+    """The programs a guidance hook kept (engine.Hooks), as the stream sees them: each is
+    visible from a stream index on (`add`), the first drawn after the batch that reached
+    new lines was recorded. The stream draws from what is visible at the index it is at
+    (`at`), so a replay that sets the same index sees the same corpus (shrink.py): the
+    programs of a seed are the same as long as the same programs are kept."""
+
+    def __init__(self, entries: Sequence[tuple[int, Program]] = ()):
+        self.entries: list[tuple[int, Program]] = list(entries)
+        self.at = 0
+
+    def add(self, index: int, program: Program) -> None:
+        if not program.concurrent:  # mutations keep to sequential programs
+            self.entries.append((index, program))
+
+    def visible(self) -> list[Program]:
+        return [p for i, p in self.entries if i <= self.at]
+
+
+# A mutation's choices have one shape whatever the corpus holds: Hypothesis must see the
+# same draws at the same place (a strategy whose draws depend on outside state is "flaky"
+# to it). A kept program's first KEEP_MAX operations each stay unless their draw is 0 (1 in
+# 16), which the shrinker moves them to: it deletes a kept program's operations as it does
+# drawn ones. A mutant keeps to MUTANT_OPS operations and MUTANT_MMAPS regions (the
+# executor's MAXOPS and MAXREG are 256 and 32).
+KEEP_MAX, MUTANT_OPS, MUTANT_MMAPS = 64, 60, 30
+
+def _mutation(raw_op: st.SearchStrategy) -> st.SearchStrategy:
+    return st.tuples(st.integers(0, 2**16 - 1),
+                     st.lists(st.integers(0, 15), min_size=KEEP_MAX, max_size=KEEP_MAX),
+                     st.lists(st.tuples(st.integers(0, 255), raw_op), min_size=1, max_size=4),
+                     st.integers(0, 3), st.sampled_from(THP_MODES), st.integers(0, 3),
+                     st.sampled_from(SWAPS))
+
+
+MUTATION, MUTATION_NO_WP = _mutation(RAW_OP), _mutation(RAW_OP_NO_WP)
+
+
+def mutate(corpus: Sequence[Program], choices: tuple) -> Program:
+    """A kept program changed by a mutation's choices: some of its operations dropped, 1-4
+    drawn ones inserted (resolved against the regions before them), sometimes another THP
+    mode or swap device."""
+    pick, keep, inserts, thp_same, thp, swap_same, swap = choices
+    base = corpus[pick % len(corpus)]
+    ops = [o for i, o in enumerate(base.ops) if i >= KEEP_MAX or keep[i] != 0]
+    for pos, raw in inserts:
+        if len(ops) >= MUTANT_OPS or (raw[0] == "mmap" and sum(
+                o.kind == "mmap" for o in ops) >= MUTANT_MMAPS):
+            continue
+        i = len(ops) - pos % (len(ops) + 1)  # 0 shrinks toward appending
+        ops[i:i] = resolve([raw], regions_of(ops[:i]))
+    return Program(tuple(ops), thp=base.thp if thp_same else thp,
+                   swap=base.swap if swap_same else swap)
+
+
+def programs(concurrent_share: int = 10, wp: bool = True,
+             corpus: Corpus | None = None) -> st.SearchStrategy[Program]:
     """One program in `concurrent_share` is a concurrent one (0: never). `wp` False: no
-    uffd write-protect in any program (the same seed then draws other programs)."""
-    if concurrent_share <= 0:
-        return sequential(wp)
+    uffd write-protect in any program (the same seed then draws other programs).
+    `corpus` (a guided run): each sequential program draws a fresh one and a mutation, and
+    is the mutation of a kept program half the time there is one to mutate. The draws
+    are the same whatever the corpus holds (so a guided run's programs differ from an
+    unguided one's from the start); without a corpus, none are drawn for it."""
+
+    def fresh(draw) -> Program:
+        if corpus is None:
+            return draw(sequential(wp))
+        program = draw(sequential(wp))
+        mutation = draw(MUTATION if wp else MUTATION_NO_WP)
+        kept = corpus.visible()
+        if draw(st.integers(0, 1)) == 1 and kept:
+            return mutate(kept, mutation)
+        return program
 
     @st.composite
     def either(draw) -> Program:
-        if draw(st.integers(0, concurrent_share - 1)) == concurrent_share - 1:
+        if concurrent_share > 0 and \
+                draw(st.integers(0, concurrent_share - 1)) == concurrent_share - 1:
             return draw(concurrent())
-        return draw(sequential(wp))
+        return fresh(draw)
     return either()
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from orchestrator.fuzz import engine, model, trace
 from orchestrator.fuzz.engine import ArchFuzz, ArchRun
-from tests.fuzz.test_strategies import take
+from tests.fuzz.test_strategies import take, take_guided
 
 
 class FakeSide:
@@ -166,3 +166,39 @@ def test_a_program_stands_in_the_group_of_every_signature_it_has(monkeypatch):
     assert [d.key for d in later.verdict.differences] == ["o1"]
     assert later.verdict.signature == later.signature and later.reproduced
     assert af.ar.diverged == 4
+
+
+def test_a_kept_program_is_mutated_and_a_replay_draws_the_same_programs(monkeypatch):
+    """A guidance hook keeps a program: the programs drawn after the next batch mutate it,
+    and the stream replayed with the run's corpus (as shrink.py does) gives the programs
+    the run ran, in order."""
+    ran = []
+
+    def run_both(a, b, programs, timeout):
+        ran.extend(p for pid, p in programs if not pid.startswith("r"))
+        outs = [trace.Outcome(pid, end="exit 0") for pid, _ in programs]
+        return outs, copy.deepcopy(outs)
+    monkeypatch.setattr(engine, "run_both", run_both)
+    kept = {}
+
+    def after_batch(a, b, progs):
+        if kept:
+            return {}
+        kept[progs[0][0]] = progs[0][1]
+        return {progs[0][0]: True}
+    ar = ArchRun("x86_64", 5)
+    ArchFuzz(FakeSide("prototype"), FakeSide("reference"), ar, [], None, 160, 16, 10,
+             say=lambda m: None, hooks=engine.Hooks(after_batch=after_batch, guides=True),
+             concurrent_share=0).run(5)
+    (pid, program), = kept.items()
+    (index, kept_program), = ar.corpus.entries
+    assert ar.kept == [pid] and kept_program == program and index >= 32  # (with repeats)
+    replay, seen = [], set()
+    for p in take_guided(5, ar.generated, ar.corpus.entries, share=0):
+        if p.body() not in seen:
+            seen.add(p.body())
+            replay.append(p)
+    assert [p.body() for p in ran] == [p.body() for p in replay]
+    mutants = [p for p in ran[index:] if len(set(p.ops) & set(program.ops)) * 2 >=
+               len(program.ops)]
+    assert len(mutants) > 30, len(mutants)

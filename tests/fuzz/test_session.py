@@ -32,8 +32,9 @@ def test_a_side_that_fails_to_close_does_not_leave_the_other_up(monkeypatch, tmp
 
     monkeypatch.setattr(session, "Side", FailingSide)
     monkeypatch.setattr(session, "Run", lambda opts: None)
-    monkeypatch.setattr(session, "side_options", lambda *a: None)
-    cfg = session.Config(base=SimpleNamespace(tree="t", series="s"), against="r",
+    monkeypatch.setattr(session, "side_options", lambda *a, **kw: None)
+    cfg = session.Config(base=SimpleNamespace(tree="t", series="s", coverage=None),
+                         against="r",
                          against_series="none", out=tmp_path, seed=1)
     with pytest.raises(InfraError, match="qemu would not stop"):
         session.fuzz_arch(cfg, SimpleNamespace(name="x86_64"), lambda m: None, [])
@@ -193,11 +194,12 @@ def test_a_base_kernel_that_does_not_come_up_leaves_the_divergences_undetermined
 
     monkeypatch.setattr(session, "Side", FakeSide)
     monkeypatch.setattr(session, "Run", lambda opts: None)
-    monkeypatch.setattr(session, "side_options", lambda *a: None)
+    monkeypatch.setattr(session, "side_options", lambda *a, **kw: None)
     monkeypatch.setattr(session, "probe", lambda a, b, t: {})
     monkeypatch.setattr(session, "ArchFuzz", FakeFuzz)
     monkeypatch.setattr(session, "finish_group", lambda *a: None)
-    cfg = session.Config(base=SimpleNamespace(tree="t", series="s"), against="r",
+    cfg = session.Config(base=SimpleNamespace(tree="t", series="s", coverage=None),
+                         against="r",
                          against_series="none", out=tmp_path, seed=1)
     reports = []
     rep = session.fuzz_arch(cfg, SimpleNamespace(name="x86_64"), lambda m: None, reports)
@@ -255,13 +257,14 @@ def test_a_kernel_without_uffd_wp_reaches_the_fuzzing_and_the_shrinking(monkeypa
 
     monkeypatch.setattr(session, "Side", FakeSide)
     monkeypatch.setattr(session, "Run", lambda opts: None)
-    monkeypatch.setattr(session, "side_options", lambda *a: None)
+    monkeypatch.setattr(session, "side_options", lambda *a, **kw: None)
     monkeypatch.setattr(session, "probe", lambda a, b, t: {
         "uffd_wp": {"prototype": False, "reference": True}})
     monkeypatch.setattr(session, "ArchFuzz", FakeFuzz)
     monkeypatch.setattr(session, "finish_group",
-                        lambda *a: seen.setdefault("shrink", a[-1]))
-    cfg = session.Config(base=SimpleNamespace(tree="t", series="s"), against="r",
+                        lambda *a: seen.setdefault("shrink", a[6]))
+    cfg = session.Config(base=SimpleNamespace(tree="t", series="s", coverage=None),
+                         against="r",
                          against_series="none", out=tmp_path, seed=1, base_check=False)
     session.fuzz_arch(cfg, SimpleNamespace(name="arm64"), lambda m: None, [])
     assert seen == {"fuzz": False, "shrink": False}

@@ -1,9 +1,9 @@
 """Shrinking by replaying the seed's stream into Hypothesis's shrinker: a predicate stands
 for "diverges the same way on the two kernels"."""
 
-from orchestrator.fuzz import diff, shrink, trace
+from orchestrator.fuzz import diff, shrink, strategies, trace
 from orchestrator.fuzz.engine import Group
-from tests.fuzz.test_strategies import take
+from tests.fuzz.test_strategies import take, take_guided
 
 SEED = 3
 
@@ -101,3 +101,19 @@ def test_the_result_is_never_bigger_than_the_program():
     shrink.shrink(g, 5, ev, seconds=8, concurrent_share=10, say=lambda m: None)
     assert ev.runs > 0 and g.minimized is not None
     assert g.minimized.size() <= p.size(), g.minimized.text()
+
+
+def test_a_mutant_of_a_kept_program_is_replayed_and_shrunk_with_the_run_corpus():
+    """A guided run's program is a mutation of a kept one: the replay, given the run's
+    corpus, reaches it, and the shrinker deletes the kept program's operations too."""
+    kept = next(p for p in take(SEED, 100, share=0) if diverges(p) and len(p.ops) > 8)
+    entries = [(20, kept)]
+    ps = take_guided(SEED, 300, entries, share=0)
+    index = next(i for i, p in enumerate(ps) if i > 20 and diverges(p) and
+                 len(set(p.ops) & set(kept.ops)) * 2 >= len(kept.ops) and p != kept)
+    g = Group("x86_64", "sig", index, ps[index], diff.Verdict("1", signature="sig"),
+              (trace.Outcome("1"), trace.Outcome("1")), 1.0, [str(index)])
+    shrink.shrink(g, SEED, FakeEvaluate(), seconds=120, concurrent_share=0,
+                  say=lambda m: None, corpus=strategies.Corpus(entries))
+    assert g.minimized is not None and diverges(g.minimized), g.shrink
+    assert len(g.minimized.ops) <= 6 < len(g.program.ops), g.minimized.text()

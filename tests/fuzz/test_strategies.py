@@ -78,3 +78,62 @@ def test_sources_are_paged_out_and_their_soft_dirty_cleared_before_moves():
     paged = [p for p in ps if at(p) is not None and p.swap != "none"]
     cleared = [p for p in paged if p.ops[at(p) + 1] == Op("clear_refs", (4,))]
     assert len(paged) >= 15 and len(cleared) >= 5, (len(paged), len(cleared))
+
+
+def take_guided(seed: int, n: int, entries, share: int = 10):
+    """The stream with a corpus whose entries become visible at their indexes, as the
+    engine publishes them."""
+    corpus = strategies.Corpus(entries)
+    got = []
+
+    def consume(p):
+        got.append(p)
+        corpus.at = len(got)
+        if len(got) >= n:
+            raise strategies.Stop()
+    strategies.stream(seed, consume, strategies.programs(share, corpus=corpus))
+    return got
+
+
+def test_without_a_corpus_the_stream_is_the_unguided_one():
+    """A guided run draws a mutation beside every sequential program, kept or not (the
+    draws may not depend on what the corpus holds): its programs are its own."""
+    def unguided(seed, n):
+        got = []
+
+        def consume(p):
+            got.append(p)
+            if len(got) >= n:
+                raise strategies.Stop()
+        strategies.stream(seed, consume, strategies.programs(10, corpus=None))
+        return got
+    assert unguided(11, 80) == take(11, 80)
+    assert take_guided(11, 80, []) == take_guided(11, 80, [])
+    assert take_guided(11, 80, []) != take(11, 80)
+
+
+def test_kept_programs_are_mutated_from_their_index_on_the_same_way_every_time():
+    base = take(4, 30, share=0)
+    kept = next(p for p in base if len(p.ops) >= 8)
+    marker = Op("mmap", (77 * 512, 3, 0))  # an mmap no drawn program has
+    kept = strategies.Program((*kept.ops, marker), thp=kept.thp, swap=kept.swap)
+    a = take_guided(4, 200, [(50, kept)])
+    assert a[:50] == take_guided(4, 50, [])  # nothing of it before its index
+    mutants = [p for p in a[50:] if marker in p.ops]
+    assert 40 < len(mutants) < 100, len(mutants)  # about half of the sequential ones
+    assert all(len(p.ops) != len(kept.ops) or p.body() != kept.body() for p in mutants)
+    assert take_guided(4, 200, [(50, kept)]) == a
+    # operations were inserted among (and dropped from) the kept program's
+    assert any(len(p.ops) > len(kept.ops) for p in mutants)
+    assert any(set(kept.ops) - set(p.ops) for p in mutants)
+
+
+def test_operations_inserted_resolve_against_the_regions_before_them():
+    raw = [("mmap", ("slot", 3, 0), 512, 0), ("mremap", 0, 1024, "grow", 0),
+           ("mmap", ("after", 0, 0), 16, 0), ("write", 1, ("whole",), 1),
+           ("move", 1, 0, ("whole",), 0, 0)]
+    whole = strategies.resolve(raw)
+    for cut in range(len(raw) + 1):
+        head = strategies.resolve(raw[:cut])
+        tail = strategies.resolve(raw[cut:], strategies.regions_of(head))
+        assert head + tail == whole, cut
