@@ -36,3 +36,14 @@ def test_no_shrinking_is_a_shrink_time_of_0():
     cli.add_arguments(p)
     assert p.parse_args(["--shrink-time", "0"]).shrink_time == 0
     assert p.parse_args([]).shrink_time == 300
+
+
+def test_suite_coverage_needs_coverage_and_a_run_with_it(orch, tmp_path):
+    r = orch("fuzz", "--suite-coverage", str(tmp_path), "-o", str(tmp_path / "o"))
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines()[-1].endswith(
+        "--suite-coverage needs --coverage (the fuzzing's own coverage to show beside it)")
+    r = orch("fuzz", "--coverage", "--suite-coverage", str(tmp_path), "-o",
+             str(tmp_path / "o"))
+    assert r.returncode == 2
+    assert f"{tmp_path}/results.json: no such file" in r.stderr.strip().splitlines()[-1]

@@ -42,3 +42,34 @@ def test_pgoff_zero_against_the_series_diverges_in_vma_layout_and_reproduces(tmp
              and "\nmove " not in (s["minimized"] or s["program"])]
     assert plain and all(s["attribution"]["to"] == "series" for s in plain), \
         [(s["signature"], s["attribution"]) for s in plain]
+
+
+def test_coverage_guided_fuzzing_keeps_programs_that_reach_new_lines(coverage_run, tmp_path):
+    """`orch fuzz --coverage`: the prototype is the coverage kernel of `coverage_run` (from
+    the store), its gcov counters come back after every batch, the programs that ran new
+    lines of the series are kept, and the fuzzing's coverage of the series is reported
+    beside the suite's (coverage_run's own), in fuzz.json, results.json, coverage.xml and
+    summary.md."""
+    out = tmp_path / "fuzz"
+    r = orch("fuzz", "--coverage", "--arch", "x86_64", "--programs", "48", "--seed", "3",
+             "--shrink-time", "0", "--no-base-check", "--suite-coverage", str(coverage_run),
+             "-o", str(out), timeout=2400)
+    assert r.returncode in (0, 1), r.stdout[-3000:] + r.stderr[-3000:]
+    assert "up to date, no compile" in r.stderr  # coverage_run's kernel
+    cov = json.loads((out / "fuzz.json").read_text())["arches"]["x86_64"]["coverage"]
+    assert cov["supported"] is True and cov["why"] == "", cov
+    assert cov["kept"] > 0 and cov["collections"] >= 3 and cov["reruns"] > 0, cov
+    sec = results.load(out / "results.json").coverage
+    fuzz_cell = next(c for c in sec["cells"] if c.endswith("+fuzz"))
+    suite_cells = [c for c in sec["cells"] if c != fuzz_cell]
+    assert suite_cells and all(c.startswith("x86_64.") for c in suite_cells), sec["cells"]
+    lines = [ln for p in sec["patches"] for ln in p["lines"] if ln["status"] != "not_executable"]
+    by_fuzz = [ln for ln in lines if ln["cells"].get(fuzz_cell, {}).get("count", 0) > 0]
+    # the fuzzing reaches a good part of the series' lines, each credited to a program
+    # (its stream index), the batch, or what ran before fuzzing
+    assert len(by_fuzz) > len(lines) // 4, (len(by_fuzz), len(lines))
+    assert any(ln["cells"][fuzz_cell]["ran_by"][0].isdigit() for ln in by_fuzz)
+    assert (out / "coverage.xml").is_file()
+    summary = (out / "summary.md").read_text()
+    assert "the series' lines the fuzzing reached" in summary
+    assert "| fuzzing only | neither |" in summary
