@@ -15,17 +15,19 @@ counts as reached, with no program kept for it.
 `report()` is the fuzz run's coverage of the series in results.json's coverage schema
 (results/coverage.py): one cell, the fuzz run, whose `ran_by` is the first program that
 ran each line; `--suite-coverage DIR` puts a run's own cells (`orch run --coverage`) beside
-it, so the table says which lines the fuzzing reached that the suite did not.
+it in summary.md's table (not in results.json: its coverage is the fuzzing's alone), which
+says which lines the fuzzing reached that the suite did not.
 """
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from orchestrator.base.errors import OrchError
+from orchestrator.base.errors import InfraError, OrchError
 from orchestrator.fuzz.machines import Side
 from orchestrator.fuzz.model import Program
 from orchestrator.kernel import gcov
@@ -34,7 +36,10 @@ from orchestrator.run import coverage as runcov
 from orchestrator.testing import gcovdata
 
 BATCH = "(batch)"  # ran by a batch, no single program of it ran it again
-SETUP = "(setup)"  # ran before the first program: the boot, the executor's setup, probes
+SETUP = "(setup)"
+# A batch with more new lines than this credits them by running its programs one by one
+# (most of them ran some); otherwise by halving (a few programs did).
+SINGLES_ABOVE = 8  # ran before the first program: the boot, the executor's setup, probes
 
 
 @dataclass
@@ -84,8 +89,12 @@ class CoverageGuide:
                 sources[f] = gcov.file_at(run.tree.repo, run.head_commit, f, run.runner)
         gcov.stage(self.work / "tree", st.kernel, sources)
         self._boots = a.boots
-        self.supported = True
+        if not self.wanted:
+            self.why = "the series adds no lines to the profiled files: nothing to guide by"
+            self.say(f"orch: [{st.arch.name}] fuzz --coverage: {self.why}")
+            return
         self._credit(self._take(), SETUP)
+        self.supported = True  # only once counters came back and counted
         self.seconds += time.monotonic() - t0
         self.say(f"[{st.arch.name}] fuzz --coverage: {len(self.executable)} executable "
                  f"lines added by the series, {len(self.reached)} run before fuzzing")
@@ -97,13 +106,16 @@ class CoverageGuide:
         sess = a.st.machine.session
         if a.boots != self._boots:  # booted again: debugfs afresh
             self._boots = a.boots
-            gcovdata.prepare(sess)
+            why = gcovdata.prepare(sess)
+            if why:
+                raise InfraError(f"after a reboot: {why}", stage="coverage")
         tar = gcovdata.collect(sess, self.work / "gcda.tar")
         self.collects += 1
         counts = gcov.line_counts(self.work / "tree", gcovdata.members(tar, self.profiled),
                                   self._tool, a.run.state.runner,
                                   log=self.work / "gcovr.log")
-        gcovdata.reset(sess)
+        if not gcovdata.reset(sess):  # the next counts would hold these too, misplaced
+            raise InfraError("the gcov counters could not be reset", stage="coverage")
         ran = set()
         for f, ls in counts.items():
             for n, (count, function) in ls.items():
@@ -123,6 +135,19 @@ class CoverageGuide:
         self._side.run_batch([(f"c{pid}", p) for pid, p in progs], self.timeout)
         self.reruns += len(progs)
         return self._take()
+
+    def _each(self, progs: list[tuple[str, Program]], need: set[tuple[str, int]]) -> \
+            dict[str, set[tuple[str, int]]]:
+        """Each program alone, in order, until every line of `need` is credited."""
+        out: dict[str, set[tuple[str, int]]] = {}
+        for pid, p in progs:
+            if not need:
+                break
+            mine = need & self._rerun([(pid, p)])
+            if mine:
+                out[pid] = mine
+                need = need - mine
+        return out
 
     def _split(self, progs: list[tuple[str, Program]], need: set[tuple[str, int]],
                ran_alone: bool = False) -> dict[str, set[tuple[str, int]]]:
@@ -152,7 +177,10 @@ class CoverageGuide:
             new = {ln for ln in ran if ln not in self.reached}
             if not new:
                 return {}
-            credited = self._split(progs, new, ran_alone=True)
+            # many new lines (early in a run): most programs have some, and running each
+            # alone costs less than halving; few: halving finds their programs sooner
+            credited = self._each(progs, new) if len(new) > SINGLES_ABOVE else \
+                self._split(progs, new, ran_alone=True)
             # what a program ran again: its own; the rest stays the batch's
             kept = {}
             for pid, _ in progs:
@@ -189,10 +217,10 @@ class CoverageGuide:
         the suite's cells of this arch when `suite` is a run's coverage section), how the
         lines were reached, and what guidance cost."""
         sec = rescov.section(self.patches, {cell: self.cell_counts()}) \
-            if self.patches else None
-        if sec and suite:
-            sec = beside(sec, suite, cell.split(".")[0])
+            if self.patches and self.executable else None
+        both = beside(copy.deepcopy(sec), suite, cell.split(".")[0]) if sec and suite else None
         return {"cell": cell, "supported": self.supported, "why": self.why, "section": sec,
+                "beside": both,
                 "kept": self.kept, "collections": self.collects, "reruns": self.reruns,
                 "seconds": round(self.seconds, 1),
                 "before_fuzzing": sum(1 for w in self.reached.values() if w == SETUP)}
@@ -212,7 +240,7 @@ def beside(sec: dict, suite: dict, arch: str) -> dict:
                 if other and cid in other.get("cells", {}):
                     ln["cells"][cid] = dict(other["cells"][cid])
             ln["status"] = rescov.status(ln["cells"])
-    sec["cells"].update({cid: {k: c.get(k) for k in ("supported", "why", "profiled")}
+    sec["cells"].update({cid: {k: c[k] for k in ("supported", "why", "profiled") if k in c}
                          for cid, c in theirs.items()})
     return rescov.totals(sec)
 
@@ -220,9 +248,9 @@ def beside(sec: dict, suite: dict, arch: str) -> dict:
 def table_md(cov: dict) -> list[str]:
     """summary.md's lines: per patch, executable lines, those the fuzzing reached, the
     suite's (when beside it), those only the fuzzing reached, and the lines nobody ran."""
-    sec = cov.get("section")
+    sec = cov.get("beside") or cov.get("section")
     if not sec:
-        return [f"Coverage: not measured ({cov.get('why') or 'no series lines'})."]
+        return [f"Coverage: not measured ({cov.get('why') or 'no gcov data came back'})."]
     fuzz = cov["cell"]
     suite = [c for c in sec["cells"] if c != fuzz]
 
@@ -248,6 +276,7 @@ def table_md(cov: dict) -> list[str]:
     out.append(f"| | **all** | {tot[0]} | {tot[1]} ({rescov.pct(tot[1], tot[0])}) |"
                + (f" {tot[2]} ({rescov.pct(tot[2], tot[0])}) | {tot[3]} | {tot[4]} |"
                   if suite else ""))
+    out += ([f"\nGuidance: {cov['why']}"] if cov.get("why") else [])
     out += ["", f"{cov['kept']} programs kept for reaching new lines; guidance took "
             f"{cov['seconds']}s ({cov['collections']} collections of the counters, "
             f"{cov['reruns']} programs run again to credit lines)."]

@@ -127,7 +127,7 @@ def fuzz_json(reports: list[ArchReport], config: dict) -> dict:
             "layouts": {**ar.layouts, "extra_vmas": {str(k): n for k, n in
                                                      sorted(ar.layouts["extra_vmas"].items())}},
             "sides": r.sides, "error": ar.error,
-            "coverage": {k: v for k, v in r.coverage.items() if k != "section"}
+            "coverage": {k: v for k, v in r.coverage.items() if k not in ("section", "beside")}
             if r.coverage else None,
             "signatures": [{
                 "signature": g.signature, "programs": g.pids, "first_index": g.index,

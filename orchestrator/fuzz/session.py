@@ -273,6 +273,8 @@ def fuzz_arch(cfg: Config, arch, say: Callable[[str], None],
             rep.suite = cfg.suite_coverage
             try:
                 rep.guide.start(a)
+            except UsageError:  # no gcov for the arch's compiler: install it (exit 2)
+                raise
             except OrchError as exc:  # no guidance, the fuzzing still stands
                 rep.guide.why = f"{exc.stage + ': ' if exc.stage else ''}{exc}"
                 say(f"orch: [{arch.name}] fuzz --coverage: {rep.guide.why}: unguided")

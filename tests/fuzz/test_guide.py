@@ -6,9 +6,11 @@ kernel, gcov data from debugfs) is tests/slow/test_fuzz_slow.py's."""
 from pathlib import Path
 from types import SimpleNamespace
 
+from orchestrator.base.errors import InfraError
 from orchestrator.fuzz import guide
 from orchestrator.fuzz.model import Op, Program
 from orchestrator.results import coverage as rescov
+from orchestrator.results import coverage_schema
 
 A, B, C, D = ("mm/u.c", 10), ("mm/u.c", 11), ("mm/u.c", 12), ("mm/h.c", 5)
 
@@ -90,7 +92,8 @@ def test_the_report_puts_the_fuzzing_beside_the_suite():
         "supported": True, "why": "", "profiled": ["mm/u.c", "mm/h.c"],
         "lines": suite_lines}})
     cov = g.report("x86_64.linux-6.1.s.coverage+fuzz", suite)
-    sec = cov["section"]
+    assert set(cov["section"]["cells"]) == {"x86_64.linux-6.1.s.coverage+fuzz"}
+    sec = cov["beside"]
     assert set(sec["cells"]) == {"x86_64.linux-6.1.s.coverage+fuzz",
                                  "x86_64.linux-6.1.s.coverage"}
     status = {(ln["file"], ln["line"]): ln["status"] for p in sec["patches"]
@@ -112,3 +115,27 @@ def test_unsupported_guidance_keeps_nothing():
     g.supported = False
     batch(side, [("1", prog(1))])
     assert g.after_batch(side, None, [("1", prog(1))]) == {}
+
+
+def test_counters_that_cannot_be_reset_stop_the_guidance_saying_why():
+    side, g = make({1: {A}})
+
+    class Stuck(FakeGuide):
+        def _take(self):
+            raise InfraError("the gcov counters could not be reset", stage="coverage")
+    g.__class__ = Stuck
+    batch(side, [("1", prog(1)), ("2", prog(2))])
+    assert g.after_batch(side, None, [("1", prog(1)), ("2", prog(2))]) == {}
+    assert not g.supported and "could not be reset" in g.why and g.kept == 0
+
+
+def test_a_suite_section_without_optional_keys_gives_a_loadable_section():
+    side, g = make({1: {A}})
+    batch(side, [("1", prog(1))])
+    g.after_batch(side, None, [("1", prog(1))])
+    suite = rescov.section(g.patches, {"x86_64.a": {"lines": {}}})
+    for c in suite["cells"].values():
+        c.pop("why"), c.pop("profiled")
+    cov = g.report("x86_64.b+fuzz", suite)
+    assert coverage_schema.problem(cov["beside"]) is None
+    assert coverage_schema.problem(cov["section"]) is None
