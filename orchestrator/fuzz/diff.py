@@ -97,11 +97,15 @@ def _pages_what(a: str | None, b: str | None) -> tuple[str, str]:
         detail = f"page {i}: {x[0]}:{x[1] or '-'} on the prototype, {y[0]}:{y[1] or '-'} " \
                  f"on the reference"
         bx, by = set(x[0]) - {"-"}, set(y[0]) - {"-"}
+        # what the page is on both (a bit lost on a moved swap entry is not the same
+        # finding as one lost on a present page, and must not hide in its group)
+        of = ", of a swapped page" if "S" in bx & by else ", of a present page" \
+            if "P" in bx & by else ""
         parts = []
         if bx - by:
-            parts.append(f"bits {''.join(sorted(bx - by))} only on the prototype")
+            parts.append(f"bits {''.join(sorted(bx - by))} only on the prototype{of}")
         if by - bx:
-            parts.append(f"bits {''.join(sorted(by - bx))} only on the reference")
+            parts.append(f"bits {''.join(sorted(by - bx))} only on the reference{of}")
         cx, cy = _content_class(x[1]), _content_class(y[1])
         if cx != cy:
             parts.append(f"content {cx} on the prototype, {cy} on the reference")

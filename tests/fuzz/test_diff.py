@@ -188,3 +188,14 @@ def test_one_group_per_event_not_per_record():
     sigs = diff.event_signatures(v, p)
     assert sigs == [v.signatures[0], "madv cold: 0 ok on the prototype, -1 EINVAL on the "
                                      "reference"], sigs
+
+
+def test_a_bit_that_differs_on_a_swapped_page_is_another_signature_than_on_a_present_one():
+    """A moved swap entry that is not soft-dirty (a bug planted in patch 5) and a present
+    subpage of a split THP that is not (6.1 against 6.12) must not share a group: the
+    first would hide behind the second, which every run shows."""
+    p = Program((Op("mmap", (0, 2, 0)), Op("move", (0, 0, 0, 1, 1, 0, 0))))
+    swapped = diff.compare(out(c1_r0="@0+2 2xS:v1.0+"), out(c1_r0="@0+2 2xSD:v1.0+"), p, [])
+    present = diff.compare(out(c1_r0="@0+2 2xP:v1.0+"), out(c1_r0="@0+2 2xPD:v1.0+"), p, [])
+    assert swapped.signature.endswith(": bits D only on the reference, of a swapped page")
+    assert present.signature.endswith(": bits D only on the reference, of a present page")
