@@ -123,6 +123,12 @@ class ArchRun:
         return self.programs / self.seconds if self.seconds else 0.0
 
 
+def publish(corpus: strategies.Corpus | None, index: int, kept: list[Program]) -> None:
+    """The programs a batch kept, visible to the stream from `index` on (a guided run)."""
+    for p in kept if corpus is not None else []:
+        corpus.add(index, p)
+
+
 class _Abort(BaseException):
     """Carries an error out of the Hypothesis-driven loop (which must not shrink it)."""
 
@@ -181,9 +187,7 @@ class ArchFuzz:
         """Start the batch on both kernels, in a thread, once the previous one is done:
         Hypothesis draws the next batch meanwhile (the guests wait on SSH, not the GIL)."""
         self.finish()
-        for p in self.keep:
-            if self.ar.corpus is not None:
-                self.ar.corpus.add(self.ar.generated, p)
+        publish(self.ar.corpus, self.ar.generated, self.keep)
         self.keep = []
         if not self.batch:
             return
@@ -223,10 +227,8 @@ class ArchFuzz:
                     unconfirmed[sig] = (index[pid], pid, p, diff.focus(v, sig, p), (oa, ob))
         self.confirm(unconfirmed)
         kept = self.hooks.after_batch(self.a, self.b, progs)
-        for pid, p in progs:
-            if kept.get(pid):
-                self.ar.kept.append(pid)
-                self.keep.append(p)
+        self.ar.kept += [pid for pid, _ in progs if kept.get(pid)]
+        self.keep += [p for pid, p in progs if kept.get(pid)]
         self.ar.programs += len(progs)
         self.ar.batches += 1
         self.ar.seconds = elapsed
