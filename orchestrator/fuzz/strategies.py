@@ -165,10 +165,12 @@ def resolve(raw: list[tuple], regions: list[tuple[int, int]] | None = None) -> \
 # A source written in full and a destination registered for missing faults, both PMD
 # aligned: what most moves want, as the first operations of half the programs.
 # The source may be paged out after it is written (swapped, where the program has swap),
-# and its soft-dirty bits cleared after that: moves of swap entries (the series' patch 5)
-# and what they do to soft-dirty are otherwise rare, since they need a pageout, a swap
-# device, a clear_refs and a move of those pages in one program (a bug planted there was
-# not found in two 10-minute runs without this).
+# and the soft-dirty bits cleared once the destination is mapped too (a VMA mapped after
+# a clear_refs is soft-dirty as a whole, VM_SOFTDIRTY, so pagemap says D for every page of
+# it, and a move could not show what it does to the bit): moves of swap entries (the
+# series' patch 5) and what they do to soft-dirty are otherwise rare, since they need a
+# pageout, a swap device, a clear_refs and a move of those pages in one program (a bug
+# planted there was not found in two 10-minute runs without this).
 SKELETON = st.tuples(st.sampled_from([512, 1024]), st.integers(0, 37),
                      st.sampled_from(["hugepage", "none"]),
                      st.sampled_from(["none", "pageout", "pageout+clear_refs"]))
@@ -181,9 +183,9 @@ def skeleton(npages: int, slot: int, advice: str, after: str = "none") -> list[t
     out.append(("write", 0, ("whole",), 1))
     if after != "none":
         out.append(("madv", 0, ("whole",), "pageout"))
-    if after == "pageout+clear_refs":
-        out.append(("clear_refs", 4))
     out += [("mmap", ("slot", slot + 38, 0), npages, 0), ("ureg", 1, ("whole",), "m")]
+    if after == "pageout+clear_refs":  # after the destination's mmap (VM_SOFTDIRTY)
+        out.append(("clear_refs", 4))
     return out
 
 
