@@ -79,15 +79,7 @@ class CoverageGuide:
             return
         self.patches = runcov.series_lines(run)
         self.wanted = {(ln["file"], ln["line"]) for p in self.patches for ln in p["lines"]}
-        self.profiled = (st.kernel.info().get("coverage") or {}).get("profiled", [])
-        self._tool = gcov.gcov_tool(st.arch, run.versions["gcc"].get(st.arch.name, ""),
-                                    run.runner)
-        sources = dict(run.coverage_sources or {})
-        assert run.tree is not None
-        for f in self.profiled:
-            if f not in sources:
-                sources[f] = gcov.file_at(run.tree.repo, run.head_commit, f, run.runner)
-        gcov.stage(self.work / "tree", st.kernel, sources)
+        self.profiled, self._tool = runcov.stage(run, st, self.work / "tree")
         self._boots = a.boots
         if not self.wanted:
             self.why = "the series adds no lines to the profiled files: nothing to guide by"

@@ -124,6 +124,22 @@ def series_lines(run: RunState) -> list[dict]:
     return patches
 
 
+def stage(run: RunState, st: ArchState, work: Path) -> tuple[list[str], str]:
+    """The scratch tree gcov needs for the cell's kernel (kernel/gcov.stage: the profiled
+    files as tested, the build's notes) at `work`: the profiled files and the gcov to use.
+    `orch fuzz --coverage` counts its batches with the same (fuzz/guide.py)."""
+    assert st.kernel is not None and run.tree is not None
+    profiled = (st.kernel.info().get("coverage") or {}).get("profiled", [])
+    tool = gcov.gcov_tool(st.arch, run.versions["gcc"].get(st.arch.name, ""), run.runner)
+    series_lines(run)  # the series' files as tested: coverage_sources
+    sources = dict(run.coverage_sources or {})
+    for f in profiled:
+        if f not in sources:
+            sources[f] = gcov.file_at(run.tree.repo, run.head_commit, f, run.runner)
+    gcov.stage(work, st.kernel, sources)
+    return profiled, tool
+
+
 def analyse(run: RunState, st: ArchState | None) -> None:
     """The cell's counts of the series' added lines, per binary (the `coverage` stage)."""
     assert st is not None
@@ -134,21 +150,13 @@ def analyse(run: RunState, st: ArchState | None) -> None:
                     + (st.coverage_stopped or "no read of the machine's counters worked"))
         run.progress.error(f"orch: [{st.arch.name}] coverage: {st.coverage['why']}")
         return
-    assert st.kernel is not None
     a, r = st.arch.name, run.runner
     patches = series_lines(run)
     wanted = {(ln["file"], ln["line"]) for p in patches for ln in p["lines"]}
-    profiled = (st.kernel.info().get("coverage") or {}).get("profiled", [])
-    tool = gcov.gcov_tool(st.arch, run.versions["gcc"].get(a, ""), r)
-    sources = dict(run.coverage_sources or {})
-    assert run.tree is not None
-    for f in profiled:
-        if f not in sources:
-            sources[f] = gcov.file_at(run.tree.repo, run.head_commit, f, r)
     work = run.out / a / "coverage" / "work"
     lines: dict[tuple[str, int], dict] = {}
     try:
-        gcov.stage(work, st.kernel, sources)
+        profiled, tool = stage(run, st, work)
         for binary, tar in st.gcda.items():
             counts = gcov.line_counts(work, gcovdata.members(tar, profiled), tool, r,
                                       log=run.log(a, "coverage.log"))
