@@ -106,6 +106,7 @@ class Options:
     quiet: bool = False
     argv: list[str] = field(default_factory=list)
     retries: int = 0  # re-boot and re-test this many times when a test fails
+    repeat: int = 1  # run each test binary this many times in one boot; any failure fails
     patches: list | None = None  # a series already loaded (orch bisect's prefixes)
     in_worktree: bool = False  # use orch's worktree as checked out (git bisect run)
     committed: bool = False  # a checkout's committed state only (not its uncommitted edits)
@@ -233,6 +234,10 @@ OPTIONS: list[Opt] = [
     Opt(("--retries",), "retries", "re-boot and re-test N times when a test fails; "
         "fail-then-pass is reported as flaky (default: 0; orch bisect: 1)", type=count,
         default={RUN: "0", BISECT: "1"}, commands=(RUN, BISECT), example=2),
+    Opt(("--repeat",), "repeat", "run each test binary N times in one boot: a failure in "
+        "any run fails it, a pass is N passes (a bug that shows only sometimes, as a fuzz "
+        "reproducer's may) (default: 1)", type=positive_int, default="1",
+        commands=(RUN, BISECT), metavar="N", example=3),
     Opt(("--good",), "good", "known good commit (commit bisection)", commands=(BISECT,),
         step=False, example="v6.1"),
     Opt(("--bad",), "bad", "known bad commit (commit bisection)", commands=(BISECT,),

@@ -56,6 +56,9 @@ def check(run: RunState, st: ArchState | None) -> None:
         src.check(run)
     if opts.kselftest and not run.target.runs_kselftests:
         raise UsageError(f"--kselftest: not under --target {run.target.kind} yet")
+    if opts.repeat > 1 and run.target.runs_tests_itself:
+        raise UsageError(f"--repeat {opts.repeat}: --target {run.target.kind} runs its "
+                         f"tests itself, once")
     for a in opts.arches:
         if opts.smp > a.max_cpus:
             raise UsageError(f"--smp {opts.smp}: QEMU's {a.machine} machine ({a.name}) "
@@ -303,13 +306,18 @@ def run_tests(run: RunState, st: ArchState) -> int:
             run.suites.append(s)
             continue
         steps.update(t.binary, done=i)
-        mark = m.guest.mark() if m.guest else 0
         covrun.before(run, st, t.binary)
         where = m.tests_dir if t.payload == "selftests" else m.dirs[t.payload]
-        s = testrun.run_binary(m.session, a.name, t.binary, t.timeout,
-                               run.out / a.name / "tests", path=f"{where}/{t.path}",
-                               cwd=f"{where}/{t.cwd}" if t.cwd else "/tmp", args=t.args,
-                               program=t.program)
+        for rep in range(1, run.opts.repeat + 1):  # --repeat: until a run fails
+            mark = m.guest.mark() if m.guest else 0
+            s = testrun.run_binary(m.session, a.name, t.binary, t.timeout,
+                                   run.out / a.name / "tests", path=f"{where}/{t.path}",
+                                   cwd=f"{where}/{t.cwd}" if t.cwd else "/tmp", args=t.args,
+                                   program=t.program)
+            testrun.repeated(s, rep, run.opts.repeat)
+            c = s.counts()
+            if c["fail"] or c["error"]:
+                break
         ssh_err = next((x for x in s.cases if x.name == "ssh" and x.status == "error"), None)
         if ssh_err:
             # A machine with a console (QEMU) tells a crash from a kill; one without

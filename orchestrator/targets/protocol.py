@@ -68,6 +68,7 @@ class Target(Protocol):
     remote: bool  # a machine orch does not start: checked before anything slow
     runs_qemu_here: bool
     runs_kselftests: bool
+    runs_tests_itself: bool
 
     def check_host(self) -> None: ...
 
@@ -101,6 +102,7 @@ class TargetBase:
     OPTIONS: ClassVar[tuple[Opt, ...]] = ()
     runs_qemu_here: ClassVar[bool] = False  # QEMU on this host: its binary is needed
     runs_kselftests: ClassVar[bool] = True  # runs the kernel's own kselftests (payloads)
+    runs_tests_itself: ClassVar[bool] = False  # runs the tests its own way (a LAVA job)
 
     def check_host(self) -> None:
         """Refuse (exit 2) what this host lacks for the target, before anything slow."""

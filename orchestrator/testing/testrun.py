@@ -44,6 +44,7 @@ class Suite:
     output: str = ""
     dmesg: str = ""
     exit_code: int | None = None
+    runs: int = 1  # --repeat: how many runs of the binary this is the outcome of
 
     @property
     def name(self) -> str:
@@ -75,6 +76,24 @@ def verdict(suites: list[Suite], lost: bool) -> tuple[int, bool]:
     if nothing_ran(suites):
         return EXIT_TEST_FAILED, True
     return EXIT_PASS, False
+
+
+def repeated(suite: Suite, run: int, runs: int) -> None:
+    """--repeat: `suite` is run `run` of `runs` of its binary, the first that failed or
+    the last. A failure says which run it was; a pass after several runs says how many
+    (on the binary's first case: its record's message)."""
+    if runs == 1:
+        return
+    suite.runs = run
+    bad = [t for t in suite.cases if t.status in ("fail", "error")]
+    for t in bad:
+        t.message = f"run {run} of {runs}: {t.message}" if t.message else \
+            f"run {run} of {runs}"
+    if not bad and suite.cases:
+        first = suite.cases[0]
+        note = f"passed {run} runs of {runs}" if first.status == "pass" else \
+            f"{run} runs of {runs}"
+        first.message = f"{note}: {first.message}" if first.message else note
 
 
 def dmesg_problems(text: str) -> list[str]:

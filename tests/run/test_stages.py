@@ -215,3 +215,51 @@ def test_a_run_where_every_test_skipped_fails_ci_and_cannot_test_a_commit(make_r
     run = make_run(table(test=half), arches=[arch.X86_64, arch.ARM64])
     assert run.execute() == 1
     assert bisect_exit(run.state, 1) == BISECT_BAD
+
+
+def _machine_with(runs):
+    """A boot stage whose machine runs test binary `t`; each run of it reports the next
+    list of (case, status) of `runs`; `calls` counts the runs."""
+    from orchestrator.targets.protocol import Machine
+    from orchestrator.testing.kselftest import Program
+    outcomes, calls = iter(runs), []
+
+    def fake_binary(ssh, arch_, name, timeout, outdir, **kw):
+        calls.append(name)
+        s = testrun.Suite(arch_, name)
+        s.cases = [ktap.TestResult(n, st) for n, st in next(outcomes)]
+        return s
+
+    def boot(run, st):
+        st.machine = Machine(session=object(), tests_dir="/t")
+        st.programs = [Program("t", "selftests", "t", "t", timeout=5)]
+
+    return boot, fake_binary, calls
+
+
+@pytest.mark.parametrize("runs, code, done, message", [
+    # a reproducer that fails on its third run: the binary fails, and says which run
+    ([[("r", "pass")], [("r", "pass")], [("r", "fail")], [("r", "pass")]], 1, 3,
+     "run 3 of 4"),
+    # four passes: a pass, and it says so
+    ([[("r", "pass")]] * 4, 0, 4, "passed 4 runs of 4"),
+])
+def test_repeat_runs_a_binary_until_it_fails(make_run, monkeypatch, runs, code, done,
+                                              message):
+    boot, fake_binary, calls = _machine_with(runs)
+    monkeypatch.setattr(testrun, "run_binary", fake_binary)
+    t = table(test=stages.test)
+    t[5] = Stage("boot", boot, needs=("kernel", "tests", "initramfs"), gives="machine")
+    run = make_run(t, repeat=4)
+    assert run.execute() == code
+    assert len(calls) == done
+    (case,) = [c for s in run.state.suites for c in s.cases]
+    assert case.message == message
+    assert run.state.suites[0].runs == done
+
+
+def test_repeat_is_refused_where_the_target_runs_the_tests_itself(make_run):
+    run = make_run(stages.STAGES, target="lava", repeat=2)
+    assert run.execute() == 2
+    assert "--repeat 2: --target lava runs its tests itself, once" in \
+        run.state.run_stages["check"]["error"]

@@ -66,6 +66,7 @@ class LavaTarget(TargetBase):
     wants_initramfs = True
     remote = False  # one job per arch, as many arches as asked
     runs_kselftests = False  # the job runs orch's own selftests (lavaguest.TEST_SCRIPT)
+    runs_tests_itself = True  # once each, in the job's test action
     SPEC = "lava or lava+https://HOST"
     SHORT = "lava"
     OPTIONS = (
