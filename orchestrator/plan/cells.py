@@ -120,7 +120,7 @@ class Plan:
         series = BY_KEY["series"].argv(ref.series, self.root)
         return argv + ["--against", tree[1], "--against-series", series[1],
                        "--time", f"{cell.fuzz:g}", "--seed", str(zlib.crc32(cell.name.encode())),
-                       "--shrink-time", f"{FUZZ_SHRINK_SECONDS:g}"]
+                       "--shrink-time", f"{FUZZ_SHRINK_SECONDS:g}", *coverage_argv(cell)]
 
     def cell_argv(self, cell: Cell) -> list[str]:
         """The `orch run` options that make this cell (paths absolute, from the plan's
@@ -132,8 +132,12 @@ class Plan:
             argv += ["--kselftest", k]
         if cell.kselftest and cell.kselftest_tree:
             argv += ["--kselftest-tree", cell.kselftest_tree]
-        if cell.coverage is not None:
-            argv.append("--coverage" + (f"={','.join(cell.coverage)}" if cell.coverage
-                                        else ""))
-        return argv
+        return argv + coverage_argv(cell)
 
+
+def coverage_argv(cell: Cell) -> list[str]:
+    """A coverage cell's `--coverage[=FILES]`, for `orch run` (a coverage build) and for
+    `orch fuzz` (guided by the series' lines it reaches)."""
+    if cell.coverage is None:
+        return []
+    return ["--coverage" + (f"={','.join(cell.coverage)}" if cell.coverage else "")]

@@ -52,3 +52,14 @@ def test_orch_fuzz_plan_cell(orch):
         r.stderr
     r = orch("fuzz", "--cell", "x86_64-6.1-uffd-move")
     assert r.returncode == 2 and "--cell needs --plan FILE" in r.stderr
+
+
+def test_a_coverage_cell_with_a_budget_is_fuzzed_guided(tmp_path):
+    """A cell that is a coverage build (`coverage:`) and has a fuzz budget runs
+    `orch fuzz --coverage`: guided by the lines of the series it reaches (README)."""
+    p = plan(tmp_path, "compare: {base: {tree: '6.12'}, new: {tree: '6.1'}}\n"
+             "include: [{tree: '6.1', coverage: [mm/mremap.c], fuzz: 5},\n"
+             "          {tree: '6.1', profile: debug, fuzz: 5}]\n")
+    guided = p.fuzz_argv(p.cell("x86_64-6.1-coverage"))
+    assert "--coverage=mm/mremap.c" in guided
+    assert not any(w.startswith("--coverage") for w in p.fuzz_argv(p.cell("x86_64-6.1-debug")))
