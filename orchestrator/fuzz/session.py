@@ -8,6 +8,7 @@ an arch already take the machine's CPUs.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -150,10 +151,30 @@ def _undetermined(why: str) -> dict:
     return {"to": "undetermined", "why": why}
 
 
-def _checkable(program: Program) -> bool:
-    """Whether the base kernel can run the program as it is: it has no UFFDIO_MOVE."""
+_NOTHING_MOVED = re.compile(r"move -1 \w+ move=(-?\d+)")
+
+
+def _moved_nothing(record: str | None) -> bool:
+    """A move's trace record that says it failed having moved no byte."""
+    m = _NOTHING_MOVED.fullmatch(record or "")
+    return bool(m) and int(m.group(1)) <= 0
+
+
+def failed_moves(program: Program, outs: tuple[trace.Outcome, ...]) -> set[str] | None:
+    """The record keys of the program's moves when each of them failed on every kernel of
+    `outs` having moved nothing (the program's memory is as if it had not run them); None
+    when one of them moved pages somewhere."""
+    keys = {f"o{i}" for i, o in enumerate(program.ops) if o.kind == "move"}
+    if all(_moved_nothing(out.records.get(k)) for k in keys for out in outs):
+        return keys
+    return None
+
+
+def _checkable(program: Program, outs: tuple[trace.Outcome, ...]) -> bool:
+    """Whether the base kernel can run the program as the others did: it has no
+    UFFDIO_MOVE, so only where every move failed and moved nothing on both kernels."""
     return bool(program.ops) and not program.concurrent and \
-        not any(o.kind == "move" for o in program.ops)
+        failed_moves(program, outs) is not None
 
 
 def attributable(g: Group) -> bool:
@@ -186,7 +207,7 @@ def attribute(groups: list[Group], base: Side, allow: list[allowmod.Entry], time
         if g.minimized and g.min_outcomes and g.min_verdict and \
                 g.minimized.body() != g.program.body():
             cands.append((g.minimized, g.min_outcomes, g.min_verdict))
-        todo = [c for c in cands if _checkable(c[0])]
+        todo = [c for c in cands if _checkable(c[0], c[1])]
         if not todo:
             g.attribution = _undetermined("its programs move pages, which the base kernel "
                                           "cannot (no UFFDIO_MOVE)")
@@ -200,8 +221,11 @@ def attribute(groups: list[Group], base: Side, allow: list[allowmod.Entry], time
         if not oc.comparable or oc.end in ("crash", *trace.HANGS):
             seen.setdefault(g.signature, []).append(f"ended {oc.end or 'with no outcome'}")
             continue
+        # the base answers a move that failed on both kernels otherwise (no such ioctl)
+        moves = failed_moves(program, (oa, ob)) or set()
         off = next((k[1:] for k, val in repro.preconditions(v, (oa, ob), program)
-                    if oc.records.get(k[1:]) != val), None)
+                    if oc.records.get(k[1:]) != val and
+                    not (k[1:] in moves and _moved_nothing(oc.records.get(k[1:])))), None)
         if off is not None:
             seen.setdefault(g.signature, []).append(
                 f"ran it otherwise before the divergence ({off}: {oc.records.get(off)!r}, "
@@ -216,10 +240,12 @@ def attribute(groups: list[Group], base: Side, allow: list[allowmod.Entry], time
         got = seen.get(g.signature)
         if not got or g.attribution:
             continue
-        first_checked = _checkable(g.program)
+        first_checked = _checkable(g.program, g.outcomes)
+        moves = " (its moves moved nothing on either kernel: they fail there too)" if any(
+            o.kind == "move" for o in g.program.ops) and first_checked else ""
         if set(got) == {"proto"}:
             g.attribution = {"to": "base" if first_checked else "base?",
-                             "why": f"{name} differs from the reference the same way"
+                             "why": f"{name} differs from the reference the same way{moves}"
                              + ("" if first_checked else
                                 " in the minimized program (its first program moves pages "
                                 "and could not run there): allowlist it if it is 6.1's")}

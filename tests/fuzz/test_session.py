@@ -289,3 +289,39 @@ def test_a_base_that_ran_the_program_otherwise_before_the_divergence_says_nothin
     assert g.attribution["to"] == "undetermined"
     assert "ran it otherwise before the divergence (o1: 'ureg -1 EINVAL', both kernels " \
         "'ureg 0 ok ioctls=0x13c')" in g.attribution["why"]
+
+
+def test_a_move_that_moved_nothing_on_either_kernel_does_not_stop_the_base_check():
+    """A move that failed on both kernels, having moved nothing, left the program's memory
+    as it was: the base runs the program, where the move fails too (it has no
+    UFFDIO_MOVE: another errno, which is not held against it); a move that moved pages on
+    either kernel still makes the group undetermined."""
+    WP = ("wp", (0, 0, 1, 1))
+
+    def group(move_a, move_b):
+        program = Program(tuple(Op(k, a) for k, a in [MM, MOVE, WP]))
+        oa = trace.Outcome("1", {"o0": "mmap ok", "o1": move_a, "o2": "wp -1 ENOENT"},
+                           end="exit 0")
+        ob = trace.Outcome("1", {"o0": "mmap ok", "o1": move_b, "o2": "wp 0 ok"},
+                           end="exit 0")
+        v = diff.compare(oa, ob, program, [])
+        return Group("x86_64", v.signature, 1, program, v, (oa, ob), 1.0, ["1"],
+                     reproduced=True)
+
+    failed = group("move -1 EINVAL move=-22", "move -1 EINVAL move=-22")
+    moved = group("move 0 ok move=4096", "move 0 ok move=4096")
+
+    class NoMove(Base):
+        def run_batch(self, programs, timeout):
+            self.ran += [p for _, p in programs]
+            return [trace.Outcome(pid, {"o0": "mmap ok", "o1": "move -1 EINVAL move=0",
+                                        "o2": "wp -1 ENOENT"}, end="exit 0")
+                    for pid, _ in programs]
+
+    base = NoMove({})
+    session.attribute([failed, moved], base, [], 10, lambda m: None)
+    assert base.ran == [failed.program] * 2
+    assert failed.attribution["to"] == "base" and \
+        "moved nothing on either kernel" in failed.attribution["why"]
+    assert not failed.counts
+    assert moved.attribution["to"] == "undetermined"
