@@ -151,13 +151,15 @@ def _undetermined(why: str) -> dict:
     return {"to": "undetermined", "why": why}
 
 
-_NOTHING_MOVED = re.compile(r"move -1 \w+ move=(-?\d+)")
+# A failed move's record: the ioctl's `move` field as the kernel left it ("unset": a kernel
+# without UFFDIO_MOVE did not write it; fuzz/fuzz_core.h).
+_NOTHING_MOVED = re.compile(r"move -1 \w+ move=(unset|-?\d+)")
 
 
 def _moved_nothing(record: str | None) -> bool:
     """A move's trace record that says it failed having moved no byte."""
     m = _NOTHING_MOVED.fullmatch(record or "")
-    return bool(m) and int(m.group(1)) <= 0
+    return bool(m) and (m.group(1) == "unset" or int(m.group(1)) <= 0)
 
 
 def failed_moves(program: Program, outs: tuple[trace.Outcome, ...]) -> set[str] | None:

@@ -314,7 +314,7 @@ def test_a_move_that_moved_nothing_on_either_kernel_does_not_stop_the_base_check
     class NoMove(Base):
         def run_batch(self, programs, timeout):
             self.ran += [p for _, p in programs]
-            return [trace.Outcome(pid, {"o0": "mmap ok", "o1": "move -1 EINVAL move=0",
+            return [trace.Outcome(pid, {"o0": "mmap ok", "o1": "move -1 EINVAL move=unset",
                                         "o2": "wp -1 ENOENT"}, end="exit 0")
                     for pid, _ in programs]
 
