@@ -7,6 +7,7 @@ an arch already take the machine's CPUs.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 from dataclasses import dataclass, field
@@ -172,11 +173,31 @@ def failed_moves(program: Program, outs: tuple[trace.Outcome, ...]) -> set[str] 
     return None
 
 
-def _checkable(program: Program, outs: tuple[trace.Outcome, ...]) -> bool:
+def _checkable(program: Program, outs: tuple[trace.Outcome, ...],
+               v: diff.Verdict | None = None) -> bool:
     """Whether the base kernel can run the program as the others did: it has no
-    UFFDIO_MOVE, so only where every move failed and moved nothing on both kernels."""
-    return bool(program.ops) and not program.concurrent and \
-        failed_moves(program, outs) is not None
+    UFFDIO_MOVE, so only where every move failed and moved nothing on both kernels, and
+    the divergence (`v`) is not in a move's own record (its errno: the base's answer to a
+    move says nothing about the series')."""
+    if not program.ops or program.concurrent:
+        return False
+    moves = failed_moves(program, outs)
+    return moves is not None and not (v and any(d.key in moves for d in v.differences))
+
+
+def _with_moves(base: trace.Outcome, side: trace.Outcome, program: Program) -> trace.Outcome:
+    """The base's outcome with a side's records of the program's moves (which the base
+    cannot run): compared with that side, the moves never count either way."""
+    moves = {f"o{i}" for i, o in enumerate(program.ops) if o.kind == "move"}
+    if not moves:
+        return base
+    records = dict(base.records)
+    for k in moves:
+        if k in side.records:
+            records[k] = side.records[k]
+        else:
+            records.pop(k, None)
+    return dataclasses.replace(base, records=records)
 
 
 def attributable(g: Group) -> bool:
@@ -209,7 +230,7 @@ def attribute(groups: list[Group], base: Side, allow: list[allowmod.Entry], time
         if g.minimized and g.min_outcomes and g.min_verdict and \
                 g.minimized.body() != g.program.body():
             cands.append((g.minimized, g.min_outcomes, g.min_verdict))
-        todo = [c for c in cands if _checkable(c[0], c[1])]
+        todo = [c for c in cands if _checkable(*c)]
         if not todo:
             g.attribution = _undetermined("its programs move pages, which the base kernel "
                                           "cannot (no UFFDIO_MOVE)")
@@ -233,8 +254,10 @@ def attribute(groups: list[Group], base: Side, allow: list[allowmod.Entry], time
                 f"ran it otherwise before the divergence ({off}: {oc.records.get(off)!r}, "
                 f"both kernels {ob.records.get(off)!r})")
             continue
-        like_ref = g.signature not in diff.compare(oc, ob, program, allow).signatures
-        like_proto = g.signature not in diff.compare(oa, oc, program, allow).signatures
+        like_ref = g.signature not in diff.compare(_with_moves(oc, ob, program), ob, program,
+                                                   allow).signatures
+        like_proto = g.signature not in diff.compare(oa, _with_moves(oc, oa, program),
+                                                     program, allow).signatures
         seen.setdefault(g.signature, []).append(
             "proto" if like_proto and not like_ref else "ref" if like_ref and not like_proto
             else "neither")
@@ -242,7 +265,7 @@ def attribute(groups: list[Group], base: Side, allow: list[allowmod.Entry], time
         got = seen.get(g.signature)
         if not got or g.attribution:
             continue
-        first_checked = _checkable(g.program, g.outcomes)
+        first_checked = _checkable(g.program, g.outcomes, g.verdict)
         moves = " (its moves moved nothing on either kernel: they fail there too)" if any(
             o.kind == "move" for o in g.program.ops) and first_checked else ""
         if set(got) == {"proto"}:

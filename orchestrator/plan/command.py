@@ -42,7 +42,7 @@ def cell_command(args) -> list[str]:
 
 # What a cell decides for `orch fuzz --plan F --cell N`: its kernel, the reference, the budget.
 FUZZ_OWNS = ("--arch", "--tree", "--base", "--series", "--config", "--debug", "--against",
-             "--against-series", "--time", "--programs")
+             "--against-series", "--time", "--programs", "--coverage")
 
 
 def fuzz_command(plan_spec: str, cell_name: str | None, argv: list[str]) -> list[str] | None:

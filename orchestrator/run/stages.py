@@ -291,7 +291,8 @@ def run_tests(run: RunState, st: ArchState) -> int:
     assert m is not None
     lost = False  # the machine or the connection went away: infrastructure
     gone: lostmachine.Lost | None = None  # why the remaining binaries do not run
-    history = f"tests-{a.name}-" + cache.digest(*(t.binary for t in st.programs))[:12]
+    history = f"tests-{a.name}-" + cache.digest(*(t.binary for t in st.programs),
+                                                str(run.opts.repeat))[:12]
     steps = run.progress.meter(f"tests {a.name}", len(st.programs),
                                cache.recall(history).get("seconds"))
     for i, t in enumerate(st.programs):
@@ -308,16 +309,19 @@ def run_tests(run: RunState, st: ArchState) -> int:
         steps.update(t.binary, done=i)
         covrun.before(run, st, t.binary)
         where = m.tests_dir if t.payload == "selftests" else m.dirs[t.payload]
-        for rep in range(1, run.opts.repeat + 1):  # --repeat: until a run fails
+        spent, runs = 0.0, 0
+        while runs < run.opts.repeat:  # --repeat: until a run fails
+            runs += 1
             mark = m.guest.mark() if m.guest else 0
             s = testrun.run_binary(m.session, a.name, t.binary, t.timeout,
                                    run.out / a.name / "tests", path=f"{where}/{t.path}",
                                    cwd=f"{where}/{t.cwd}" if t.cwd else "/tmp", args=t.args,
                                    program=t.program)
-            testrun.repeated(s, rep, run.opts.repeat)
+            spent += s.duration
             c = s.counts()
-            if c["fail"] or c["error"]:
+            if c["fail"] or c["error"]:  # a lost machine (ssh error) too
                 break
+        s.duration = spent  # the binary's time: every run of it
         ssh_err = next((x for x in s.cases if x.name == "ssh" and x.status == "error"), None)
         if ssh_err:
             # A machine with a console (QEMU) tells a crash from a kill; one without
@@ -331,6 +335,7 @@ def run_tests(run: RunState, st: ArchState) -> int:
             run.progress.error(f"orch: [{a.name}] test: {gone.message}")
         else:
             covrun.after(run, st, t.binary)
+        testrun.repeated(s, runs, run.opts.repeat)  # after the lost-machine reclassify
         crashes.triage(run, st, s)
         run.suites.append(s)
         c = s.counts()

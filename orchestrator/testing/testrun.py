@@ -44,7 +44,6 @@ class Suite:
     output: str = ""
     dmesg: str = ""
     exit_code: int | None = None
-    runs: int = 1  # --repeat: how many runs of the binary this is the outcome of
 
     @property
     def name(self) -> str:
@@ -84,7 +83,6 @@ def repeated(suite: Suite, run: int, runs: int) -> None:
     (on the binary's first case: its record's message)."""
     if runs == 1:
         return
-    suite.runs = run
     bad = [t for t in suite.cases if t.status in ("fail", "error")]
     for t in bad:
         t.message = f"run {run} of {runs}: {t.message}" if t.message else \

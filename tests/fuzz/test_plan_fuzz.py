@@ -50,6 +50,11 @@ def test_orch_fuzz_plan_cell(orch):
     assert r.returncode == 2
     assert "--arch cannot be combined with --plan: cell x86_64-6.1-uffd-move sets it" in \
         r.stderr
+    # a coverage build is another kernel than the cell's: the cell decides it
+    r = orch("fuzz", "--plan", "default", "--cell", "x86_64-6.1-uffd-move", "--coverage")
+    assert r.returncode == 2
+    assert "--coverage cannot be combined with --plan: cell x86_64-6.1-uffd-move sets it" in \
+        r.stderr
     r = orch("fuzz", "--cell", "x86_64-6.1-uffd-move")
     assert r.returncode == 2 and "--cell needs --plan FILE" in r.stderr
 
