@@ -185,6 +185,25 @@ def _checkable(program: Program, outs: tuple[trace.Outcome, ...],
     return moves is not None and not (v and any(d.key in moves for d in v.differences))
 
 
+# UFFDIO_REGISTER's `ioctls` bit of UFFDIO_MOVE (_UFFDIO_MOVE, 5): a base kernel without
+# the ioctl does not offer it.
+_MOVE_IOCTL_BIT = 1 << 5
+_UREG = re.compile(r"(ureg 0 ok ioctls=)0x([0-9a-f]+)")
+
+
+def _base_alike(key: str, base: str | None, want: str, moves: set[str]) -> bool:
+    """Whether the base kernel answered an operation before the divergence as both kernels
+    did, but for what it cannot: a move that failed on both (it fails there too), and the
+    UFFDIO_MOVE bit of a registration's ioctls."""
+    if base == want:
+        return True
+    if key in moves:
+        return _moved_nothing(base)
+    mb, mw = _UREG.fullmatch(base or ""), _UREG.fullmatch(want)
+    return bool(mb and mw) and \
+        int(mb.group(2), 16) | _MOVE_IOCTL_BIT == int(mw.group(2), 16) | _MOVE_IOCTL_BIT
+
+
 def _with_moves(base: trace.Outcome, side: trace.Outcome, program: Program) -> trace.Outcome:
     """The base's outcome with a side's records of the program's moves (which the base
     cannot run): compared with that side, the moves never count either way."""
@@ -244,11 +263,9 @@ def attribute(groups: list[Group], base: Side, allow: list[allowmod.Entry], time
         if not oc.comparable or oc.end in ("crash", *trace.HANGS):
             seen.setdefault(g.signature, []).append(f"ended {oc.end or 'with no outcome'}")
             continue
-        # the base answers a move that failed on both kernels otherwise (no such ioctl)
         moves = failed_moves(program, (oa, ob)) or set()
         off = next((k[1:] for k, val in repro.preconditions(v, (oa, ob), program)
-                    if oc.records.get(k[1:]) != val and
-                    not (k[1:] in moves and _moved_nothing(oc.records.get(k[1:])))), None)
+                    if not _base_alike(k[1:], oc.records.get(k[1:]), val, moves)), None)
         if off is not None:
             seen.setdefault(g.signature, []).append(
                 f"ran it otherwise before the divergence ({off}: {oc.records.get(off)!r}, "
