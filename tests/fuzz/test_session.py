@@ -110,6 +110,18 @@ class Base:
 MM, MOVE = ("mmap", (0, 1, 0)), ("move", (0, 0, 0, 0, 1, 0, 0))
 
 
+class Answers(Base):
+    """A base kernel whose every run of every program gives these records."""
+
+    def __init__(self, records):
+        super().__init__({})
+        self.records = records
+
+    def run_batch(self, programs, timeout):
+        self.ran += [p for _, p in programs]
+        return [trace.Outcome(pid, dict(self.records), end="exit 0") for pid, _ in programs]
+
+
 def test_a_divergence_is_attributed_by_running_it_on_the_base_kernel():
     """The base kernel (the prototype's tree without its series) runs each divergence's
     programs twice: like the prototype every time -> the base's (not a failure); like the
@@ -314,14 +326,7 @@ def test_a_move_that_moved_nothing_on_either_kernel_does_not_stop_the_base_check
     # EINVAL as the prototype's early rejection) says nothing about it
     on_the_move = group("move -1 EINVAL move=unset", "move -1 ENOENT move=-2")
 
-    class NoMove(Base):
-        def run_batch(self, programs, timeout):
-            self.ran += [p for _, p in programs]
-            return [trace.Outcome(pid, {"o0": "mmap ok", "o1": "move -1 EINVAL move=unset",
-                                        "o2": "wp -1 ENOENT"}, end="exit 0")
-                    for pid, _ in programs]
-
-    base = NoMove({})
+    base = Answers({"o0": "mmap ok", "o1": "move -1 EINVAL move=unset", "o2": "wp -1 ENOENT"})
     session.attribute([failed, moved, on_the_move], base, [], 10, lambda m: None)
     assert base.ran == [failed.program] * 2
     assert failed.attribution["to"] == "base" and \
@@ -350,12 +355,7 @@ def test_the_base_registers_without_the_move_ioctl_and_is_not_held_to_it():
     v = diff.compare(oa, ob, program, [])
     g = Group("x86_64", v.signature, 1, program, v, (oa, ob), 1.0, ["1"], reproduced=True)
 
-    class NoMoveIoctl(Base):
-        def run_batch(self, programs, timeout):
-            self.ran += [p for _, p in programs]
-            return [trace.Outcome(pid, {"o0": "mmap ok", "o1": "ureg 0 ok ioctls=0x1c",
-                                        "o2": "wp -1 ENOENT"}, end="exit 0")
-                    for pid, _ in programs]
-
-    session.attribute([g], NoMoveIoctl({}), [], 10, lambda m: None)
+    no_move_ioctl = Answers({"o0": "mmap ok", "o1": "ureg 0 ok ioctls=0x1c",
+                             "o2": "wp -1 ENOENT"})
+    session.attribute([g], no_move_ioctl, [], 10, lambda m: None)
     assert g.attribution["to"] == "base", g.attribution
