@@ -63,7 +63,7 @@ class Group:
     # errno signatures, which are over the whole run).
     reproduced: bool | None = None
     # Whose difference it is, measured on the prototype's tree without its series
-    # (session.attribute): {"to": "base" | "series" | "undetermined", "why": ...}. A
+    # (attribution.attribute): {"to": "base" | "series" | "undetermined", "why": ...}. A
     # difference the base kernel shows too is not the series': recorded, not a failure.
     attribution: dict = field(default_factory=dict)
 

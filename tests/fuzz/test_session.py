@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import pytest
 
 from orchestrator.base.errors import InfraError, UsageError
-from orchestrator.fuzz import diff, session, trace
+from orchestrator.fuzz import attribution, diff, session, trace
 from orchestrator.fuzz.engine import ArchRun, Group
 from orchestrator.fuzz.model import Op, Program
 from orchestrator.fuzz.report import ArchReport, group_case
@@ -134,7 +134,7 @@ def test_a_divergence_is_attributed_by_running_it_on_the_base_kernel():
     base = Base({"wp": "wp -1 ENOENT", "madv": "madv 0 ok", "mprot": "mprot -1 EPERM",
                  "munmap": "munmap 0 ok"}, ends={"munmap": "crash"})
     groups = [base_like_proto, base_like_ref, neither, crashed]
-    session.attribute(groups, base, [], 10, lambda m: None)
+    attribution.attribute(groups, base, [], 10, lambda m: None)
     assert base.ran == [g.program for g in groups for _ in range(2)]
     assert [g.attribution["to"] for g in groups] == ["base", "series", "undetermined",
                                                       "undetermined"]
@@ -161,7 +161,7 @@ def test_a_divergence_whose_programs_move_pages_is_never_the_bases():
     first_moves = _group("o1", "wp -1 ENOENT", "wp 0 ok", [MM, ("wp", (0, 0, 1, 1)), MOVE],
                          minimized=[MM, ("wp", (0, 0, 1, 1))])
     base = Base({"wp": "wp -1 ENOENT"})
-    session.attribute([all_move, first_moves], base, [], 10, lambda m: None)
+    attribution.attribute([all_move, first_moves], base, [], 10, lambda m: None)
     assert base.ran == [first_moves.minimized] * 2
     assert all_move.attribution["to"] == "undetermined" and \
         "no UFFDIO_MOVE" in all_move.attribution["why"]
@@ -297,7 +297,7 @@ def test_a_base_that_ran_the_program_otherwise_before_the_divergence_says_nothin
             return [trace.Outcome(pid, {"o0": "mmap ok", "o1": "ureg -1 EINVAL",
                                         "o2": "madv 0 ok"}, end="exit 0")
                     for pid, _ in programs]
-    session.attribute([g], RefusingBase({}), [], 10, lambda m: None)
+    attribution.attribute([g], RefusingBase({}), [], 10, lambda m: None)
     assert g.attribution["to"] == "undetermined"
     assert "ran it otherwise before the divergence (o1: 'ureg -1 EINVAL', both kernels " \
         "'ureg 0 ok ioctls=0x13c')" in g.attribution["why"]
@@ -327,7 +327,7 @@ def test_a_move_that_moved_nothing_on_either_kernel_does_not_stop_the_base_check
     on_the_move = group("move -1 EINVAL move=unset", "move -1 ENOENT move=-2")
 
     base = Answers({"o0": "mmap ok", "o1": "move -1 EINVAL move=unset", "o2": "wp -1 ENOENT"})
-    session.attribute([failed, moved, on_the_move], base, [], 10, lambda m: None)
+    attribution.attribute([failed, moved, on_the_move], base, [], 10, lambda m: None)
     assert base.ran == [failed.program] * 2
     assert failed.attribution["to"] == "base" and \
         "moved nothing on either kernel" in failed.attribution["why"]
@@ -340,11 +340,11 @@ def test_the_base_registers_without_the_move_ioctl_and_is_not_held_to_it():
     """The base kernel's UFFDIO_REGISTER offers no UFFDIO_MOVE (bit 5 of `ioctls`): a
     registration before the divergence that differs only there does not make its run say
     nothing (measured: every group of the pgoff slow test was undetermined without it)."""
-    assert session._base_alike("o3", "ureg 0 ok ioctls=0x1c", "ureg 0 ok ioctls=0x3c", set())
-    assert not session._base_alike("o3", "ureg 0 ok ioctls=0x1c", "ureg 0 ok ioctls=0x1d",
+    assert attribution._base_alike("o3", "ureg 0 ok ioctls=0x1c", "ureg 0 ok ioctls=0x3c", set())
+    assert not attribution._base_alike("o3", "ureg 0 ok ioctls=0x1c", "ureg 0 ok ioctls=0x1d",
                                    set())
-    assert not session._base_alike("o3", "ureg -1 EINVAL", "ureg 0 ok ioctls=0x3c", set())
-    assert session._base_alike("o1", "move -1 EINVAL move=unset", "move -1 ENOENT move=-2",
+    assert not attribution._base_alike("o3", "ureg -1 EINVAL", "ureg 0 ok ioctls=0x3c", set())
+    assert attribution._base_alike("o1", "move -1 EINVAL move=unset", "move -1 ENOENT move=-2",
                                {"o1"})
     WP = ("wp", (0, 0, 1, 1))
     program = Program(tuple(Op(k, a) for k, a in [MM, ("ureg", (0, 0, 1, "m")), WP]))
@@ -357,5 +357,5 @@ def test_the_base_registers_without_the_move_ioctl_and_is_not_held_to_it():
 
     no_move_ioctl = Answers({"o0": "mmap ok", "o1": "ureg 0 ok ioctls=0x1c",
                              "o2": "wp -1 ENOENT"})
-    session.attribute([g], no_move_ioctl, [], 10, lambda m: None)
+    attribution.attribute([g], no_move_ioctl, [], 10, lambda m: None)
     assert g.attribution["to"] == "base", g.attribution
