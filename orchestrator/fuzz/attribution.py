@@ -34,11 +34,16 @@ def _moved_nothing(record: str | None) -> bool:
     return bool(m) and (m.group(1) == "unset" or int(m.group(1)) <= 0)
 
 
+def _move_keys(program: Program) -> set[str]:
+    """The trace record keys of the program's moves."""
+    return {f"o{i}" for i, o in enumerate(program.ops) if o.kind == "move"}
+
+
 def failed_moves(program: Program, outs: tuple[trace.Outcome, ...]) -> set[str] | None:
     """The record keys of the program's moves when each of them failed on every kernel of
     `outs` having moved nothing (the program's memory is as if it had not run them); None
     when one of them moved pages somewhere."""
-    keys = {f"o{i}" for i, o in enumerate(program.ops) if o.kind == "move"}
+    keys = _move_keys(program)
     if all(_moved_nothing(out.records.get(k)) for k in keys for out in outs):
         return keys
     return None
@@ -59,7 +64,7 @@ def _checkable(program: Program, outs: tuple[trace.Outcome, ...],
 # UFFDIO_REGISTER's `ioctls` bit of UFFDIO_MOVE (_UFFDIO_MOVE, 5): a base kernel without
 # the ioctl does not offer it.
 _MOVE_IOCTL_BIT = 1 << 5
-_UREG = re.compile(r"(ureg 0 ok ioctls=)0x([0-9a-f]+)")
+_UREG = re.compile(r"ureg 0 ok ioctls=0x([0-9a-f]+)")
 
 
 def _base_alike(key: str, base: str | None, want: str, moves: set[str]) -> bool:
@@ -72,13 +77,13 @@ def _base_alike(key: str, base: str | None, want: str, moves: set[str]) -> bool:
         return _moved_nothing(base)
     mb, mw = _UREG.fullmatch(base or ""), _UREG.fullmatch(want)
     return bool(mb and mw) and \
-        int(mb.group(2), 16) | _MOVE_IOCTL_BIT == int(mw.group(2), 16) | _MOVE_IOCTL_BIT
+        int(mb.group(1), 16) | _MOVE_IOCTL_BIT == int(mw.group(1), 16) | _MOVE_IOCTL_BIT
 
 
 def _with_moves(base: trace.Outcome, side: trace.Outcome, program: Program) -> trace.Outcome:
     """The base's outcome with a side's records of the program's moves (which the base
     cannot run): compared with that side, the moves never count either way."""
-    moves = {f"o{i}" for i, o in enumerate(program.ops) if o.kind == "move"}
+    moves = _move_keys(program)
     if not moves:
         return base
     records = dict(base.records)
@@ -154,8 +159,8 @@ def attribute(groups: list[Group], base: Side, allow: list[allowmod.Entry], time
         if not got or g.attribution:
             continue
         first_checked = _checkable(g.program, g.outcomes, g.verdict)
-        moves = " (its moves moved nothing on either kernel: they fail there too)" if any(
-            o.kind == "move" for o in g.program.ops) and first_checked else ""
+        moves = " (its moves moved nothing on either kernel: they fail there too)" if \
+            _move_keys(g.program) and first_checked else ""
         if set(got) == {"proto"}:
             g.attribution = {"to": "base" if first_checked else "base?",
                              "why": f"{name} differs from the reference the same way{moves}"
